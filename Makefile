@@ -1,0 +1,40 @@
+# Lakestream — every target creates the virtualenv (.venv/) on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck unit integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup            ## the main job on embedded defaults
+	$(BIN)/lakestream demo
+
+test: lint typecheck   ## lint, types, then every test (integration included)
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup            ## the fast tests only
+	$(BIN)/pytest -q -m "not integration and not slow"
+
+integration: setup
+	$(BIN)/pytest -q -m integration
+
+bench: setup           ## benchmarks (print figures and ratios; never pass/fail)
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) lakestream-data .pytest_cache .mypy_cache .ruff_cache

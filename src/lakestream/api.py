@@ -1,0 +1,163 @@
+"""The one facade the CLI and the web app call (as sqlmesh's ``Context``).
+
+Every user-facing operation is a method here; ``cli.py`` only parses
+arguments, calls one of these, and prints the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from lakestream.config import Settings
+from lakestream.errors import FeedError
+from lakestream.feeds import Feed, FeedRegistry
+from lakestream.ingest.engine import IngestEngine, IngestOptions, IngestReport
+from lakestream.kafka import client
+from lakestream.kafka.broker import EmbeddedBroker, read_state, write_state
+from lakestream.kafka.producer import ProduceReport, produce
+from lakestream.lake.reader import LakeReader
+from lakestream.lake.storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+
+class Lakestream:
+    """Lakestream for one configuration."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def storage(self) -> Storage:
+        """The lake's storage (local folder or S3)."""
+        return open_storage(self.settings.lake.root, self.settings.s3)
+
+    @cached_property
+    def feeds(self) -> FeedRegistry:
+        """The feed registry."""
+        return FeedRegistry(Path(self.settings.feeds_dir))
+
+    @property
+    def data_dir(self) -> Path:
+        """Home of embedded state."""
+        return Path(self.settings.data_dir)
+
+    def bootstrap(self) -> str:
+        """Kafka bootstrap servers (configured, or the background embedded broker)."""
+        return client.bootstrap_servers(self.settings)
+
+    # -- broker -------------------------------------------------------------------------
+
+    def broker_start(self, storage_engine: str = "memory://tansu/") -> dict[str, object]:
+        """Start the embedded broker in the background and record it for other commands."""
+        running = read_state(self.data_dir)
+        if running is not None:
+            return {**running, "already_running": True}
+        broker = EmbeddedBroker(self.data_dir / "broker", storage_engine=storage_engine)
+        broker.start()
+        assert broker.pid is not None
+        write_state(self.data_dir, broker.bootstrap_servers, broker.pid, storage_engine)
+        broker.process = None  # keep it running after we return
+        return {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "pid": broker.pid,
+            "storage_engine": storage_engine,
+            "already_running": False,
+        }
+
+    def broker_stop(self) -> dict[str, object] | None:
+        """Stop the background embedded broker, if one runs."""
+        import os
+        import signal
+
+        state = read_state(self.data_dir)
+        if state is None:
+            return None
+        os.kill(int(str(state["pid"])), signal.SIGTERM)
+        (self.data_dir / "broker.json").unlink(missing_ok=True)
+        return state
+
+    def broker_status(self) -> dict[str, object] | None:
+        """The background embedded broker, or ``None``."""
+        return read_state(self.data_dir)
+
+    @contextmanager
+    def embedded_kafka(self) -> Iterator[str]:
+        """The configured Kafka, or a temporary embedded broker for the block's duration."""
+        if self.settings.kafka.bootstrap_servers or read_state(self.data_dir):
+            yield self.bootstrap()
+            return
+        with EmbeddedBroker(self.data_dir / "broker") as broker:
+            yield broker.bootstrap_servers
+
+    # -- produce ------------------------------------------------------------------------
+
+    def produce_transactions(
+        self,
+        messages: int,
+        rate: float = 0.0,
+        seed: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        bootstrap: str | None = None,
+    ) -> ProduceReport:
+        """Generate ``messages`` transaction events into the ``transactions`` topic."""
+        from lakestream.sources.generator import TransactionGenerator
+
+        bootstrap = bootstrap or self.bootstrap()
+        feed = self.feeds.get("transaction_stream")
+        client.ensure_topics(bootstrap, [feed.topic], self.settings.kafka.partitions)
+        generator = TransactionGenerator(seed=seed)
+        config = client.producer_config(self.settings, bootstrap)
+        return produce(config, feed.topic, generator.messages(messages), rate, on_progress)
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def select_feeds(self, pipeline: str | None, feed: str | None) -> list[Feed]:
+        """The enabled feeds to ingest."""
+        feeds = self.feeds.select(pipeline, feed)
+        if not feeds:
+            raise FeedError("no enabled feed matches", "see `lakestream feeds list`")
+        return feeds
+
+    def ingest_engine(
+        self,
+        feeds: list[Feed],
+        until_idle: bool = False,
+        idle_timeout_s: float = 3.0,
+        group_id: str | None = None,
+        progress: Callable[[IngestReport, dict[str, int]], None] | None = None,
+        bootstrap: str | None = None,
+    ) -> IngestEngine:
+        """An ingest engine for ``feeds`` (call ``run()``; ``stop()`` from a signal)."""
+        bootstrap = bootstrap or self.bootstrap()
+        client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
+        options = IngestOptions(
+            group_id=group_id or self.settings.kafka.group_id,
+            until_idle=until_idle,
+            idle_timeout_s=idle_timeout_s,
+            progress=progress,
+        )
+        return IngestEngine(self.settings, bootstrap, self.storage, feeds, options)
+
+    # -- query --------------------------------------------------------------------------
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run DuckDB SQL over the lake's datasets (one view per dataset)."""
+        reader = LakeReader(self.storage)
+        try:
+            return reader.query(sql)
+        finally:
+            reader.close()
+
+    def datasets(self) -> list[str]:
+        """Names of the lake's datasets (the views ``query`` offers)."""
+        reader = LakeReader(self.storage)
+        try:
+            return [d.name for d in reader.datasets]
+        finally:
+            reader.close()

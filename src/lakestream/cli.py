@@ -1,0 +1,342 @@
+"""The ``lakestream`` command line: thin wrappers around :class:`lakestream.api.Lakestream`.
+
+Exit status: 0 success, 1 failure (one clear line; ``--debug`` shows the
+traceback), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from lakestream import __version__
+from lakestream.api import Lakestream
+from lakestream.config import load_settings
+from lakestream.errors import LakestreamError, UsageError
+from lakestream.ingest.engine import IngestReport
+from lakestream.output import (
+    console,
+    err_console,
+    print_error,
+    print_ingest_report,
+    print_rows,
+    progress_bar,
+)
+
+
+class Context:
+    """What every command gets: the options of the root command, and the facade on demand."""
+
+    def __init__(self, config: str | None, debug: bool) -> None:
+        self.config = config
+        self.debug = debug
+        self._api: Lakestream | None = None
+
+    @property
+    def api(self) -> Lakestream:
+        """The facade, built from the configuration on first use."""
+        if self._api is None:
+            self._api = Lakestream(load_settings(self.config))
+        return self._api
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: ./lakestream.yaml if present, else embedded defaults).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-v", "--verbose", is_flag=True, help="Show informational logs.")
+@click.version_option(__version__, prog_name="lakestream")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool, verbose: bool) -> None:
+    """Lakestream keeps your analytical data current from Kafka event streams.
+
+    \b
+    Quick start (no servers needed):
+      lakestream demo                       # broker, events, lake, summary
+      lakestream broker start               # an embedded Kafka for the commands below
+      lakestream produce transactions --messages 10000
+      lakestream ingest --pipeline transactions --until-idle
+      lakestream query "SELECT count(*) FROM transaction_stream"
+
+    Configuration comes from ./lakestream.yaml (or --config) and LAKESTREAM_*
+    environment variables; see docs/configuration.md.
+    """
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if not debug:
+        logging.getLogger("lakestream.kafka").setLevel(max(level, logging.ERROR))
+    ctx.obj = Context(config, debug)
+
+
+# -- broker ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def broker() -> None:
+    """Run the embedded Kafka-protocol broker (Tansu) in the background."""
+
+
+@broker.command("start")
+@click.option(
+    "--storage-engine",
+    default="memory://tansu/",
+    show_default=True,
+    help="memory://tansu/ (lost on stop) or s3://bucket/ (needs AWS_* variables).",
+)
+@pass_ctx
+def broker_start(ctx: Context, storage_engine: str) -> None:
+    """Start the broker on a free loopback port; other commands find it automatically."""
+    state = ctx.api.broker_start(storage_engine)
+    verb = "already running" if state["already_running"] else "started"
+    console.print(f"broker {verb} at {state['bootstrap_servers']} (pid {state['pid']})")
+
+
+@broker.command("stop")
+@pass_ctx
+def broker_stop(ctx: Context) -> None:
+    """Stop the background broker started by `lakestream broker start`."""
+    state = ctx.api.broker_stop()
+    console.print(
+        "no embedded broker is running"
+        if state is None
+        else f"broker at {state['bootstrap_servers']} stopped"
+    )
+
+
+@broker.command("status")
+@pass_ctx
+def broker_status(ctx: Context) -> None:
+    """Say whether the background broker runs, and where."""
+    state = ctx.api.broker_status()
+    if state is None:
+        console.print("no embedded broker is running (start one with `lakestream broker start`)")
+        sys.exit(1)
+    console.print(
+        f"broker running at {state['bootstrap_servers']} (pid {state['pid']}, "
+        f"storage {state['storage_engine']})"
+    )
+
+
+# -- produce --------------------------------------------------------------------------------
+
+
+@cli.group()
+def produce() -> None:
+    """Produce events into Kafka (the event generators)."""
+
+
+@produce.command("transactions")
+@click.option(
+    "--messages",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="How many events to send.",
+)
+@click.option(
+    "--rate",
+    "-r",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Events per second; 0 = as fast as possible.",
+)
+@click.option("--seed", type=int, default=None, help="Seed for reproducible events.")
+@pass_ctx
+def produce_transactions(ctx: Context, messages: int, rate: float, seed: int | None) -> None:
+    """Generate realistic transaction events (SPEC §3.1) into the `transactions` topic.
+
+    Events are keyed by user id; about 2 % arrive late (event time 1-72 h in the
+    past) and land in their own day's partition.
+    """
+    with progress_bar("producing transactions", messages) as advance:
+        report = ctx.api.produce_transactions(messages, rate, seed, on_progress=advance)
+    console.print(
+        f"sent {report.sent:,} events ({report.bytes / 1e6:.1f} MB) to 'transactions' "
+        f"in {report.seconds:.1f}s ({report.rate:,.0f}/s); "
+        f"acknowledged {report.delivered:,}, failed {report.failed:,}"
+    )
+    if report.failed:
+        raise LakestreamError(f"{report.failed} events were not delivered: {report.first_error}")
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--pipeline", "-p", default=None, help="Ingest every enabled feed of this pipeline.")
+@click.option("--feed", "-f", default=None, help="Ingest only this feed.")
+@click.option(
+    "--sink",
+    type=click.Choice(["lake"]),
+    default="lake",
+    show_default=True,
+    help="Where to land the records.",
+)
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit 0 once no new record arrived for --idle-timeout seconds.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds without records that count as drained (with --until-idle).",
+)
+@click.option("--group", default=None, help="Consumer group (default: kafka.group_id).")
+@pass_ctx
+def ingest(
+    ctx: Context,
+    pipeline: str | None,
+    feed: str | None,
+    sink: str,
+    until_idle: bool,
+    idle_timeout: float,
+    group: str | None,
+) -> None:
+    """Land Kafka topics in the lake, exactly once, until SIGTERM or until idle.
+
+    Records are written as Parquet under <lake>/streams/<feed>/year=/month=/day=
+    by their event time; bad records go to <lake>/_dlq/<feed>/ with the reason.
+    Start several ingest processes with the same --group to split partitions.
+    """
+    feeds = ctx.api.select_feeds(pipeline, feed)
+    show = _progress_printer() if sys.stderr.isatty() else None
+    engine = ctx.api.ingest_engine(feeds, until_idle, idle_timeout, group, progress=show)
+    _on_signals(lambda *_: engine.stop())
+    report = engine.run()
+    print_ingest_report(report, [f.name for f in feeds])
+
+
+def _progress_printer() -> Callable[[IngestReport, dict[str, int]], None]:
+    last = {"consumed": 0, "at": 0.0}
+
+    def show(report: IngestReport, lag: dict[str, int]) -> None:
+        rate = (report.consumed - last["consumed"]) / max(report.elapsed - last["at"], 1e-6)
+        last.update(consumed=report.consumed, at=report.elapsed)
+        err_console.print(
+            f"ingest: {report.consumed:,} consumed, {report.written:,} written, "
+            f"{report.rejected:,} to DLQ, {rate:,.0f}/s, lag≈{sum(lag.values()):,}"
+        )
+
+    return show
+
+
+def _on_signals(handler: Callable[..., Any]) -> None:
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+# -- query ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("sql")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@pass_ctx
+def query(ctx: Context, sql: str, fmt: str) -> None:
+    """Run DuckDB SQL over the lake; every dataset is a view of its name.
+
+    \b
+    Examples:
+      lakestream query "SELECT count(*) FROM transaction_stream"
+      lakestream query "SELECT status, count(*) FROM transaction_stream
+                        WHERE year = 2025 AND month = 1 AND day = 15 GROUP BY 1"
+      lakestream query "SELECT reason, count(*) FROM dlq_transaction_stream GROUP BY 1"
+    """
+    columns, rows = ctx.api.query(sql)
+    print_rows(columns, rows, fmt)
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--messages",
+    "-n",
+    type=click.IntRange(min=10),
+    default=5000,
+    show_default=True,
+    help="Transaction events to produce.",
+)
+@click.option("--seed", type=int, default=42, show_default=True, help="Generator seed.")
+@pass_ctx
+def demo(ctx: Context, messages: int, seed: int) -> None:
+    """Run the main job on embedded defaults and print a summary.
+
+    Starts a broker, produces transaction events (plus a few bad ones), ingests
+    them into a fresh lake under <data_dir>/demo/lake, queries it, and tells
+    you what to try next. Safe to re-run: the demo area is rebuilt each time.
+    """
+    from lakestream.demo import run_demo
+
+    run_demo(ctx.api, messages, seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and map errors to exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="lakestream", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        err_console.print("aborted")
+        return 130
+    except UsageError as exc:
+        _print_error(exc, debug)
+        return 2
+    except LakestreamError as exc:
+        _print_error(exc, debug)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print_error(
+            f"internal error: {type(exc).__name__}: {exc}", "run with --debug for the traceback"
+        )
+        return 1
+    return 0
+
+
+def _print_error(exc: LakestreamError, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    print_error(exc.message, exc.hint)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Configuration: ``lakestream.yaml`` plus ``LAKESTREAM_*`` environment overrides.
+
+With no file and no environment, the embedded defaults apply: a Tansu broker
+started on demand, a lake folder and an SQLite warehouse under ``./lakestream-data``.
+Secrets (S3 keys, the anonymization key, API keys) come only from the
+environment or a ``.env`` file; a config file that holds one is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from lakestream.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "lakestream.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Model):
+    """How to reach Kafka. ``bootstrap_servers`` unset means: start the embedded broker."""
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; unset = embedded Tansu broker"
+    )
+    group_id: str = Field(default="lakestream", description="consumer group of `ingest`")
+    session_timeout_ms: int = Field(
+        default=6000,
+        ge=1000,
+        description="group session timeout; low values make the group join fast on Tansu",
+    )
+    partitions: int = Field(default=4, ge=1, description="partitions of topics Lakestream creates")
+    client_config: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra librdkafka settings (security.protocol, ...)"
+    )
+
+
+class LakeSettings(_Model):
+    """Where the lake lives and how the streaming writer batches."""
+
+    root: str = Field(
+        default="lakestream-data/lake", description="local folder or s3://bucket/prefix"
+    )
+    flush_interval_s: float = Field(
+        default=5.0, gt=0, description="commit what was consumed at least this often (seconds)"
+    )
+    max_batch_records: int = Field(
+        default=200_000, ge=1, description="flush when a partition buffers this many records"
+    )
+    max_batch_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="flush at this many buffered JSON bytes"
+    )
+    table_versions: int = Field(default=7, ge=1, description="table snapshot versions kept")
+
+
+class S3Settings(_Model):
+    """An S3-compatible object store (AWS, MinIO, SeaweedFS). Keys come from the environment."""
+
+    endpoint: str | None = Field(
+        default=None, description="http(s)://host:port of the S3 API; unset = AWS"
+    )
+    region: str = Field(default="us-east-1", description="S3 region")
+    access_key: SecretStr | None = Field(default=None, description="env LAKESTREAM_S3_ACCESS_KEY")
+    secret_key: SecretStr | None = Field(default=None, description="env LAKESTREAM_S3_SECRET_KEY")
+
+
+class Settings(_Model):
+    """All of Lakestream's configuration."""
+
+    data_dir: str = Field(
+        default="lakestream-data", description="home of embedded state (warehouse, broker logs)"
+    )
+    feeds_dir: str = Field(default="feeds", description="the feed registry folder")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    warehouse_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the transactions warehouse; unset = SQLite"
+    )
+    gold_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the weather gold store; unset = SQLite"
+    )
+    ksqldb_url: str | None = Field(default=None, description="ksqlDB REST endpoint, if any")
+    anon_key: SecretStr | None = Field(default=None, description="env LAKESTREAM_ANON_KEY")
+    openweather_api_key: SecretStr | None = Field(
+        default=None, description="env OPENWEATHER_API_KEY"
+    )
+    source: str = Field(default="defaults", description="where this configuration came from")
+
+
+# environment variable -> dotted settings key
+ENV_OVERRIDES: Mapping[str, str] = {
+    "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+    "LAKESTREAM_KAFKA_GROUP_ID": "kafka.group_id",
+    "LAKESTREAM_LAKE_ROOT": "lake.root",
+    "LAKESTREAM_FLUSH_INTERVAL_S": "lake.flush_interval_s",
+    "LAKESTREAM_DATA_DIR": "data_dir",
+    "LAKESTREAM_FEEDS_DIR": "feeds_dir",
+    "LAKESTREAM_WAREHOUSE_URL": "warehouse_url",
+    "LAKESTREAM_GOLD_URL": "gold_url",
+    "LAKESTREAM_KSQLDB_URL": "ksqldb_url",
+    "LAKESTREAM_S3_ENDPOINT": "s3.endpoint",
+    "LAKESTREAM_S3_REGION": "s3.region",
+    "LAKESTREAM_S3_ACCESS_KEY": "s3.access_key",
+    "LAKESTREAM_S3_SECRET_KEY": "s3.secret_key",
+    "LAKESTREAM_ANON_KEY": "anon_key",
+    "OPENWEATHER_API_KEY": "openweather_api_key",
+}
+
+SECRET_KEYS = frozenset({"s3.access_key", "s3.secret_key", "anon_key", "openweather_api_key"})
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Load settings from a YAML file and the environment.
+
+    Args:
+        path: Explicit config file (``--config``); it must exist. ``None`` looks for
+            ``lakestream.yaml`` in ``cwd`` and uses defaults when there is none.
+        environ: The environment (defaults to ``os.environ`` merged over ``.env``).
+        cwd: Folder to look in for ``lakestream.yaml`` and ``.env``.
+
+    Raises:
+        ConfigError: Naming the file and key, with a suggestion, when invalid.
+    """
+    cwd = cwd or Path.cwd()
+    env = dict(environ) if environ is not None else _environment(cwd)
+    file = Path(path) if path is not None else cwd / DEFAULT_CONFIG_FILE
+    if path is not None and not file.is_file():
+        raise ConfigError(f"config file {file} does not exist", "check the --config path")
+    raw: dict[str, Any] = _read_yaml(file) if file.is_file() else {}
+    _refuse_secrets(raw, file)
+    source = str(file) if file.is_file() else "defaults"
+    for var, dotted in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_dotted(raw, dotted, env[var])
+            source += f" + ${var}"
+    raw["source"] = source
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise _config_error(exc, file) from None
+
+
+def _environment(cwd: Path) -> dict[str, str]:
+    dotenv = {k: v for k, v in dotenv_values(cwd / ".env").items() if v is not None}
+    return {**dotenv, **os.environ}
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}: not valid YAML{where}", "fix the syntax") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{file}: the top level must be a mapping of keys, not {type(data).__name__}"
+        )
+    return data
+
+
+def _refuse_secrets(raw: Mapping[str, Any], file: Path) -> None:
+    for dotted in SECRET_KEYS:
+        node: Any = raw
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            var = next(v for v, d in ENV_OVERRIDES.items() if d == dotted)
+            raise ConfigError(
+                f"{file}: '{dotted}' is a secret and may not be stored in a config file",
+                f"remove it and set ${var} in the environment or in .env",
+            )
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _config_error(exc: ValidationError, file: Path) -> ConfigError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        hint = _suggest(first["loc"])
+        return ConfigError(f"{file}: unknown key '{loc}'", hint or "see docs/configuration.md")
+    return ConfigError(f"{file}: '{loc}': {first['msg']}", "see docs/configuration.md")
+
+
+def _suggest(loc: tuple[Any, ...]) -> str | None:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"did you mean '{close[0]}'?" if close else None

@@ -1,0 +1,102 @@
+"""Event schemas: the built-in ones and the compact notation feeds use.
+
+A feed's schema is a mapping of field name to type name (``string``, ``int64``,
+``float64``, ``bool``, ``timestamp``, ``date``) or to a nested mapping (a struct).
+Fields not in the schema are still kept: their type is inferred, so a new
+optional field in the events becomes a new column (schema evolution).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from lakestream.errors import FeedError
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+
+_TYPES: Mapping[str, pa.DataType] = {
+    "string": pa.string(),
+    "str": pa.string(),
+    "int": pa.int64(),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "float": pa.float64(),
+    "float64": pa.float64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "timestamp": TIMESTAMP,
+    "date": pa.date32(),
+}
+
+TRANSACTION_SCHEMA_SPEC: Mapping[str, Any] = {
+    "transaction_id": "string",
+    "event_time": "timestamp",
+    "transaction_type": "string",
+    "status": "string",
+    "amount": "float64",
+    "currency": "string",
+    "quantity": "int64",
+    "user": {"user_id": "string", "name": "string", "email": "string",
+             "country": "string", "city": "string"},
+    "payment_method": {"payment_method_id": "string", "name": "string",
+                       "category": "string", "is_active": "bool"},
+    "product": {"product_id": "string", "name": "string", "category": "string",
+                "unit_price": "float64"},
+    "device": {"ip_address": "string", "user_agent": "string"},
+    "card_last4": "string",
+}  # fmt: skip
+
+TRANSACTION_REQUIRED: tuple[str, ...] = (
+    "transaction_id", "event_time", "transaction_type", "status", "amount", "currency",
+    "quantity", "user.user_id", "payment_method.payment_method_id", "product.product_id",
+)  # fmt: skip
+
+BUILTIN_SCHEMAS: Mapping[str, Mapping[str, Any]] = {"transactions": TRANSACTION_SCHEMA_SPEC}
+
+# Columns the ingest adds to every record: where it came from in Kafka.
+KAFKA_COLUMNS = pa.schema(
+    [
+        ("_kafka_partition", pa.int32()),
+        ("_kafka_offset", pa.int64()),
+        ("_kafka_timestamp", TIMESTAMP),
+        ("_kafka_key", pa.string()),
+    ]
+)
+
+
+def arrow_type(spec: Any, where: str) -> pa.DataType:
+    """The Arrow type of one schema entry (a type name or a nested mapping)."""
+    if isinstance(spec, Mapping):
+        return pa.struct([pa.field(k, arrow_type(v, f"{where}.{k}")) for k, v in spec.items()])
+    if isinstance(spec, str) and spec.lower() in _TYPES:
+        return _TYPES[spec.lower()]
+    known = ", ".join(sorted(set(_TYPES)))
+    raise FeedError(f"schema field '{where}': unknown type {spec!r}", f"use one of: {known}")
+
+
+def arrow_schema(spec: Mapping[str, Any] | str | None, time_field: str | None) -> pa.Schema:
+    """Build the explicit Arrow schema for a feed.
+
+    Args:
+        spec: A field mapping, the name of a built-in schema, or ``None`` (infer all).
+        time_field: The event-time field; always typed ``timestamp`` so it is parsed.
+    """
+    if isinstance(spec, str):
+        if spec not in BUILTIN_SCHEMAS:
+            raise FeedError(
+                f"unknown built-in schema '{spec}'", f"known: {sorted(BUILTIN_SCHEMAS)}"
+            )
+        spec = BUILTIN_SCHEMAS[spec]
+    fields = [pa.field(k, arrow_type(v, k)) for k, v in (spec or {}).items()]
+    if time_field and "." not in time_field and time_field not in {f.name for f in fields}:
+        fields.append(pa.field(time_field, TIMESTAMP))
+    return pa.schema(fields)
+
+
+def schema_as_json(schema: pa.Schema) -> list[dict[str, str]]:
+    """A schema as ``[{"name": ..., "type": ...}]`` for ``_metadata.json``."""
+    return [{"name": f.name, "type": str(f.type)} for f in schema]

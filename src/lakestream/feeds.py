@@ -1,0 +1,140 @@
+"""The feed registry: which Kafka topics land where in the lake.
+
+Built-in feeds ship with Lakestream (the transactions pipeline's); more are
+declared as YAML or JSON files in ``<feeds_dir>/active/`` (archived ones live in
+``<feeds_dir>/archived/`` and are ignored). A file may also override a built-in
+feed of the same name. Adding a feed file and running ``lakestream ingest`` is
+all it takes to land a new JSON topic.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lakestream.decode.schemas import TRANSACTION_REQUIRED
+from lakestream.errors import FeedError
+
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class Feed(BaseModel):
+    """One feed: a Kafka topic and how it lands in the lake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="dataset name in the lake")
+    topic: str = Field(description="Kafka topic to consume")
+    pipeline: str = Field(default="custom", description="pipeline the feed belongs to")
+    kind: Literal["stream", "table"] = Field(default="stream", description="append or snapshot")
+    layer: Literal["streams", "bronze"] = Field(default="streams", description="lake area")
+    schema_spec: dict[str, Any] | str | None = Field(
+        default=None, alias="schema", description="field types, a built-in schema name, or none"
+    )
+    required: tuple[str, ...] = Field(default=(), description="dotted fields that must be present")
+    time_field: str | None = Field(
+        default=None, description="event-time field deciding the date partition; none = Kafka time"
+    )
+    key: tuple[str, ...] = Field(default=(), description="key columns (tables)")
+    enabled: bool = Field(default=True, description="disabled feeds are skipped")
+    sensitivity: Literal["restricted", "shared"] = Field(default="restricted")
+    retention_days: int | None = Field(default=None, ge=1, description="days of partitions kept")
+    description: str = ""
+
+    @field_validator("topic")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC.match(value) or value in (".", ".."):
+            raise ValueError(f"'{value}' is not a valid Kafka topic name ([A-Za-z0-9._-], ≤ 249)")
+        return value
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's folder below the lake root (``streams/<name>``)."""
+        return f"{self.layer}/{self.name}"
+
+    @property
+    def partition_field(self) -> str:
+        """The column whose date decides the partition."""
+        return self.time_field or "_kafka_timestamp"
+
+
+BUILTIN_FEEDS: tuple[Feed, ...] = (
+    Feed(
+        name="transaction_stream",
+        topic="transactions",
+        pipeline="transactions",
+        schema="transactions",
+        required=TRANSACTION_REQUIRED,
+        time_field="event_time",
+        sensitivity="restricted",
+        description="raw transaction events (SPEC §3.1), nested fields as structs",
+    ),
+)
+
+
+class FeedRegistry:
+    """Built-in feeds plus the files of ``<feeds_dir>/active``."""
+
+    def __init__(self, feeds_dir: Path) -> None:
+        self.feeds_dir = feeds_dir
+        self._feeds: dict[str, Feed] = {f.name: f for f in BUILTIN_FEEDS}
+        for path in sorted((feeds_dir / "active").glob("*")):
+            if path.suffix in (".yaml", ".yml", ".json"):
+                feed = load_feed_file(path)
+                self._feeds[feed.name] = feed
+
+    def __iter__(self) -> Iterator[Feed]:
+        return iter(self._feeds.values())
+
+    def get(self, name: str) -> Feed:
+        """The feed called ``name``.
+
+        Raises:
+            FeedError: Unknown name, with the closest known one suggested.
+        """
+        if name in self._feeds:
+            return self._feeds[name]
+        close = difflib.get_close_matches(name, list(self._feeds), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see `lakestream feeds list`"
+        raise FeedError(f"unknown feed '{name}'", hint)
+
+    def select(self, pipeline: str | None = None, feed: str | None = None) -> list[Feed]:
+        """Enabled feeds of a pipeline (or one named feed, which must be enabled)."""
+        if feed is not None:
+            chosen = self.get(feed)
+            if not chosen.enabled:
+                raise FeedError(f"feed '{feed}' is disabled", f"lakestream feeds enable {feed}")
+            return [chosen]
+        known = {f.pipeline for f in self}
+        if pipeline is not None and pipeline not in known:
+            raise FeedError(f"unknown pipeline '{pipeline}'", f"known: {', '.join(sorted(known))}")
+        return [f for f in self if f.enabled and (pipeline is None or f.pipeline == pipeline)]
+
+
+def load_feed_file(path: Path) -> Feed:
+    """Parse and validate one feed file (YAML or JSON)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise FeedError(f"{path}: cannot be parsed: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FeedError(f"{path}: a feed file holds one mapping of keys")
+    try:
+        return Feed.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc, [*Feed.model_fields, "schema"], n=1)
+            hint = f"did you mean '{close[0]}'?" if close else None
+            raise FeedError(f"{path}: unknown key '{loc}'", hint) from None
+        raise FeedError(f"{path}: '{loc}': {err['msg']}") from None

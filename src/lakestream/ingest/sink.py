@@ -1,0 +1,150 @@
+"""The lake sink of one feed: decode a partition's buffer, stage its files, commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from lakestream.decode.json_batch import JsonDecoder
+from lakestream.decode.schemas import KAFKA_COLUMNS, TIMESTAMP, arrow_schema, schema_as_json
+from lakestream.feeds import Feed
+from lakestream.lake.ledger import Manifest, OffsetLedger, Totals
+from lakestream.lake.metadata import rebuild_metadata
+from lakestream.lake.storage import Storage
+from lakestream.lake.writer import BatchId, dlq_table, stage_data, stage_dlq
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FlushStats:
+    """What one flush of one partition wrote."""
+
+    records: int = 0
+    rejected: int = 0
+    files: int = 0
+    bytes: int = 0
+
+    def __iadd__(self, other: FlushStats) -> FlushStats:
+        self.records += other.records
+        self.rejected += other.rejected
+        self.files += other.files
+        self.bytes += other.bytes
+        return self
+
+
+class LakeSink:
+    """Exactly-once writer of one feed's dataset.
+
+    The sink remembers, per Kafka partition, the next offset the lake expects
+    (from the ledger at assignment) and refuses to commit anything that does
+    not continue it.
+    """
+
+    def __init__(self, storage: Storage, feed: Feed) -> None:
+        self.storage = storage
+        self.feed = feed
+        self.ledger = OffsetLedger(storage, feed.dataset)
+        required = tuple(
+            dict.fromkeys([*feed.required, *([feed.time_field] if feed.time_field else [])])
+        )
+        self.decoder = JsonDecoder(arrow_schema(feed.schema_spec, feed.time_field), required)
+        self.next_offset: dict[tuple[str, int], int | None] = {}
+        self._totals: dict[tuple[str, int], Totals] = {}
+        self._schema: list[dict[str, str]] = []
+
+    def recover(self, topic: str, partition: int) -> int | None:
+        """Settle what a crash left and return the next offset to consume (``None``: start)."""
+        nxt = self.ledger.recover(topic, partition)
+        latest = self.ledger.latest(topic, partition)
+        self._totals[(topic, partition)] = latest.totals if latest else Totals()
+        self.next_offset[(topic, partition)] = nxt
+        return nxt
+
+    def forget(self, topic: str, partition: int) -> None:
+        """The partition was revoked: stop tracking it."""
+        self.next_offset.pop((topic, partition), None)
+        self._totals.pop((topic, partition), None)
+
+    def write(
+        self,
+        topic: str,
+        partition: int,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        offsets: Sequence[int],
+        timestamps: Sequence[int | None],
+    ) -> FlushStats:
+        """Decode, stage and commit one contiguous run of a partition's messages."""
+        expected = self.next_offset.get((topic, partition))
+        batch = BatchId(
+            self.feed.dataset, self.feed.name, topic, partition, offsets[0], offsets[-1]
+        )
+        result = self.decoder.decode(values)
+        key_strings = _keys(keys)
+        staged = []
+        if result.table is not None:
+            table = _with_kafka_columns(
+                result.table, result.indices, partition, offsets, timestamps, key_strings
+            )
+            staged += stage_data(self.storage, batch, table, self.feed.partition_field)
+            self._schema = schema_as_json(table.schema)
+        if result.rejected:
+            rejects = dlq_table(
+                batch, result.rejected, values, key_strings.to_pylist(), offsets, timestamps
+            )
+            staged += stage_dlq(self.storage, batch, rejects)
+        totals = self._totals.get((topic, partition), Totals()).add(offsets[0], staged)
+        manifest = Manifest(
+            dataset=self.feed.dataset, topic=topic, partition=partition,
+            start_offset=offsets[0], end_offset=offsets[-1], files=staged, totals=totals,
+            committed_at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            schema=self._schema,
+        )  # fmt: skip
+        self.ledger.commit(manifest, expected)
+        self._totals[(topic, partition)] = totals
+        self.next_offset[(topic, partition)] = offsets[-1] + 1
+        rows = result.table.num_rows if result.table is not None else 0
+        return FlushStats(rows, len(result.rejected), len(staged), sum(f.bytes for f in staged))
+
+    def publish_metadata(self) -> None:
+        """Rewrite ``_metadata.json`` from the ledger (cheap: one manifest per partition)."""
+        rebuild_metadata(self.storage, self.feed)
+
+
+def _keys(keys: Sequence[bytes | None]) -> pa.Array:
+    raw = pa.array(keys, pa.binary())
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array(
+            [k.decode("utf-8", "replace") if k is not None else None for k in keys], pa.string()
+        )
+
+
+def _with_kafka_columns(
+    table: pa.Table,
+    indices: pa.Array,
+    partition: int,
+    offsets: Sequence[int],
+    timestamps: Sequence[int | None],
+    keys: pa.Array,
+) -> pa.Table:
+    n = table.num_rows
+    columns = {
+        "_kafka_partition": pa.array([partition] * n, pa.int32())
+        if n < 1024
+        else pa.repeat(pa.scalar(partition, pa.int32()), n),
+        "_kafka_offset": pa.array(offsets, pa.int64()).take(indices),
+        "_kafka_timestamp": pa.array(timestamps, pa.int64()).cast(TIMESTAMP).take(indices),
+        "_kafka_key": keys.take(indices),
+    }
+    for name in KAFKA_COLUMNS.names:
+        if name in table.column_names:
+            table = table.drop_columns([name])
+        table = table.append_column(KAFKA_COLUMNS.field(name), columns[name])
+    return table

@@ -1,0 +1,1 @@
+"""Kafka: the embedded broker, client configuration, producer and admin helpers."""

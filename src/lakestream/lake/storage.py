@@ -1,0 +1,183 @@
+"""One storage abstraction for the lake: a local folder or an S3 bucket prefix.
+
+Paths given to :class:`Storage` are relative to the lake root and use ``/``.
+Writes are atomic: a reader sees the old object or the whole new one, never a
+prefix of it (local: write a hidden temporary file, then ``rename``; S3: a PUT
+is atomic by itself).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from pyarrow import fs as pafs
+
+from lakestream.config import S3Settings
+from lakestream.errors import ConfigError, StorageError, StorageFullError
+
+_TERMINAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file below the lake root: relative path, size in bytes, mtime (epoch s)."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+class Storage:
+    """A lake root on a pyarrow filesystem.
+
+    Args:
+        filesystem: ``LocalFileSystem`` or ``S3FileSystem``.
+        base: The root's path on that filesystem (``/abs/folder`` or ``bucket/prefix``).
+        uri: The root as the user wrote it (shown in messages and metadata).
+    """
+
+    def __init__(self, filesystem: pafs.FileSystem, base: str, uri: str) -> None:
+        self.fs = filesystem
+        self.base = base.rstrip("/")
+        self.uri = uri.rstrip("/")
+        self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
+
+    def full(self, rel: str) -> str:
+        """The path of ``rel`` on the underlying filesystem."""
+        return f"{self.base}/{rel}" if rel else self.base
+
+    def url(self, rel: str) -> str:
+        """``rel`` as a URL or absolute path (for DuckDB and users)."""
+        return f"{self.uri}/{rel}" if rel else self.uri
+
+    def write_atomic(self, rel: str, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``rel`` so that readers never see a partial object."""
+        with _translate(f"write {self.url(rel)}"):
+            if not self.is_local:
+                with self.fs.open_output_stream(self.full(rel)) as out:
+                    out.write(data)
+                return
+            path = self.full(rel)
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                _unlink(tmp)
+                raise
+
+    def read(self, rel: str) -> bytes:
+        """The bytes of ``rel``; ``FileNotFoundError`` if it does not exist."""
+        with _translate(f"read {self.url(rel)}"), self.fs.open_input_stream(self.full(rel)) as f:
+            return bytes(f.read())
+
+    def exists(self, rel: str) -> bool:
+        """Whether a file exists at ``rel``."""
+        with _translate(f"stat {self.url(rel)}"):
+            return bool(self.fs.get_file_info(self.full(rel)).type == pafs.FileType.File)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move a file (atomic rename locally; server-side copy + delete on S3)."""
+        with _translate(f"move {self.url(src)} -> {self.url(dst)}"):
+            if self.is_local:
+                os.makedirs(os.path.dirname(self.full(dst)), exist_ok=True)
+                os.replace(self.full(src), self.full(dst))
+            else:
+                self.fs.copy_file(self.full(src), self.full(dst))
+                self.fs.delete_file(self.full(src))
+
+    def delete(self, rel: str) -> None:
+        """Delete a file; a missing file is not an error."""
+        with _translate(f"delete {self.url(rel)}"), suppress(FileNotFoundError):
+            self.fs.delete_file(self.full(rel))
+
+    def delete_dir(self, rel: str) -> None:
+        """Delete a folder and everything below it (missing is fine)."""
+        with _translate(f"delete {self.url(rel)}"), suppress(FileNotFoundError):
+            self.fs.delete_dir(self.full(rel))
+
+    def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
+        """Files below ``prefix`` (relative paths, sorted); empty if it does not exist."""
+        selector = pafs.FileSelector(self.full(prefix), allow_not_found=True, recursive=recursive)
+        with _translate(f"list {self.url(prefix)}"):
+            infos = self.fs.get_file_info(selector)
+        skip = len(self.base) + 1
+        files = [
+            FileInfo(i.path[skip:], int(i.size or 0), i.mtime.timestamp() if i.mtime else 0.0)
+            for i in infos
+            if i.type == pafs.FileType.File and not i.base_name.startswith(".tmp-")
+        ]
+        return sorted(files, key=lambda f: f.path)
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        """Names of the immediate sub-folders of ``prefix``."""
+        selector = pafs.FileSelector(self.full(prefix), allow_not_found=True, recursive=False)
+        with _translate(f"list {self.url(prefix)}"):
+            infos = self.fs.get_file_info(selector)
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def open_storage(root: str, s3: S3Settings) -> Storage:
+    """Open the lake at ``root``: a local path or ``s3://bucket/prefix``."""
+    parsed = urlparse(root)
+    if parsed.scheme in ("", "file"):
+        path = os.path.abspath(parsed.path if parsed.scheme == "file" else root)
+        return Storage(pafs.LocalFileSystem(), path, path)
+    if parsed.scheme not in ("s3", "s3a"):
+        raise ConfigError(
+            f"lake.root '{root}': unsupported scheme '{parsed.scheme}'",
+            "use a local path or s3://bucket/prefix",
+        )
+    if not parsed.netloc:
+        raise ConfigError(f"lake.root '{root}': missing bucket name", "use s3://bucket/prefix")
+    return Storage(
+        s3_filesystem(s3), f"{parsed.netloc}{parsed.path}", f"s3://{parsed.netloc}{parsed.path}"
+    )
+
+
+def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
+    """A pyarrow S3 filesystem for the configured endpoint and keys."""
+    kwargs: dict[str, Any] = {"region": s3.region, "connect_timeout": 5, "request_timeout": 30}
+    if s3.endpoint:
+        endpoint = urlparse(s3.endpoint if "://" in s3.endpoint else f"http://{s3.endpoint}")
+        kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+    if s3.access_key and s3.secret_key:
+        kwargs.update(
+            access_key=s3.access_key.get_secret_value(),
+            secret_key=s3.secret_key.get_secret_value(),
+        )
+    kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=3)
+    return pafs.S3FileSystem(**kwargs)
+
+
+@contextmanager
+def _translate(what: str) -> Iterator[None]:
+    """Turn filesystem exceptions into Lakestream's transient / terminal errors."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in _TERMINAL_ERRNOS:
+            raise StorageFullError(
+                f"cannot {what}: {os.strerror(exc.errno or 0)}",
+                "free space or fix permissions, then run again",
+            ) from exc
+        raise StorageError(
+            f"cannot {what}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from exc
+
+
+def _unlink(path: str) -> None:
+    with suppress(OSError):
+        os.unlink(path)

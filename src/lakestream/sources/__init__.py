@@ -1,0 +1,1 @@
+"""Event sources: synthetic transaction generators feeding the Kafka producer."""
