@@ -106,7 +106,10 @@ class LakeReader:
             columns = [d[0] for d in cursor.description or []]
             return columns, cursor.fetchall()
         except duckdb.Error as exc:
-            raise QueryError(str(exc).strip().splitlines()[0]) from None
+            message = str(exc).strip().splitlines()[0]
+            names = ", ".join(d.name for d in self.datasets) or "none yet (run `lakestream ingest`)"
+            hint = f"datasets in this lake: {names}" if "does not exist" in message else None
+            raise QueryError(message, hint) from None
 
     def close(self) -> None:
         """Close the DuckDB connection."""

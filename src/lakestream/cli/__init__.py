@@ -1,0 +1,11 @@
+"""The ``lakestream`` command line: thin wrappers around :class:`lakestream.api.Lakestream`.
+
+Each module of this package adds its commands to the root group; commands
+parse arguments, call the facade once, and print. Exit status: 0 success,
+1 failure (one clear line; ``--debug`` shows the traceback), 2 usage error.
+"""
+
+from lakestream.cli import streams  # noqa: F401  (registers the commands)
+from lakestream.cli.root import cli, main
+
+__all__ = ["cli", "main"]
