@@ -114,5 +114,3 @@ def _print_error(exc: LakestreamError, debug: bool) -> None:
     print_error(exc.message, exc.hint)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
