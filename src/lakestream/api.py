@@ -11,17 +11,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakestream.config import Settings
 from lakestream.errors import FeedError
 from lakestream.feeds import Feed, FeedRegistry
-from lakestream.ingest.engine import IngestEngine, IngestOptions, IngestReport
+from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.broker import EmbeddedBroker, read_state, write_state
+from lakestream.kafka.consumer import ConsumeOptions
 from lakestream.kafka.producer import ProduceReport, produce
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from lakestream.warehouse import WarehouseService
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,13 @@ class Lakestream:
     def feeds(self) -> FeedRegistry:
         """The feed registry."""
         return FeedRegistry(Path(self.settings.feeds_dir))
+
+    @cached_property
+    def warehouse(self) -> WarehouseService:
+        """The star-schema warehouse (imported on first use: SQLAlchemy is not cheap)."""
+        from lakestream.warehouse import WarehouseService
+
+        return WarehouseService(self.settings, storage=self.storage)
 
     @property
     def data_dir(self) -> Path:
@@ -136,13 +147,18 @@ class Lakestream:
         """An ingest engine for ``feeds`` (call ``run()``; ``stop()`` from a signal)."""
         bootstrap = bootstrap or self.bootstrap()
         client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
-        options = IngestOptions(
-            group_id=group_id or self.settings.kafka.group_id,
-            until_idle=until_idle,
-            idle_timeout_s=idle_timeout_s,
-            progress=progress,
-        )
+        options = self.consume_options(group_id or self.settings.kafka.group_id, until_idle,
+                                       idle_timeout_s, progress)
         return IngestEngine(self.settings, bootstrap, self.storage, feeds, options)
+
+    def consume_options(self, group_id: str, until_idle: bool, idle_timeout_s: float,
+                        progress: Callable[[Any, dict[str, int]], None] | None) -> ConsumeOptions:
+        """Consumer-loop options from the lake settings."""
+        lake = self.settings.lake
+        return ConsumeOptions(group_id=group_id, until_idle=until_idle,
+                              idle_timeout_s=idle_timeout_s, flush_interval_s=lake.flush_interval_s,
+                              max_batch_records=lake.max_batch_records,
+                              max_batch_bytes=lake.max_batch_bytes, progress=progress)
 
     # -- query --------------------------------------------------------------------------
 

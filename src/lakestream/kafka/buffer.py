@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -47,3 +48,13 @@ class PartitionBuffer:
         """Empty the buffer after a flush."""
         self.values, self.keys, self.offsets, self.timestamps = [], [], [], []
         self.nbytes = 0
+
+    def columns_from(self, start: int | None) -> tuple[list[Any], ...] | None:
+        """The buffered columns from offset ``start`` on (``None``: nothing that new)."""
+        offsets = self.offsets
+        if start is None or offsets[0] >= start:
+            return self.values, self.keys, self.offsets, self.timestamps
+        if offsets[-1] < start:
+            return None
+        cut = next(i for i, o in enumerate(offsets) if o >= start)
+        return self.values[cut:], self.keys[cut:], self.offsets[cut:], self.timestamps[cut:]

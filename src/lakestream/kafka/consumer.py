@@ -1,0 +1,241 @@
+"""A consumer that buffers per partition and hands batches to a committing sink.
+
+It is the shared loop of ``ingest`` (Kafka → lake) and ``process`` (Kafka →
+derived topics): subscribe with a consumer group, ask the subclass where each
+assigned partition starts (its own durable store, not Kafka, is the truth),
+buffer messages, flush on size or time, flush on revoke, and stop cleanly on
+:meth:`stop` or when idle.
+
+"Idle" rests on time, not on high watermarks: Tansu reports wrong watermarks
+(SPEC §2), so a consumer is drained once its partitions are assigned and no
+message arrived for ``idle_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakestream.config import Settings
+from lakestream.errors import LakestreamError, TransientError
+from lakestream.kafka.buffer import PartitionBuffer
+from lakestream.kafka.client import consumer_config
+
+log = logging.getLogger(__name__)
+
+OFFSET_BEGINNING = -2
+
+
+@dataclass
+class ConsumeReport:
+    """What a consumer run read."""
+
+    consumed: int = 0
+    flushes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    assigned_at: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.started
+
+
+@dataclass
+class ConsumeOptions:
+    """How one consumer run behaves."""
+
+    group_id: str
+    until_idle: bool = False
+    idle_timeout_s: float = 3.0
+    flush_interval_s: float = 5.0
+    max_batch_records: int = 200_000
+    max_batch_bytes: int = 64 * 1024 * 1024
+    max_retry_delay_s: float = 30.0
+    progress: Callable[[Any, dict[str, int]], None] | None = None
+    progress_every_s: float = 5.0
+
+
+class BatchingConsumer(ABC):
+    """Consume ``topics`` in a group and flush per-partition batches to a sink."""
+
+    def __init__(self, settings: Settings, bootstrap: str, topics: Sequence[str],
+                 options: ConsumeOptions, report: ConsumeReport) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = list(dict.fromkeys(topics))
+        self.options = options
+        self.report = report
+        self.buffers: dict[tuple[str, int], PartitionBuffer] = {}
+        self.stopping = False
+        self._consumer: Any = None
+        self._last_message = time.monotonic()
+        self._assigned = False
+
+    # -- what a subclass provides ---------------------------------------------------------
+
+    @abstractmethod
+    def start_offset(self, topic: str, partition: int) -> int | None:
+        """Settle any crash leftovers; the next offset to consume (``None``: the start)."""
+
+    @abstractmethod
+    def flush_partition(self, buffer: PartitionBuffer) -> None:
+        """Durably commit the buffered messages (raise to keep them uncommitted)."""
+
+    def committed_offset(self, topic: str, partition: int) -> int | None:
+        """The next offset the sink holds, mirrored to Kafka for lag tools."""
+        return None
+
+    def after_flush(self) -> None:  # noqa: B027 - optional hook
+        """Called after every flush round."""
+
+    def partition_revoked(self, topic: str, partition: int) -> None:  # noqa: B027
+        """The partition went to another consumer."""
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to flush, commit and return (safe from a signal handler)."""
+        self.stopping = True
+
+    def run(self) -> Any:
+        """Consume until :meth:`stop` (or until idle); returns the report."""
+        from confluent_kafka import Consumer
+
+        config = consumer_config(self.settings, self.bootstrap, self.options.group_id)
+        self._consumer = Consumer(config, logger=logging.getLogger("lakestream.kafka"))
+        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        try:
+            self._loop()
+            self.flush_all()
+        finally:
+            self._consumer.close()
+        return self.report
+
+    def _loop(self) -> None:
+        last_progress = time.monotonic()
+        while not self.stopping:
+            messages = self._consumer.consume(num_messages=20_000, timeout=0.25)
+            for m in messages:
+                if m.error() is not None:
+                    log.warning("kafka: %s", m.error())
+                    continue
+                buf = self.buffers.get((m.topic(), m.partition()))
+                if buf is not None:  # else: a partition we no longer own
+                    buf.add(m.value(), m.key(), m.offset(), m.timestamp()[1])
+            if messages:
+                self.report.consumed += len(messages)
+                self._last_message = time.monotonic()
+            if self._should_flush():
+                self.flush_all()
+            now = time.monotonic()
+            if self.options.progress and now - last_progress >= self.options.progress_every_s:
+                self.options.progress(self.report, self.lag())
+                last_progress = now
+            if self.options.until_idle and self._idle(now):
+                return
+
+    def _idle(self, now: float) -> bool:
+        return self._assigned and now - self._last_message >= self.options.idle_timeout_s
+
+    def _should_flush(self) -> bool:
+        pending = [b for b in self.buffers.values() if len(b)]
+        if not pending:
+            return False
+        if sum(b.nbytes for b in pending) >= self.options.max_batch_bytes:
+            return True
+        if any(len(b) >= self.options.max_batch_records for b in pending):
+            return True
+        return time.monotonic() - min(b.first_at for b in pending) >= self.options.flush_interval_s
+
+    def flush_all(self) -> None:
+        """Flush every partition that has buffered messages, then the after-flush hook."""
+        flushed = False
+        for key in list(self.buffers):
+            flushed |= self._flush(key)
+        if flushed:
+            self.after_flush()
+
+    def _flush(self, key: tuple[str, int]) -> bool:
+        buf = self.buffers.get(key)
+        if buf is None or not len(buf):
+            return False
+        self.flush_partition(buf)
+        self.report.flushes += 1
+        self._commit_kafka(*key)
+        buf.clear()
+        return True
+
+    def retry(self, action: Callable[[], Any], what: str) -> Any:
+        """Run ``action``, retrying transient failures with exponential backoff."""
+        delay = 0.5
+        while True:
+            try:
+                return action()
+            except TransientError as exc:
+                if self.stopping and delay > 8:
+                    raise
+                log.warning("cannot %s (%s); retrying in %.1fs", what, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.options.max_retry_delay_s)
+
+    def _commit_kafka(self, topic: str, partition: int) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offset = self.committed_offset(topic, partition)
+        if offset is None:
+            return
+        try:
+            self._consumer.commit(offsets=[TopicPartition(topic, partition, offset)],
+                                  asynchronous=True)
+        except KafkaException as exc:  # informational only: the sink's store is the truth
+            log.debug("offset commit to Kafka failed: %s", exc)
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            start = self._start(tp.topic, tp.partition)
+            tp.offset = OFFSET_BEGINNING if start is None else start
+            self.buffers[(tp.topic, tp.partition)] = PartitionBuffer(tp.topic, tp.partition)
+            log.info("assigned %s[%d] from offset %s", tp.topic, tp.partition, tp.offset)
+        consumer.assign(partitions)
+        self._assigned = True
+        self._last_message = time.monotonic()
+        if self.report.assigned_at is None:
+            self.report.assigned_at = time.monotonic()
+
+    def _start(self, topic: str, partition: int) -> int | None:
+        start: int | None = self.retry(lambda: self.start_offset(topic, partition),
+                                       "recover the partition's committed state")
+        return start
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            try:
+                self._flush(key)
+            except LakestreamError as exc:
+                log.warning("could not flush %s[%d] on revoke: %s", tp.topic, tp.partition, exc)
+            self.buffers.pop(key, None)
+            self.partition_revoked(*key)
+        self._assigned = False
+
+    def lag(self) -> dict[str, int]:
+        """Approximate lag per ``topic:partition`` from cached high watermarks.
+
+        Tansu reports wrong high watermarks (SPEC §2): a hint, never a decision.
+        """
+        from confluent_kafka import TopicPartition
+
+        lag = {}
+        for topic, partition in self.buffers:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                              cached=True)
+            position = self.committed_offset(topic, partition) or 0
+            if high is not None and high >= 0:
+                lag[f"{topic}:{partition}"] = max(0, high - position)
+        return lag
