@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakestream.config import Settings
-from lakestream.errors import FeedError
+from lakestream.errors import ConfigError, FeedError
 from lakestream.feeds import Feed, FeedRegistry
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
@@ -25,6 +25,8 @@ from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage, open_storage
 
 if TYPE_CHECKING:
+    from lakestream.derive.processor import Processor
+    from lakestream.derive.reference import ReferenceStore
     from lakestream.warehouse import WarehouseService
 
 log = logging.getLogger(__name__)
@@ -149,7 +151,9 @@ class Lakestream:
         client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
         options = self.consume_options(group_id or self.settings.kafka.group_id, until_idle,
                                        idle_timeout_s, progress)
-        return IngestEngine(self.settings, bootstrap, self.storage, feeds, options)
+        tables = {f.topic: client.topic_partitions(bootstrap, f.topic)
+                  for f in feeds if f.kind == "table"}
+        return IngestEngine(self.settings, bootstrap, self.storage, feeds, options, tables)
 
     def consume_options(self, group_id: str, until_idle: bool, idle_timeout_s: float,
                         progress: Callable[[Any, dict[str, int]], None] | None) -> ConsumeOptions:
@@ -159,6 +163,43 @@ class Lakestream:
                               idle_timeout_s=idle_timeout_s, flush_interval_s=lake.flush_interval_s,
                               max_batch_records=lake.max_batch_records,
                               max_batch_bytes=lake.max_batch_bytes, progress=progress)
+
+    # -- process ------------------------------------------------------------------------
+
+    def anon_key(self) -> bytes:
+        """The anonymization key (``LAKESTREAM_ANON_KEY``); a missing key is an error."""
+        if self.settings.anon_key is None or not self.settings.anon_key.get_secret_value():
+            raise ConfigError(
+                "LAKESTREAM_ANON_KEY is not set: the anonymized stream needs a secret key",
+                "export LAKESTREAM_ANON_KEY=$(openssl rand -hex 32), or put it in .env",
+            )
+        return self.settings.anon_key.get_secret_value().encode()
+
+    def processor(self, until_idle: bool = False, idle_timeout_s: float = 3.0,
+                  progress: Callable[[Any, dict[str, int]], None] | None = None,
+                  bootstrap: str | None = None) -> Processor:
+        """The ksqlDB-equivalent processor (call ``run()``; ``stop()`` from a signal)."""
+        from lakestream.derive.outputs import OutputPublisher
+        from lakestream.derive.processor import INPUT_TOPIC, STREAMS, Processor
+        from lakestream.derive.sql import TABLES
+
+        key = self.anon_key()
+        bootstrap = bootstrap or self.bootstrap()
+        partitions = self.settings.kafka.partitions
+        client.ensure_topics(bootstrap, [INPUT_TOPIC], partitions)
+        inputs = len(client.topic_partitions(bootstrap, INPUT_TOPIC)) or partitions
+        client.ensure_topics(bootstrap, STREAMS, inputs)
+        client.ensure_topics(bootstrap, list(TABLES), partitions)
+        options = self.consume_options("lakestream-processor", until_idle, idle_timeout_s,
+                                       progress)
+        publisher = OutputPublisher(client.producer_config(self.settings, bootstrap))
+        return Processor(self.settings, bootstrap, self.storage, key, options, publisher)
+
+    def reference(self) -> ReferenceStore:
+        """Exchange rates and blacklist of this data directory."""
+        from lakestream.derive.reference import ReferenceStore
+
+        return ReferenceStore(self.data_dir)
 
     # -- query --------------------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class LakeSettings(_Model):
         default=64 * 1024 * 1024, ge=1024, description="flush at this many buffered JSON bytes"
     )
     table_versions: int = Field(default=7, ge=1, description="table snapshot versions kept")
+    snapshot_interval_s: float = Field(
+        default=60.0, gt=0, description="write a changed table's new version at most this often"
+    )
 
 
 class S3Settings(_Model):
@@ -144,15 +147,17 @@ def load_settings(
     raw: dict[str, Any] = _read_yaml(file) if file.is_file() else {}
     _refuse_secrets(raw, file)
     source = str(file) if file.is_file() else "defaults"
+    from_env: dict[str, str] = {}
     for var, dotted in ENV_OVERRIDES.items():
         if env.get(var):
             _set_dotted(raw, dotted, env[var])
+            from_env[dotted] = var
             source += f" + ${var}"
     raw["source"] = source
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise _config_error(exc, file) from None
+        raise _config_error(exc, file, from_env) from None
 
 
 def _environment(cwd: Path) -> dict[str, str]:
@@ -203,9 +208,13 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: str) -> None:
     node[leaf] = value
 
 
-def _config_error(exc: ValidationError, file: Path) -> ConfigError:
+def _config_error(exc: ValidationError, file: Path, from_env: Mapping[str, str]) -> ConfigError:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
+    if loc in from_env:  # the bad value came from the environment, not from the file
+        return ConfigError(
+            f"${from_env[loc]}: '{loc}': {first['msg']}", "fix the environment variable or .env"
+        )
     if first["type"] == "extra_forbidden":
         hint = _suggest(first["loc"])
         return ConfigError(f"{file}: unknown key '{loc}'", hint or "see docs/configuration.md")

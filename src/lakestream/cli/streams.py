@@ -152,7 +152,7 @@ def ingest(
     feeds = ctx.api.select_feeds(pipeline, feed)
     show = _progress_printer() if sys.stderr.isatty() else None
     engine = ctx.api.ingest_engine(feeds, until_idle, idle_timeout, group, progress=show)
-    _on_signals(lambda *_: engine.stop())
+    on_signals(lambda *_: engine.stop())
     report = engine.run()
     print_ingest_report(report, [f.name for f in feeds])
 
@@ -171,7 +171,7 @@ def _progress_printer() -> Callable[[IngestReport, dict[str, int]], None]:
     return show
 
 
-def _on_signals(handler: Callable[..., Any]) -> None:
+def on_signals(handler: Callable[..., Any]) -> None:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 

@@ -55,7 +55,38 @@ TRANSACTION_REQUIRED: tuple[str, ...] = (
     "quantity", "user.user_id", "payment_method.payment_method_id", "product.product_id",
 )  # fmt: skip
 
-BUILTIN_SCHEMAS: Mapping[str, Mapping[str, Any]] = {"transactions": TRANSACTION_SCHEMA_SPEC}
+_FLATTENED: dict[str, Any] = {
+    "transaction_id": "string", "event_time": "timestamp", "transaction_type": "string",
+    "status": "string", "amount": "float64", "currency": "string", "amount_usd": "float64",
+    "quantity": "int64", "user_id": "string", "user_name": "string", "user_email": "string",
+    "user_country": "string", "user_city": "string", "payment_method_id": "string",
+    "payment_method_name": "string", "payment_method_category": "string",
+    "payment_method_is_active": "bool", "product_id": "string", "product_name": "string",
+    "product_category": "string", "product_unit_price": "float64", "ip_address": "string",
+    "card_last4": "string", "_source_partition": "int32", "_source_offset": "int64",
+}  # fmt: skip
+_ANONYMIZED = {k: v for k, v in _FLATTENED.items()
+               if k not in ("user_name", "user_email", "card_last4")}
+
+BUILTIN_SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "transactions": TRANSACTION_SCHEMA_SPEC,
+    "transaction_flattened": _FLATTENED,
+    "transaction_stream_anonymized": _ANONYMIZED,
+    "transaction_stream_blacklisted": {**_FLATTENED, "blacklist_reason": "string"},
+    "user_transaction_summary": {
+        "user_id": "string", "transaction_type": "string", "total_amount": "float64",
+        "transaction_count": "int64", "avg_amount": "float64"},
+    "user_transaction_summary_eur": {
+        "user_id": "string", "transaction_type": "string", "total_amount_eur": "float64",
+        "transaction_count": "int64", "avg_amount_eur": "float64", "exchange_rate": "float64"},
+    "payment_method_totals": {
+        "payment_method_id": "string", "payment_method_name": "string",
+        "total_amount": "float64", "transaction_count": "int64", "avg_amount": "float64"},
+    "product_purchase_counts": {
+        "product_id": "string", "product_name": "string", "product_category": "string",
+        "purchase_count": "int64", "total_revenue": "float64", "avg_price": "float64",
+        "unique_buyers": "int64"},
+}  # fmt: skip
 
 # Columns the ingest adds to every record: where it came from in Kafka.
 KAFKA_COLUMNS = pa.schema(

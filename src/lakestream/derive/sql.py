@@ -96,15 +96,16 @@ WHERE blacklist_reason <> ''
 # Deltas of the aggregate state contributed by one batch (completed events only).
 USER_DELTAS = """
 SELECT _source_partition AS part, user_id, transaction_type,
-       sum(amount_usd_micro) AS total_micro, count(*) AS n,
-       sum(CAST(round(amount_usd_micro * (SELECT usd_to_eur FROM eur)) AS BIGINT)) AS total_eur_micro
+       CAST(sum(amount_usd_micro) AS BIGINT) AS total_micro, count(*) AS n,
+       CAST(sum(round(amount_usd_micro * (SELECT usd_to_eur FROM eur))) AS BIGINT)
+         AS total_eur_micro
 FROM flattened WHERE status = 'completed' GROUP BY ALL
 """
 
 PAYMENT_DELTAS = """
 SELECT _source_partition AS part, payment_method_id,
        arg_max(payment_method_name, _source_offset) AS name,
-       sum(amount_usd_micro) AS total_micro, count(*) AS n
+       CAST(sum(amount_usd_micro) AS BIGINT) AS total_micro, count(*) AS n
 FROM flattened WHERE status = 'completed' GROUP BY ALL
 """
 
@@ -112,8 +113,8 @@ PRODUCT_DELTAS = """
 SELECT _source_partition AS part, product_id,
        arg_max(product_name, _source_offset) AS name,
        arg_max(product_category, _source_offset) AS category,
-       count(*) AS n, sum(amount_usd_micro) AS revenue_micro,
-       sum(CAST(round(product_unit_price * 1e6) AS BIGINT)) AS price_micro,
+       count(*) AS n, CAST(sum(amount_usd_micro) AS BIGINT) AS revenue_micro,
+       CAST(sum(round(product_unit_price * 1e6)) AS BIGINT) AS price_micro,
        count(product_unit_price) AS price_n
 FROM flattened WHERE status = 'completed' AND transaction_type = 'purchase' GROUP BY ALL
 """

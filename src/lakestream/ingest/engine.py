@@ -18,7 +18,9 @@ from lakestream.config import Settings
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
 from lakestream.ingest.sink import FlushStats, LakeSink
+from lakestream.ingest.tables import TableIngest
 from lakestream.kafka.buffer import PartitionBuffer
+from lakestream.kafka.client import consumer_config
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
 from lakestream.lake.storage import Storage
 
@@ -33,6 +35,7 @@ class IngestReport(ConsumeReport):
     rejected: int = 0
     files: int = 0
     bytes: int = 0
+    versions: int = 0
     per_feed: dict[str, FlushStats] = field(default_factory=lambda: defaultdict(FlushStats))
 
 
@@ -40,13 +43,42 @@ class IngestEngine(BatchingConsumer):
     """Consumes the topics of some feeds and lands them in the lake exactly once."""
 
     def __init__(self, settings: Settings, bootstrap: str, storage: Storage,
-                 feeds: Sequence[Feed], options: ConsumeOptions) -> None:
+                 feeds: Sequence[Feed], options: ConsumeOptions,
+                 table_partitions: dict[str, list[int]] | None = None) -> None:
         self.storage = storage
         self.sinks: dict[str, list[LakeSink]] = defaultdict(list)
         for feed in feeds:
-            self.sinks[feed.topic].append(LakeSink(storage, feed))
+            if feed.kind == "stream":
+                self.sinks[feed.topic].append(LakeSink(storage, feed))
         super().__init__(settings, bootstrap, list(self.sinks), options, IngestReport())
         self.report: IngestReport
+        tables = [f for f in feeds if f.kind == "table"]
+        self.tables = TableIngest(
+            storage, tables, consumer_config(settings, bootstrap, options.group_id),
+            settings.lake.snapshot_interval_s, settings.lake.table_versions) if tables else None
+        self._table_partitions = table_partitions or {}
+
+    def run(self) -> IngestReport:
+        """Consume until stopped or idle; tables write their last version at the end."""
+        if self.tables is not None:
+            self.retry(lambda: self.tables.start(self._table_partitions) if self.tables else None,
+                       "load the table versions")
+        report: IngestReport = super().run()
+        return report
+
+    def poll_more(self) -> int:
+        """Apply the table feeds' changelog records."""
+        if self.tables is None:
+            return 0
+        applied = self.tables.poll()
+        self.retry(self.tables.snapshot_due, "write table versions")
+        return applied
+
+    def finish(self) -> None:
+        """Write the final table versions."""
+        if self.tables is not None:
+            self.retry(self.tables.close, "write table versions")
+            self.report.versions = self.tables.versions_written
 
     def start_offset(self, topic: str, partition: int) -> int | None:
         """The lowest next offset over the feeds of ``topic`` (each skips what it holds)."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakestream.decode.json_batch import JsonDecoder
 from lakestream.decode.schemas import KAFKA_COLUMNS, TIMESTAMP, arrow_schema, schema_as_json
@@ -87,10 +88,16 @@ class LakeSink:
         result = self.decoder.decode(values)
         key_strings = _keys(keys)
         staged = []
-        if result.table is not None:
-            table = _with_kafka_columns(
-                result.table, result.indices, partition, offsets, timestamps, key_strings
-            )
+        totals = self._totals.get((topic, partition), Totals())
+        table, indices = result.table, result.indices
+        duplicates, max_source = 0, None
+        if table is not None and self.feed.dedupe_source:
+            keep, max_source = replay_mask(table, totals.max_source_offset)
+            duplicates = table.num_rows - int(pc.sum(keep).as_py() or 0)
+            table, indices = table.filter(keep), indices.filter(keep)
+        rows = table.num_rows if table is not None else 0
+        if table is not None and rows:
+            table = _with_kafka_columns(table, indices, partition, offsets, timestamps, key_strings)
             staged += stage_data(self.storage, batch, table, self.feed.partition_field)
             self._schema = schema_as_json(table.schema)
         if result.rejected:
@@ -98,7 +105,7 @@ class LakeSink:
                 batch, result.rejected, values, key_strings.to_pylist(), offsets, timestamps
             )
             staged += stage_dlq(self.storage, batch, rejects)
-        totals = self._totals.get((topic, partition), Totals()).add(offsets[0], staged)
+        totals = totals.add(offsets[0], staged, duplicates, max_source)
         manifest = Manifest(
             dataset=self.feed.dataset, topic=topic, partition=partition,
             start_offset=offsets[0], end_offset=offsets[-1], files=staged, totals=totals,
@@ -108,12 +115,34 @@ class LakeSink:
         self.ledger.commit(manifest, expected)
         self._totals[(topic, partition)] = totals
         self.next_offset[(topic, partition)] = offsets[-1] + 1
-        rows = result.table.num_rows if result.table is not None else 0
         return FlushStats(rows, len(result.rejected), len(staged), sum(f.bytes for f in staged))
 
     def publish_metadata(self) -> None:
         """Rewrite ``_metadata.json`` from the ledger (cheap: one manifest per partition)."""
         rebuild_metadata(self.storage, self.feed)
+
+
+def replay_mask(table: pa.Table, seen: int | None) -> tuple[pa.Array, int | None]:
+    """Which rows of a derived stream are new: their ``_source_offset`` exceeds every earlier one.
+
+    ``process`` writes each derived record to the partition of its source, in
+    source-offset order; after a crash it replays from its last commit, so a
+    replayed record's source offset is never above what came before it.
+
+    Returns:
+        The keep mask, and the new highest source offset (``None`` if unknown).
+    """
+    if "_source_offset" not in table.column_names:
+        return pa.array([True] * table.num_rows), None
+    raw = table.column("_source_offset").combine_chunks()
+    source = raw.fill_null(-1)
+    running = pc.cumulative_max(source)
+    floor = -1 if seen is None else seen
+    before = pa.concat_arrays([pa.array([floor], pa.int64()),
+                               pc.max_element_wise(running, floor).slice(0, len(source) - 1)])
+    keep = pc.or_(pc.is_null(raw), pc.greater(source, before))
+    top = pc.max(source).as_py()
+    return keep, max(floor, top) if top is not None and top >= 0 else seen
 
 
 def _keys(keys: Sequence[bytes | None]) -> pa.Array:

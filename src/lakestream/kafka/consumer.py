@@ -93,6 +93,13 @@ class BatchingConsumer(ABC):
     def after_flush(self) -> None:  # noqa: B027 - optional hook
         """Called after every flush round."""
 
+    def poll_more(self) -> int:
+        """Called every loop turn: other sources to poll; returns records read."""
+        return 0
+
+    def finish(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the last flush, before the consumer closes."""
+
     def partition_revoked(self, topic: str, partition: int) -> None:  # noqa: B027
         """The partition went to another consumer."""
 
@@ -108,11 +115,15 @@ class BatchingConsumer(ABC):
 
         config = consumer_config(self.settings, self.bootstrap, self.options.group_id)
         self._consumer = Consumer(config, logger=logging.getLogger("lakestream.kafka"))
-        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        if self.topics:
+            self._consumer.subscribe(self.topics, on_assign=self._on_assign,
+                                     on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        else:
+            self._assigned = True
         try:
             self._loop()
             self.flush_all()
+            self.finish()
         finally:
             self._consumer.close()
         return self.report
@@ -120,7 +131,8 @@ class BatchingConsumer(ABC):
     def _loop(self) -> None:
         last_progress = time.monotonic()
         while not self.stopping:
-            messages = self._consumer.consume(num_messages=20_000, timeout=0.25)
+            messages = (self._consumer.consume(num_messages=20_000, timeout=0.25) if self.topics
+                        else _nap(0.25))
             for m in messages:
                 if m.error() is not None:
                     log.warning("kafka: %s", m.error())
@@ -128,8 +140,9 @@ class BatchingConsumer(ABC):
                 buf = self.buffers.get((m.topic(), m.partition()))
                 if buf is not None:  # else: a partition we no longer own
                     buf.add(m.value(), m.key(), m.offset(), m.timestamp()[1])
-            if messages:
-                self.report.consumed += len(messages)
+            extra = self.poll_more()
+            if messages or extra:
+                self.report.consumed += len(messages) + extra
                 self._last_message = time.monotonic()
             if self._should_flush():
                 self.flush_all()
@@ -239,3 +252,8 @@ class BatchingConsumer(ABC):
             if high is not None and high >= 0:
                 lag[f"{topic}:{partition}"] = max(0, high - position)
         return lag
+
+
+def _nap(seconds: float) -> list[Any]:
+    time.sleep(seconds)
+    return []

@@ -50,8 +50,11 @@ class Totals:
     files: int = 0
     first_offset: int | None = None
     dates: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    max_source_offset: int | None = None
 
-    def add(self, start: int, files: list[StagedFile]) -> Totals:
+    def add(self, start: int, files: list[StagedFile], duplicates: int = 0,
+            max_source_offset: int | None = None) -> Totals:
         """New totals with a batch starting at ``start`` added."""
         dates = dict(self.dates)
         for f in files:
@@ -64,6 +67,9 @@ class Totals:
             files=self.files + len(files),
             first_offset=start if self.first_offset is None else self.first_offset,
             dates=dates,
+            duplicates=self.duplicates + duplicates,
+            max_source_offset=self.max_source_offset if max_source_offset is None
+            else max_source_offset,
         )
 
 

@@ -8,6 +8,7 @@ on ``year``/``month``/``day`` down to the partition paths.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from lakestream.errors import QueryError
-from lakestream.lake.layout import DLQ, STREAMS, TABLES
+from lakestream.lake.layout import DLQ, METADATA, STREAMS, TABLES
 from lakestream.lake.storage import Storage
 
 AREAS = (STREAMS, TABLES, "bronze", "silver", "gold")
@@ -49,6 +50,15 @@ def discover(storage: Storage) -> list[Dataset]:
     return [d for d in found if _has_parquet(storage, d.path)]
 
 
+def _current_version(storage: Storage, path: str) -> str | None:
+    try:
+        meta = json.loads(storage.read(f"{path}/{METADATA}"))
+    except (FileNotFoundError, ValueError):
+        return None
+    current = meta.get("current_version") if isinstance(meta, dict) else None
+    return str(current) if current else None
+
+
 def _has_parquet(storage: Storage, path: str) -> bool:
     return any(f.path.endswith(".parquet") for f in storage.list_files(path))
 
@@ -64,38 +74,28 @@ class LakeReader:
             self._register(ds)
 
     def _register(self, ds: Dataset) -> None:
+        hive = _hive_schema(ds)
         if self.storage.is_local:
             glob = self.storage.url(ds.path).replace("'", "''") + "/**/*.parquet"
-            types = ", ".join(f"'{f.name}': {_SQL_TYPES[f.type]}" for f in _hive_schema(ds))
+            types = ", ".join(f"'{f.name}': {_SQL_TYPES[f.type]}" for f in hive)
+            partitioning = f"hive_partitioning = true, hive_types = {{{types}}}" if types else \
+                "hive_partitioning = false"
             self.con.execute(
                 f"CREATE VIEW \"{ds.name}\" AS SELECT * FROM read_parquet('{glob}', "
-                f"hive_partitioning = true, hive_types = {{{types}}}, union_by_name = true)"
+                f"{partitioning}, union_by_name = true)"
             )
             return
-        dataset = pads.dataset(
-            self.storage.full(ds.path),
-            filesystem=self.storage.fs,
-            format="parquet",
-            partitioning="hive",
-            exclude_invalid_files=False,
-        )
-        files = [f for f in dataset.files if f.endswith(".parquet")]
-        schema = pa.unify_schemas(
-            [frag.physical_schema for frag in dataset.get_fragments()], promote_options="permissive"
-        )
-        schema = (
-            pa.unify_schemas([schema, dataset.partitioning.schema])
-            if dataset.partitioning is not None
-            else schema
-        )
-        unified = pads.dataset(
-            files,
-            schema=schema,
-            filesystem=self.storage.fs,
-            format="parquet",
-            partitioning=pads.partitioning(flavor="hive", schema=_hive_schema(ds)),
-            partition_base_dir=self.storage.full(ds.path),
-        )
+        base = self.storage.full(ds.path)
+        files = [self.storage.full(f.path) for f in self.storage.list_files(ds.path)
+                 if f.path.endswith(".parquet")]
+        found = pads.dataset(files, filesystem=self.storage.fs, format="parquet")
+        schema = pa.unify_schemas([frag.physical_schema for frag in found.get_fragments()],
+                                  promote_options="permissive")
+        schema = pa.schema([*schema, *(f for f in hive if f.name not in schema.names)])
+        unified = pads.dataset(files, schema=schema, filesystem=self.storage.fs, format="parquet",
+                               partitioning=pads.partitioning(flavor="hive", schema=hive)
+                               if len(hive) else None,
+                               partition_base_dir=base)
         self.con.register(f"__arrow_{ds.name}", unified)
         self.con.execute(f'CREATE VIEW "{ds.name}" AS SELECT * FROM "__arrow_{ds.name}"')
 
@@ -120,6 +120,8 @@ _SQL_TYPES = {pa.int32(): "INTEGER", pa.string(): "VARCHAR"}
 
 
 def _hive_schema(ds: Dataset) -> pa.Schema:
+    if ds.area == TABLES and "/version=" in ds.path:
+        return pa.schema([])
     if ds.area == TABLES:
         return pa.schema([("version", pa.string())])
     return pa.schema([("year", pa.int32()), ("month", pa.int32()), ("day", pa.int32())])

@@ -1,0 +1,243 @@
+"""Table feeds: the latest value per key of a changelog topic, snapshotted as versions.
+
+A table feed consumes every partition of its topic (manual assignment: a
+snapshot needs all keys), keeps the latest row per key in memory, and writes
+``<lake>/tables/<table>/version=v<N>/`` when the table changed and the
+snapshot interval passed (and at the end of ``--until-idle``). Each version's
+manifest records the offsets it covers; on restart the newest version is
+loaded and consumption resumes right after those offsets, so a version is
+always exactly "every change before these offsets". The last ``keep``
+versions are kept; ``_metadata.json`` names the current one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakestream.decode.schemas import arrow_schema, schema_as_json
+from lakestream.errors import FencedError
+from lakestream.feeds import Feed
+from lakestream.lake.layout import METADATA, STAGING
+from lakestream.lake.storage import Storage
+from lakestream.lake.writer import parquet_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Version:
+    """One committed snapshot of a table."""
+
+    version: int
+    rows: int
+    bytes: int
+    created_at: str
+    offsets: dict[str, int]
+    file: str
+    rejected: int = 0
+
+    @property
+    def name(self) -> str:
+        """``v<N>``."""
+        return f"v{self.version}"
+
+
+@dataclass
+class TableSink:
+    """The in-memory table of one feed and its versions in the lake."""
+
+    storage: Storage
+    feed: Feed
+    keep: int = 7
+    rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    current: Version | None = None
+    dirty: bool = False
+    rejected: int = 0
+    last_snapshot: float = field(default_factory=time.monotonic)
+
+    @property
+    def ledger(self) -> str:
+        """Folder of the version manifests."""
+        return f"{self.feed.dataset}/_ledger/versions"
+
+    def load(self) -> None:
+        """Load the newest version (rows and offsets) and delete uncommitted leftovers."""
+        manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
+        self.storage.delete_dir(f"{STAGING}/{self.feed.dataset.replace('/', '__')}")
+        if not manifests:
+            return
+        self.current = Version(**json.loads(self.storage.read(manifests[-1].path)))
+        data = pq.read_table(self.storage.fs.open_input_file(self.storage.full(self.current.file)))
+        self.rows = {self._key(r): r for r in data.to_pylist()}
+        self.offsets = {int(p): o for p, o in self.current.offsets.items()}
+
+    def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        """Apply one changelog record (a ``None`` value deletes the key)."""
+        self.offsets[partition] = offset + 1
+        self.dirty = True
+        try:
+            row = orjson.loads(value) if value is not None else None
+            key_fields = self._key_fields(key)
+            if row is not None and not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            self.rejected += 1
+            log.warning("%s: skipped bad record at %d:%d (%s)", self.feed.name, partition, offset,
+                        exc)
+            return
+        if row is None:
+            self.rows.pop(tuple(key_fields.get(k) for k in self.feed.key), None)
+            return
+        for name, val in key_fields.items():
+            row.setdefault(name, val)
+        self.rows[self._key(row)] = row
+
+    def snapshot(self) -> Version | None:
+        """Write a new version if anything changed since the last one."""
+        if not self.dirty:
+            return None
+        number = (self.current.version if self.current else 0) + 1
+        table = pa.Table.from_pylist(list(self.rows.values()),
+                                     schema=self._schema(list(self.rows.values())))
+        data = parquet_bytes(table)
+        staged = f"{STAGING}/{self.feed.dataset.replace('/', '__')}/{uuid.uuid4().hex}.parquet"
+        final = f"{self.feed.dataset}/version=v{number}/part-0.parquet"
+        self.storage.write_atomic(staged, memoryview(data))
+        version = Version(number, table.num_rows, data.size,
+                          dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                          {str(p): o for p, o in sorted(self.offsets.items())}, final,
+                          (self.current.rejected if self.current else 0) + self.rejected)
+        self._commit(version, staged)
+        self.current, self.dirty, self.rejected = version, False, 0
+        self.last_snapshot = time.monotonic()
+        self._prune()
+        self._write_metadata(table.schema)
+        return version
+
+    def _commit(self, version: Version, staged: str) -> None:
+        manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
+        latest = manifests[-1].path.rsplit("/", 1)[1] if manifests else None
+        expected = f"v{self.current.version:08d}.json" if self.current else None
+        if latest != expected:
+            self.storage.delete(staged)
+            raise FencedError(f"{self.feed.name}: version {latest} was written by another "
+                              "consumer; reloading it")
+        self.storage.write_atomic(f"{self.ledger}/v{version.version:08d}.json",
+                                  json.dumps(asdict(version)).encode())
+        self.storage.move(staged, version.file)
+
+    def _prune(self) -> None:
+        manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
+        for old in manifests[:-self.keep]:
+            number = int(old.path.rsplit("/v", 1)[1].split(".")[0])
+            self.storage.delete_dir(f"{self.feed.dataset}/version=v{number}")
+            self.storage.delete(old.path)
+
+    def versions(self) -> list[Version]:
+        """The kept versions, oldest first."""
+        return [Version(**json.loads(self.storage.read(f.path)))
+                for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
+
+    def _write_metadata(self, schema: pa.Schema) -> None:
+        versions = self.versions()
+        current = versions[-1]
+        meta = {
+            "dataset": self.feed.name, "kind": "table", "layer": self.feed.layer,
+            "path": self.storage.url(self.feed.dataset),
+            "source": {"type": "kafka", "topic": self.feed.topic}, "format": "parquet",
+            "compression": "snappy", "partitioning": ["version"], "key": list(self.feed.key),
+            "current_version": current.name, "last_export": current.created_at,
+            "updated_at": current.created_at, "records": current.rows, "bytes": current.bytes,
+            "files": len(versions), "rejected_records": current.rejected,
+            "versions": [{"version": v.name, "rows": v.rows, "bytes": v.bytes,
+                          "created_at": v.created_at} for v in versions],
+            "schema": schema_as_json(schema), "kafka_offsets": current.offsets,
+        }
+        self.storage.write_atomic(f"{self.feed.dataset}/{METADATA}",
+                                  json.dumps(meta, indent=2).encode())
+
+    def _schema(self, rows: list[dict[str, Any]]) -> pa.Schema:
+        declared = arrow_schema(self.feed.schema_spec, None)
+        extra = sorted({k for r in rows for k in r} - set(declared.names))
+        inferred = pa.Table.from_pylist([{k: r.get(k) for k in extra} for r in rows]).schema \
+            if extra and rows else pa.schema([])
+        return pa.schema([*declared, *inferred])
+
+    def _key(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row.get(k) for k in self.feed.key)
+
+    def _key_fields(self, key: bytes | None) -> dict[str, Any]:
+        """Key columns from the message key (JSON object, or the value of a 1-column key)."""
+        if key is None or not self.feed.key:
+            return {}
+        if len(self.feed.key) == 1 and not key.startswith(b"{"):
+            return {self.feed.key[0]: key.decode("utf-8", "replace")}
+        parsed = orjson.loads(key)
+        if not isinstance(parsed, dict):
+            raise ValueError("table key is not a JSON object")
+        lowered = {str(k).lower(): v for k, v in parsed.items()}
+        return {k: lowered[k] for k in self.feed.key if k in lowered}
+
+
+class TableIngest:
+    """One consumer, manually assigned to every partition of the table feeds' topics."""
+
+    def __init__(self, storage: Storage, feeds: list[Feed], consumer_config: dict[str, Any],
+                 snapshot_interval_s: float, keep: int) -> None:
+        self.sinks = {f.topic: TableSink(storage, f, keep) for f in feeds}
+        self.config = {**consumer_config, "group.id": f"lakestream-tables-{uuid.uuid4().hex[:8]}"}
+        self.interval = snapshot_interval_s
+        self.consumer: Any = None
+        self.applied = 0
+        self.versions_written = 0
+
+    def start(self, partitions: dict[str, list[int]]) -> None:
+        """Load every table's newest version and assign its topic from the covered offsets."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        assignment = []
+        for topic, sink in self.sinks.items():
+            sink.load()
+            for p in partitions.get(topic, []):
+                assignment.append(TopicPartition(topic, p, sink.offsets.get(p, -2)))
+        self.consumer = Consumer(self.config, logger=logging.getLogger("lakestream.kafka"))
+        self.consumer.assign(assignment)
+
+    def poll(self) -> int:
+        """Apply what is available right now; returns how many records were applied."""
+        messages = self.consumer.consume(num_messages=20_000, timeout=0)
+        for m in messages:
+            if m.error() is None:
+                self.sinks[m.topic()].apply(m.partition(), m.offset(), m.key(), m.value())
+        self.applied += len(messages)
+        return len(messages)
+
+    def snapshot_due(self, force: bool = False) -> None:
+        """Write a version of every changed table whose interval passed (or all, if forced)."""
+        now = time.monotonic()
+        for sink in self.sinks.values():
+            if sink.dirty and (force or now - sink.last_snapshot >= self.interval):
+                try:
+                    if sink.snapshot() is not None:
+                        self.versions_written += 1
+                except FencedError as exc:
+                    log.warning("%s", exc)
+                    sink.rows, sink.offsets, sink.current = {}, {}, None
+                    sink.load()
+
+    def close(self) -> None:
+        """Write the last versions and close the consumer."""
+        self.snapshot_due(force=True)
+        if self.consumer is not None:
+            self.consumer.close()
