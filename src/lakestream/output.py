@@ -24,10 +24,10 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def print_error(message: str, hint: str | None) -> None:
-    """One clear line (and an optional hint) on stderr."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message))
+    """One clear line (and an optional hint) on stderr, never wrapped (scripts grep it)."""
+    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     if hint:
-        err_console.print(Text.assemble(("  hint: ", "yellow"), hint))
+        err_console.print(Text.assemble(("  hint: ", "yellow"), hint), soft_wrap=True)
 
 
 @contextmanager

@@ -1,0 +1,69 @@
+"""An independent recomputation of SPEC §3.3's aggregates from the produced events.
+
+Plain Python with Decimal arithmetic; the only rule shared with the processor is
+the documented one: each event's USD amount is rounded half-up to micro-dollars,
+and EUR amounts are the USD micro-amounts times the USD→EUR rate, rounded the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+RATES = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CHF": 1.13, "JPY": 0.0067, "CAD": 0.74}
+USD_TO_EUR = 0.925926
+
+
+def _micro(value: float) -> int:
+    return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _money(micro: int) -> float:
+    return round(micro / 1_000_000, 6)
+
+
+def _mean(micro: int, n: int) -> float:
+    return round(micro / n / 1_000_000, 6)
+
+
+def expected_tables(values: list[bytes]) -> dict[str, dict[tuple[str, ...], dict[str, Any]]]:
+    """Every table's rows by key, from the raw event JSON."""
+    users: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    pms: dict[str, list[Any]] = defaultdict(lambda: ["", 0, 0])
+    products: dict[str, list[Any]] = defaultdict(lambda: ["", "", 0, 0, 0, 0, set()])
+    for raw in values:
+        e = json.loads(raw)
+        if e["status"] != "completed":
+            continue
+        usd = _micro(e["amount"] * RATES[e["currency"]] * 1e6)
+        eur = _micro(usd * USD_TO_EUR)
+        u = users[(e["user"]["user_id"], e["transaction_type"])]
+        u[0], u[1], u[2] = u[0] + usd, u[1] + 1, u[2] + eur
+        p = pms[e["payment_method"]["payment_method_id"]]
+        p[0], p[1], p[2] = e["payment_method"]["name"], p[1] + usd, p[2] + 1
+        if e["transaction_type"] == "purchase":
+            q = products[e["product"]["product_id"]]
+            q[0], q[1] = e["product"]["name"], e["product"]["category"]
+            q[2], q[3] = q[2] + 1, q[3] + usd
+            q[4], q[5] = q[4] + _micro(e["product"]["unit_price"] * 1e6), q[5] + 1
+            q[6].add(e["user"]["user_id"])
+    return {
+        "user_transaction_summary": {
+            k: {"total_amount": _money(t), "transaction_count": n, "avg_amount": _mean(t, n)}
+            for k, (t, n, _) in users.items()},
+        "user_transaction_summary_eur": {
+            k: {"total_amount_eur": _money(e), "transaction_count": n,
+                "avg_amount_eur": _mean(e, n), "exchange_rate": USD_TO_EUR}
+            for k, (_, n, e) in users.items()},
+        "payment_method_totals": {
+            (k,): {"payment_method_name": name, "total_amount": _money(t),
+                   "transaction_count": n, "avg_amount": _mean(t, n)}
+            for k, (name, t, n) in pms.items()},
+        "product_purchase_counts": {
+            (k,): {"product_name": name, "product_category": cat, "purchase_count": n,
+                   "total_revenue": _money(rev), "avg_price": _mean(pm, pn),
+                   "unique_buyers": len(buyers)}
+            for k, (name, cat, n, rev, pm, pn, buyers) in products.items()},
+    }

@@ -1,0 +1,162 @@
+"""Local lake storage: atomic writes, hidden temporary files, errors a user can act on."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lakestream.lake.storage as storage_module
+from lakestream.config import S3Settings
+from lakestream.errors import (
+    ConfigError,
+    StorageError,
+    StorageFullError,
+    TerminalError,
+    TransientError,
+)
+from lakestream.lake.storage import Storage, open_storage
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Storage:
+    return open_storage(str(tmp_path / "lake"), S3Settings())
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_a_local_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = open_storage("rel/lake", S3Settings())
+    assert storage.is_local
+    assert storage.url("streams/x") == f"{tmp_path}/rel/lake/streams/x"
+    assert open_storage(f"file://{tmp_path}/l2", S3Settings()).url("") == f"{tmp_path}/l2"
+
+
+@pytest.mark.parametrize(
+    ("root", "words"), [("gs://bucket/lake", "unsupported scheme"), ("s3:///lake", "bucket")]
+)
+def test_an_unusable_lake_root_is_a_config_error(root: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        open_storage(root, S3Settings())
+
+
+def test_write_read_exists_and_overwrite(lake: Storage) -> None:
+    lake.write_atomic("streams/x/a.bin", b"first")
+    assert lake.exists("streams/x/a.bin")
+    assert lake.read("streams/x/a.bin") == b"first"
+    lake.write_atomic("streams/x/a.bin", memoryview(b"second"))
+    assert lake.read("streams/x/a.bin") == b"second"
+    assert not lake.exists("streams/x/missing.bin")
+    with pytest.raises(FileNotFoundError):
+        lake.read("streams/x/missing.bin")
+
+
+def test_a_write_appears_whole_by_one_rename_of_a_hidden_file(
+    lake: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+    real_replace = os.replace
+
+    def observing_replace(src: str, dst: str) -> None:
+        # just before the file becomes visible: the data is complete, under a hidden name
+        seen["tmp_name"] = os.path.basename(src)
+        seen["same_folder"] = os.path.dirname(src) == os.path.dirname(dst)
+        seen["tmp_content"] = Path(src).read_bytes()
+        seen["final_visible"] = os.path.exists(dst)
+        seen["listed"] = [f.path for f in lake.list_files("streams")]
+        real_replace(src, dst)
+
+    monkeypatch.setattr(storage_module.os, "replace", observing_replace)
+    lake.write_atomic("streams/x/day=1/f.parquet", b"x" * 100_000)
+    assert seen["tmp_name"].startswith(".")
+    assert seen["same_folder"]  # a rename within one folder is atomic
+    assert seen["tmp_content"] == b"x" * 100_000
+    assert seen["final_visible"] is False
+    assert seen["listed"] == []  # list_files never shows the temporary file
+    assert lake.read("streams/x/day=1/f.parquet") == b"x" * 100_000
+
+
+def test_a_failed_write_leaves_neither_a_partial_nor_a_temporary_file(
+    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake.write_atomic("streams/x/f.parquet", b"old complete content")
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(storage_module.os, "replace", failing_replace)
+    with pytest.raises(StorageError) as err:
+        lake.write_atomic("streams/x/f.parquet", b"new content")
+    assert "cannot write" in err.value.message and "f.parquet" in err.value.message
+    assert isinstance(err.value, TransientError)  # may go away: retried with backoff
+    assert all_files(tmp_path / "lake") == ["streams/x/f.parquet"]  # no .tmp- left
+    assert lake.read("streams/x/f.parquet") == b"old complete content"
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT])
+def test_a_full_or_readonly_disk_is_a_terminal_error_with_a_hint(
+    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    def failing_open(path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode:
+            raise OSError(code, os.strerror(code), path)
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(storage_module, "open", failing_open, raising=False)
+    with pytest.raises(StorageFullError) as err:
+        lake.write_atomic("streams/x/f.parquet", b"data")
+    assert isinstance(err.value, TerminalError)  # retrying cannot help: tell the user
+    assert os.strerror(code) in err.value.message
+    assert err.value.hint == "free space or fix permissions, then run again"
+    assert all_files(tmp_path / "lake") == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_a_readonly_directory_is_a_storage_full_error(lake: Storage, tmp_path: Path) -> None:
+    folder = tmp_path / "lake" / "streams"
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(StorageFullError) as err:
+            lake.write_atomic("streams/f.parquet", b"data")
+        assert err.value.hint is not None and "permissions" in err.value.hint
+    finally:
+        folder.chmod(0o755)
+
+
+def test_list_files_skips_temporary_files_and_returns_sorted_relative_paths(
+    lake: Storage, tmp_path: Path
+) -> None:
+    lake.write_atomic("streams/x/year=2025/b.parquet", b"bb")
+    lake.write_atomic("streams/x/year=2024/a.parquet", b"a")
+    stray = tmp_path / "lake" / "streams" / "x" / ".tmp-0123abcd"
+    stray.write_bytes(b"half a file")
+    files = lake.list_files("streams/x")
+    assert [f.path for f in files] == [
+        "streams/x/year=2024/a.parquet",
+        "streams/x/year=2025/b.parquet",
+    ]
+    assert [f.size for f in files] == [1, 2]
+    assert all(f.mtime > 0 for f in files)
+    assert [f.path for f in lake.list_files("streams/x", recursive=False)] == []
+    assert lake.list_files("nothing/here") == []
+
+
+def test_list_dirs_move_and_delete(lake: Storage) -> None:
+    lake.write_atomic("_staging/s/f", b"1")
+    lake.move("_staging/s/f", "streams/x/year=2025/f")
+    assert not lake.exists("_staging/s/f") and lake.read("streams/x/year=2025/f") == b"1"
+    assert lake.list_dirs("streams") == ["x"] and lake.list_dirs("missing") == []
+    lake.delete("streams/x/year=2025/f")
+    lake.delete("streams/x/year=2025/f")  # deleting a missing file is fine
+    assert not lake.exists("streams/x/year=2025/f")
+    lake.write_atomic("streams/y/a/b", b"2")
+    lake.delete_dir("streams/y")
+    lake.delete_dir("streams/y")
+    assert lake.list_dirs("streams") == ["x"]
