@@ -201,6 +201,12 @@ class Lakestream:
 
         return ReferenceStore(self.data_dir)
 
+    def dataset_metadata(self, feed: Feed) -> dict[str, Any] | None:
+        """The ``_metadata.json`` of a feed's dataset (``None`` before its first commit)."""
+        from lakestream.lake.metadata import read_metadata
+
+        return read_metadata(self.storage, feed.dataset)
+
     # -- query --------------------------------------------------------------------------
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

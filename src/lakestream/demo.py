@@ -8,11 +8,13 @@ messages, ingests them, queries the lake and prints what it built.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 from rich.markup import escape
 from rich.table import Table
 
@@ -35,11 +37,14 @@ BAD_MESSAGES: tuple[tuple[bytes, bytes], ...] = (
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """The user's settings with the demo's own data area and lake."""
+    """The user's settings with the demo's own data area, lake and (if unset) an anon key."""
     home = Path(settings.data_dir) / "demo"
     lake = settings.lake.model_copy(update={"root": str(home / "lake"), "flush_interval_s": 2.0})
     kafka = settings.kafka.model_copy(update={"bootstrap_servers": None})
-    return settings.model_copy(update={"data_dir": str(home), "lake": lake, "kafka": kafka})
+    update: dict[str, Any] = {"data_dir": str(home), "lake": lake, "kafka": kafka}
+    if settings.anon_key is None:
+        update["anon_key"] = SecretStr(secrets.token_hex(32))
+    return settings.model_copy(update=update)
 
 
 def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
@@ -51,95 +56,101 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
     _write_config(settings, home / "lakestream.yaml")
     demo = Lakestream(settings)
     console.print(f"[bold]Lakestream demo[/] — data in {home}/")
+    if api.settings.anon_key is None:
+        console.print("• LAKESTREAM_ANON_KEY is not set: the demo uses a random key of its own "
+                      "for the anonymized stream (set it for stable pseudonyms)")
     with EmbeddedBroker(home / "broker") as broker:
-        console.print(f"• broker (Tansu) started at {broker.bootstrap_servers}")
-        with progress_bar("producing transactions", messages) as advance:
-            report = demo.produce_transactions(messages, 0, seed, advance, broker.bootstrap_servers)
-        produce(
-            client.producer_config(settings, broker.bootstrap_servers), "transactions", BAD_MESSAGES
-        )
-        console.print(
-            f"• produced {report.delivered:,} transaction events + {len(BAD_MESSAGES)} bad messages"
-        )
-        engine = demo.ingest_engine(
-            demo.select_feeds("transactions", None),
-            until_idle=True,
-            idle_timeout_s=2.0,
-            group_id="lakestream-demo",
-            bootstrap=broker.bootstrap_servers,
-        )
-        with console.status("ingesting into the lake (waits for the consumer group join)…"):
-            ingest = engine.run()
-        console.print(
-            f"• ingested {ingest.written:,} records, {ingest.rejected} to the DLQ, "
-            f"{ingest.files} files"
-        )
+        servers = broker.bootstrap_servers
+        console.print(f"• broker (Tansu) started at {servers}")
+        _produce(demo, settings, messages, seed, servers)
+        _process(demo, servers)
+        _ingest(demo, servers)
     summary = _summary(demo)
     _print_summary(demo, summary, home)
     return summary
 
 
+def _produce(demo: Lakestream, settings: Settings, messages: int, seed: int,
+             servers: str) -> None:
+    with progress_bar("producing transactions", messages) as advance:
+        report = demo.produce_transactions(messages, 0, seed, advance, servers)
+    produce(client.producer_config(settings, servers), "transactions", BAD_MESSAGES)
+    console.print(f"• produced {report.delivered:,} transaction events "
+                  f"+ {len(BAD_MESSAGES)} bad messages")
+
+
+def _process(demo: Lakestream, servers: str) -> None:
+    processor = demo.processor(until_idle=True, idle_timeout_s=2.0, bootstrap=servers)
+    with console.status("deriving streams and aggregate tables (process)…"):
+        derived = processor.run()
+    console.print(f"• process: {derived.processed:,} events → 3 derived streams and 4 tables "
+                  f"({derived.published:,} records published, {derived.rejected} rejected)")
+
+
+def _ingest(demo: Lakestream, servers: str) -> None:
+    engine = demo.ingest_engine(demo.select_feeds("transactions", None), until_idle=True,
+                                idle_timeout_s=2.0, group_id="lakestream-demo",
+                                bootstrap=servers)
+    with console.status("ingesting 8 feeds into the lake (waits for the group join)…"):
+        ingest = engine.run()
+    console.print(f"• ingest: {ingest.written:,} records, {ingest.rejected} to the DLQ, "
+                  f"{ingest.files} files, {ingest.versions} table versions")
+
+
 def _write_config(settings: Settings, path: Path) -> None:
     config = {"data_dir": settings.data_dir, "lake": {"root": settings.lake.root}}
-    path.write_text(
-        "# written by `lakestream demo`: use with --config to look at the demo\n"
-        + yaml.safe_dump(config, sort_keys=False)
-    )
+    path.write_text("# written by `lakestream demo`: use with --config to look at the demo\n"
+                    + yaml.safe_dump(config, sort_keys=False))
 
 
 def _summary(demo: Lakestream) -> dict[str, Any]:
-    meta = read_metadata(demo.storage, "streams/transaction_stream") or {}
-    _, by_day = demo.query(
-        "SELECT make_date(year, month, day) AS day, count(*) FROM transaction_stream "
-        "GROUP BY ALL ORDER BY 1"
-    )
-    _, by_currency = demo.query(
-        "SELECT currency, count(*) AS events, round(sum(amount), 2) AS amount, "
-        "count(*) FILTER (status = 'completed') AS completed "
-        "FROM transaction_stream GROUP BY ALL ORDER BY events DESC"
-    )
-    _, dlq = demo.query("SELECT reason, count(*) FROM dlq_transaction_stream GROUP BY 1 ORDER BY 1")
-    return {
-        "records": meta.get("records", 0),
-        "rejected": meta.get("rejected_records", 0),
-        "files": meta.get("files", 0),
-        "bytes": meta.get("bytes", 0),
-        "partitions": len(meta.get("partitions", [])),
-        "by_day": by_day,
-        "by_currency": by_currency,
-        "dlq": dlq,
+    feeds = {f.name: read_metadata(demo.storage, f.dataset) or {}
+             for f in demo.select_feeds("transactions", None)}
+    queries = {
+        "by_day": "SELECT make_date(year, month, day) AS day, count(*) FROM transaction_stream "
+                  "GROUP BY ALL ORDER BY 1",
+        "dlq": "SELECT reason, count(*) FROM dlq_transaction_stream GROUP BY 1 ORDER BY 1",
+        "top_products": "SELECT product_id, product_name, purchase_count, total_revenue, "
+                        "unique_buyers FROM product_purchase_counts "
+                        "ORDER BY total_revenue DESC LIMIT 5",
+        "payments": "SELECT payment_method_name, transaction_count, total_amount, avg_amount "
+                    "FROM payment_method_totals ORDER BY total_amount DESC",
     }
+    summary: dict[str, Any] = {"feeds": feeds}
+    for name, sql in queries.items():
+        summary[name] = demo.query(sql)[1]
+    return summary
+
+
+def _rows_table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(escape(str(v)) for v in row))
+    console.print(table)
 
 
 def _print_summary(demo: Lakestream, s: dict[str, Any], home: Path) -> None:
-    table = Table("feed", "records", "date partitions", "files", "MB", "DLQ", title="Lake")
-    table.add_row(
-        "transaction_stream",
-        f"{s['records']:,}",
-        str(s["partitions"]),
-        str(s["files"]),
-        f"{s['bytes'] / 1e6:.2f}",
-        str(s["rejected"]),
-    )
+    table = Table("feed", "kind", "records", "days / version", "files", "MB", "DLQ", title="Lake")
+    for name, meta in s["feeds"].items():
+        where = meta.get("current_version") or str(len(meta.get("partitions", [])))
+        table.add_row(name, meta.get("kind", "-"), f"{meta.get('records', 0):,}", where,
+                      str(meta.get("files", 0)), f"{meta.get('bytes', 0) / 1e6:.2f}",
+                      str(meta.get("rejected_records", 0)))
     console.print(table)
-    days = Table("event date", "records", title="Records per event day")
-    for day, n in s["by_day"]:
-        days.add_row(str(day), f"{n:,}")
-    console.print(days)
-    top = Table("currency", "events", "amount", "completed", title="Volume per currency")
-    for row in s["by_currency"]:
-        top.add_row(*(str(v) for v in row))
-    console.print(top)
-    dlq = Table("reason", "messages", title="Dead letters (bad input is kept, not lost)")
-    for reason, n in s["dlq"]:
-        dlq.add_row(escape(str(reason)), str(n))
-    console.print(dlq)
+    _rows_table("Records per event day (late events land in their own day)",
+                ("event date", "records"), s["by_day"])
+    _rows_table("Top products by revenue (USD, completed purchases)",
+                ("product", "name", "purchases", "revenue", "buyers"), s["top_products"])
+    _rows_table("Totals per payment method (USD, completed)",
+                ("method", "transactions", "total", "average"), s["payments"])
+    _rows_table("Dead letters (bad input is kept, not lost)", ("reason", "messages"), s["dlq"])
     cfg = home / "lakestream.yaml"
     console.print(
         f"\nLake: {demo.storage.uri}\nNext, try:\n"
-        f'  lakestream --config {cfg} query "SELECT * FROM transaction_stream LIMIT 5"\n'
-        f'  lakestream --config {cfg} query "SELECT reason, raw FROM '
-        'dlq_transaction_stream" --format json\n'
-        "  lakestream broker start && lakestream produce transactions --messages 10000"
-        " && lakestream ingest --pipeline transactions --until-idle"
+        f'  lakestream --config {cfg} query "SELECT * FROM user_transaction_summary '
+        'ORDER BY total_amount DESC LIMIT 5"\n'
+        f'  lakestream --config {cfg} query "SELECT reason, raw FROM dlq_transaction_stream" '
+        "--format json\n"
+        "  lakestream broker start && lakestream produce transactions --messages 10000 "
+        "&& lakestream ingest --pipeline transactions --until-idle"
     )

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from lakestream.ingest.engine import IngestReport
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 

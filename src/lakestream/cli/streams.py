@@ -55,8 +55,7 @@ def broker_status(ctx: Context) -> None:
     """Say whether the background broker runs, and where."""
     state = ctx.api.broker_status()
     if state is None:
-        console.print("no embedded broker is running (start one with `lakestream broker start`)")
-        sys.exit(1)
+        raise LakestreamError("no embedded broker is running", "start one: lakestream broker start")
     console.print(
         f"broker running at {state['bootstrap_servers']} (pid {state['pid']}, "
         f"storage {state['storage_engine']})"

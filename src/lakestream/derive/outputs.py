@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,8 @@ class OutputPublisher:
     def __init__(self, config: dict[str, Any], timeout_s: float = 60.0) -> None:
         from confluent_kafka import Producer
 
-        self.producer = Producer({**config, "enable.idempotence": True})
+        self.producer = Producer({**config, "enable.idempotence": True},
+                                 logger=logging.getLogger("lakestream.kafka"))
         self.timeout_s = timeout_s
 
     def publish(self, partition: int, streams: dict[str, tuple[list[bytes], list[bytes]]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ def produce(
             report.failed += 1
             report.first_error = report.first_error or str(err)
 
-    producer = Producer(config)
+    producer = Producer(config, logger=logging.getLogger("lakestream.kafka"))
     start = time.monotonic()
     pending_progress = 0
     for key, value in messages:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from pyarrow import fs as pafs
 
 from lakestream.config import S3Settings
-from lakestream.errors import ConfigError, StorageError, StorageFullError
+from lakestream.errors import ConfigError, StorageError, StorageFullError, TerminalError
 
 _TERMINAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
@@ -59,6 +59,13 @@ class Storage:
 
     def write_atomic(self, rel: str, data: bytes | memoryview) -> None:
         """Write ``data`` at ``rel`` so that readers never see a partial object."""
+        try:
+            self._write(rel, data)
+        except FileNotFoundError:
+            raise TerminalError(f"cannot write {self.url(rel)}: a parent folder cannot be made",
+                                "check lake.root") from None
+
+    def _write(self, rel: str, data: bytes | memoryview) -> None:
         with _translate(f"write {self.url(rel)}"):
             if not self.is_local:
                 with self.fs.open_output_stream(self.full(rel)) as out:

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakestream.decode.schemas import TIMESTAMP
+from lakestream.errors import TerminalError
 from lakestream.lake.layout import date_partition, dlq_path, staging_path
 from lakestream.lake.ledger import StagedFile
 from lakestream.lake.storage import Storage
@@ -65,6 +66,8 @@ def stage_data(
 ) -> list[StagedFile]:
     """Write one staged file per event date of ``table`` (partitioned by ``time_field``)."""
     days = pc.cast(table.column(time_field), pa.date32())
+    if days.null_count:  # callers require the field; never drop records silently
+        raise TerminalError(f"{days.null_count} records of {batch.dataset} have no {time_field}")
     staged: list[StagedFile] = []
     unique = pc.unique(days).to_pylist()
     for day in sorted(d for d in unique if d is not None):
