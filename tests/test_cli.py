@@ -328,5 +328,5 @@ def test_the_installed_command_exits_2_on_a_usage_error(project: Path) -> None:
 def test_broker_status_without_a_broker_exits_1(project: Path) -> None:
     done = run_bin(project, "broker", "status")
     assert done.returncode == 1
-    assert "no embedded broker is running" in done.stdout
-    assert "lakestream broker start" in done.stdout
+    assert "error: no embedded broker is running" in done.stderr
+    assert "lakestream broker start" in done.stderr

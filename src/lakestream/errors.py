@@ -65,3 +65,14 @@ class QueryError(TerminalError):
 
 class FencedError(TerminalError):
     """Another consumer committed offsets for a partition this one thought it owned."""
+
+
+class WarehouseError(TerminalError):
+    """The warehouse refused the work for a reason retrying cannot fix.
+
+    Wrong credentials, a missing database or schema, data the schema rejects.
+    """
+
+
+class WarehouseUnavailableError(TransientError):
+    """The warehouse cannot be reached or dropped the connection: retry with backoff."""

@@ -5,7 +5,8 @@ parse arguments, call the facade once, and print. Exit status: 0 success,
 1 failure (one clear line; ``--debug`` shows the traceback), 2 usage error.
 """
 
-from lakestream.cli import streams  # noqa: F401  (registers the commands)
+import lakestream.cli.warehouse  # noqa: F401  (registers the commands)
+from lakestream.cli import derive, feeds, streams  # noqa: F401  (registers the commands)
 from lakestream.cli.root import cli, main
 
 __all__ = ["cli", "main"]

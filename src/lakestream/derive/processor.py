@@ -162,10 +162,11 @@ class Processor(BatchingConsumer):
         select = ", ".join(
             f"strftime(event_time, '{sql.TIME_FORMAT}') AS event_time" if c == "event_time"
             else f'"{c}"' for c in (*columns, *sql.SOURCE_COLUMNS))
-        rows = self.db.execute(
-            f"SELECT x.user_id, to_json(x)::VARCHAR FROM (SELECT {select} FROM {source} AS s "
-            "ORDER BY _source_offset) AS x").fetchall()
-        return [k.encode() for k, _ in rows], [v.encode() for _, v in rows]
+        rows = self.db.sql(
+            f"SELECT encode(x.user_id) AS k, encode(to_json(x)::VARCHAR) AS v "
+            f"FROM (SELECT {select} FROM {source} AS s ORDER BY _source_offset) AS x"
+        ).to_arrow_table()
+        return rows.column("k").to_pylist(), rows.column("v").to_pylist()
 
     def _publish(self, partition: int, outputs: dict[str, Any]) -> int:
         if not outputs:

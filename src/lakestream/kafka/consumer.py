@@ -146,6 +146,7 @@ class BatchingConsumer(ABC):
                 self._last_message = time.monotonic()
             if self._should_flush():
                 self.flush_all()
+                self._last_message = time.monotonic()  # idle time counts waiting, not flushing
             now = time.monotonic()
             if self.options.progress and now - last_progress >= self.options.progress_every_s:
                 self.options.progress(self.report, self.lag())
