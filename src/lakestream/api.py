@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from lakestream.derive.processor import Processor
     from lakestream.derive.reference import ReferenceStore
     from lakestream.warehouse import WarehouseService
+    from lakestream.warehouse.streaming import WarehouseStreamLoader
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,20 @@ class Lakestream:
         tables = {f.topic: client.topic_partitions(bootstrap, f.topic)
                   for f in feeds if f.kind == "table"}
         return IngestEngine(self.settings, bootstrap, self.storage, feeds, options, tables)
+
+    def warehouse_loader(self, until_idle: bool = False, idle_timeout_s: float = 3.0,
+                         group_id: str | None = None,
+                         progress: Callable[[Any, dict[str, int]], None] | None = None,
+                         bootstrap: str | None = None) -> WarehouseStreamLoader:
+        """The streaming warehouse consumer (``ingest --sink warehouse``)."""
+        from lakestream.warehouse.streaming import TOPICS, WarehouseStreamLoader
+
+        bootstrap = bootstrap or self.bootstrap()
+        client.ensure_topics(bootstrap, TOPICS, self.settings.kafka.partitions)
+        self.warehouse.init()
+        group = group_id or f"{self.settings.kafka.group_id}-warehouse"
+        options = self.consume_options(group, until_idle, idle_timeout_s, progress)
+        return WarehouseStreamLoader(self.settings, bootstrap, self.warehouse, options)
 
     def consume_options(self, group_id: str, until_idle: bool, idle_timeout_s: float,
                         progress: Callable[[Any, dict[str, int]], None] | None) -> ConsumeOptions:

@@ -12,6 +12,7 @@ import click
 from lakestream.cli.root import Context, cli, pass_ctx
 from lakestream.errors import LakestreamError
 from lakestream.ingest.engine import IngestReport
+from lakestream.kafka.consumer import run_all
 from lakestream.output import console, err_console, print_ingest_report, print_rows, progress_bar
 
 # -- broker ---------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def produce_transactions(ctx: Context, messages: int, rate: float, seed: int | N
 @click.option("--feed", "-f", default=None, help="Ingest only this feed.")
 @click.option(
     "--sink",
-    type=click.Choice(["lake"]),
+    type=click.Choice(["lake", "warehouse", "all"]),
     default="lake",
     show_default=True,
     help="Where to land the records.",
@@ -147,13 +148,30 @@ def ingest(
     Records are written as Parquet under <lake>/streams/<feed>/year=/month=/day=
     by their event time; bad records go to <lake>/_dlq/<feed>/ with the reason.
     Start several ingest processes with the same --group to split partitions.
+
+    \b
+    --sink warehouse keeps the warehouse's `live` snapshot current from the table
+    topics (and dimensions from transaction_flattened), offsets committed in the
+    same database transaction as the rows; --sink all runs both sinks.
     """
-    feeds = ctx.api.select_feeds(pipeline, feed)
     show = _progress_printer() if sys.stderr.isatty() else None
-    engine = ctx.api.ingest_engine(feeds, until_idle, idle_timeout, group, progress=show)
-    on_signals(lambda *_: engine.stop())
-    report = engine.run()
-    print_ingest_report(report, [f.name for f in feeds])
+    consumers: list[Any] = []
+    names: list[str] = []
+    if sink in ("lake", "all"):
+        feeds = ctx.api.select_feeds(pipeline, feed)
+        names = [f.name for f in feeds]
+        consumers.append(ctx.api.ingest_engine(feeds, until_idle, idle_timeout, group,
+                                               progress=show))
+    if sink in ("warehouse", "all"):
+        consumers.append(ctx.api.warehouse_loader(until_idle, idle_timeout))
+    on_signals(lambda *_: [c.stop() for c in consumers])
+    for report in run_all(consumers):
+        if isinstance(report, IngestReport):
+            print_ingest_report(report, names)
+        else:
+            from lakestream.warehouse.streaming import describe
+
+            console.print(describe(report))
 
 
 def _progress_printer() -> Callable[[IngestReport, dict[str, int]], None]:
