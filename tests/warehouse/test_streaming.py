@@ -64,7 +64,7 @@ def _assert_live_exact(project: Path, values: list[bytes]) -> None:
     try:
         expected = expected_tables(values)
         for table, rows in expected.items():
-            _, key, columns = FACT_COLUMNS[table]
+            _, _key, columns = FACT_COLUMNS[table]
             want = {k: tuple(r[c] for c in columns) for k, r in rows.items()}
             assert_facts_equal(fact_rows(engine, table, "live"), want)
         assert_foreign_keys_hold(engine)
