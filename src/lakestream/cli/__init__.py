@@ -6,7 +6,7 @@ parse arguments, call the facade once, and print. Exit status: 0 success,
 """
 
 import lakestream.cli.warehouse  # noqa: F401  (registers the commands)
-from lakestream.cli import derive, feeds, streams  # noqa: F401  (registers the commands)
+from lakestream.cli import derive, doctor, feeds, streams  # noqa: F401  (registers the commands)
 from lakestream.cli.root import cli, main
 
 __all__ = ["cli", "main"]

@@ -8,6 +8,7 @@ the same way. It is stopped by PID, never by name.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -96,7 +97,8 @@ class EmbeddedBroker:
                 raise BrokerError(f"the embedded broker exited at start:\n{self.log_tail()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port or 0), 0.5).close()
-                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers},
+                                    logger=logging.getLogger("lakestream.kafka"))
                 admin.list_topics(timeout=2)
                 return
             except Exception:

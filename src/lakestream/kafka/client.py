@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -64,14 +65,22 @@ def producer_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
     }
 
 
+def admin_client(bootstrap: str, **extra: Any) -> Any:
+    """An admin client whose librdkafka logs go to Python logging (quiet by default)."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap, **extra},
+                       logger=logging.getLogger("lakestream.kafka"))
+
+
 def ensure_topics(
     bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 15
 ) -> None:
     """Create the topics that do not exist yet (existing ones are left as they are)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin_client(bootstrap)
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
@@ -104,10 +113,9 @@ def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
 def topic_partitions(bootstrap: str, topic: str, timeout: float = 10) -> list[int]:
     """The partition ids of ``topic`` (empty when it does not exist)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     try:
-        meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout)
+        meta = admin_client(bootstrap).list_topics(topic, timeout=timeout)
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     info = meta.topics.get(topic)

@@ -1,0 +1,36 @@
+"""``lakestream doctor``: check the configured connections."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.markup import escape
+from rich.table import Table
+
+from lakestream.cli.root import Context, cli, pass_ctx
+from lakestream.output import console
+
+
+@cli.command()
+@pass_ctx
+def doctor(ctx: Context) -> None:
+    """Check every configured connection and say what is wrong and how to fix it.
+
+    \b
+    Checks: Kafka (or the embedded broker), the lake (write/read/delete a probe
+    object, local or S3), the warehouse, the gold store and ksqlDB when
+    configured, and the secrets the pipelines need. Exit 1 if any check fails.
+    """
+    from lakestream.doctor import run_checks
+
+    checks = run_checks(ctx.api)
+    table = Table("check", "target", "result", "how to fix")
+    for c in checks:
+        mark = "[green]ok[/]" if c.ok else "[red]FAILED[/]"
+        table.add_row(c.name, escape(c.target), f"{mark} {escape(c.detail)}", escape(c.hint))
+    console.print(table)
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        console.print(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+        sys.exit(1)
+    console.print("everything configured answers")

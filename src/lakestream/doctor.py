@@ -1,0 +1,179 @@
+"""``lakestream doctor``: check every configured connection and say how to fix what fails.
+
+Each check is independent and bounded in time; one failing never hides the
+others. Secrets are never printed: URLs are shown with their passwords hidden.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lakestream.api import Lakestream
+from lakestream.errors import LakestreamError
+
+
+@dataclass
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    target: str
+    ok: bool
+    detail: str
+    hint: str = ""
+    seconds: float = 0.0
+
+
+def run_checks(api: Lakestream) -> list[Check]:
+    """Run every check that applies to the configuration."""
+    checks: list[tuple[str, Callable[[Lakestream], tuple[str, str]]]] = [
+        ("kafka", _kafka), ("lake", _lake), ("warehouse", _warehouse),
+    ]
+    if api.settings.gold_url:
+        checks.append(("gold store", _gold))
+    if api.settings.ksqldb_url:
+        checks.append(("ksqldb", _ksqldb))
+    checks.append(("secrets", _secrets))
+    return [_run(name, check, api) for name, check in checks]
+
+
+def _run(name: str, check: Callable[[Lakestream], tuple[str, str]], api: Lakestream) -> Check:
+    started = time.monotonic()
+    try:
+        target, detail = check(api)
+        return Check(name, target, True, detail, seconds=time.monotonic() - started)
+    except LakestreamError as exc:
+        return Check(name, getattr(exc, "target", ""), False, exc.message, exc.hint or "",
+                     time.monotonic() - started)
+
+
+class _Failed(LakestreamError):
+    def __init__(self, target: str, message: str, hint: str) -> None:
+        super().__init__(message, hint)
+        self.target = target
+
+
+def _kafka(api: Lakestream) -> tuple[str, str]:
+    from confluent_kafka import KafkaException
+
+    from lakestream.kafka.client import admin_client
+
+    try:
+        servers = api.bootstrap()
+    except LakestreamError as exc:
+        raise _Failed("embedded broker", exc.message, exc.hint or "") from None
+    try:
+        meta = admin_client(servers, **{"socket.connection.setup.timeout.ms": 3000}).list_topics(
+            timeout=5)
+    except KafkaException as exc:
+        first = exc.args[0] if exc.args else exc
+        reason = first.str() if hasattr(first, "str") else str(first)
+        raise _Failed(servers, f"Kafka does not answer: {reason}",
+                      "check kafka.bootstrap_servers / LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS, "
+                      "or start the embedded one: lakestream broker start") from None
+    return servers, f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
+
+
+def _lake(api: Lakestream) -> tuple[str, str]:
+    storage = api.storage
+    probe = f"_doctor/{uuid.uuid4().hex}.txt"
+    if not storage.is_local:
+        _require_bucket(storage)
+    try:
+        storage.write_atomic(probe, b"ok")
+        assert storage.read(probe) == b"ok"
+        storage.delete(probe)
+    except (LakestreamError, FileNotFoundError, OSError) as exc:
+        hint = ("check the bucket exists and LAKESTREAM_S3_ENDPOINT / _ACCESS_KEY / _SECRET_KEY"
+                if not storage.is_local else "check lake.root is a writable folder")
+        raise _Failed(storage.uri, f"cannot write to the lake: {exc}", hint) from None
+    return storage.uri, "write, read and delete of a probe object work"
+
+
+def _require_bucket(storage: Any) -> None:
+    from pyarrow import fs as pafs
+
+    bucket = storage.base.split("/", 1)[0]
+    try:
+        found = storage.fs.get_file_info(bucket).type != pafs.FileType.NotFound
+    except OSError as exc:
+        raise _Failed(storage.uri, f"the object store does not answer: {exc}",
+                      "check LAKESTREAM_S3_ENDPOINT and the keys") from None
+    if not found:
+        raise _Failed(storage.uri, f"cannot write to the lake: bucket '{bucket}' does not exist",
+                      "create the bucket (check the bucket exists and its name in lake.root)")
+
+
+def _database(url: Any, what: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file
+    engine = sa.create_engine(url, connect_args=_timeouts(url))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            version = conn.dialect.server_version_info
+    except sa.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise _Failed(shown, f"cannot connect to the {what}: {first}",
+                      "check the URL, the user's password (in the environment) and that the "
+                      "database exists (`lakestream warehouse init` creates it)") from None
+    finally:
+        engine.dispose()
+    found = ".".join(str(v) for v in version) if version else "?"
+    return shown, f"connected ({url.get_backend_name()} {found})"
+
+
+def _timeouts(url: Any) -> dict[str, Any]:
+    backend = url.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        return {"connect_timeout": 5}
+    if backend == "postgresql":
+        return {"connect_timeout": 5}
+    return {}
+
+
+def _warehouse(api: Lakestream) -> tuple[str, str]:
+    from lakestream.warehouse.connection import warehouse_url
+
+    return _database(warehouse_url(api.settings), "warehouse")
+
+
+def _gold(api: Lakestream) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    return _database(sa.make_url(str(api.settings.gold_url)), "gold store")
+
+
+def _ksqldb(api: Lakestream) -> tuple[str, str]:
+    import httpx
+
+    url = str(api.settings.ksqldb_url).rstrip("/")
+    try:
+        info = httpx.get(f"{url}/info", timeout=5).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise _Failed(url, f"ksqlDB does not answer: {exc}",
+                      "check LAKESTREAM_KSQLDB_URL (http://host:8088)") from None
+    version = info.get("KsqlServerInfo", {}).get("version", "?")
+    return url, f"ksqlDB {version}"
+
+
+def _secrets(api: Lakestream) -> tuple[str, str]:
+    s = api.settings
+    present = [name for name, value in (("LAKESTREAM_ANON_KEY", s.anon_key),
+                                        ("OPENWEATHER_API_KEY", s.openweather_api_key))
+               if value is not None]
+    missing = [n for n in ("LAKESTREAM_ANON_KEY",) if n not in present]
+    if missing:
+        raise _Failed("environment", f"{', '.join(missing)} is not set (needed by `process`)",
+                      "export LAKESTREAM_ANON_KEY=$(openssl rand -hex 32), or put it in .env")
+    where = urlparse(s.s3.endpoint).netloc if s.s3.endpoint else "AWS default"
+    return "environment", f"set: {', '.join(present)}; S3 endpoint: {where}"

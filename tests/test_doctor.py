@@ -1,0 +1,54 @@
+"""`lakestream doctor` against good and broken configurations (real services)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakestream.kafka.broker import EmbeddedBroker, free_port
+from lakestream.testing.seaweedfs import SeaweedFS
+from tests.conftest import s3_env, subprocess_env
+
+pytestmark = pytest.mark.integration
+
+
+def doctor(
+    workdir: Path, config: dict[str, object], **env: str
+) -> subprocess.CompletedProcess[str]:
+    (workdir / "lakestream.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run([sys.executable, "-m", "lakestream", "doctor"], cwd=workdir,
+                          env=subprocess_env(LAKESTREAM_ANON_KEY="k", **env),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_good_configuration_passes_every_check(
+        tmp_path: Path, broker: EmbeddedBroker, seaweedfs: SeaweedFS, s3_bucket: str) -> None:
+    config = {"data_dir": str(tmp_path / "data"),
+              "kafka": {"bootstrap_servers": broker.bootstrap_servers},
+              "lake": {"root": f"s3://{s3_bucket}/lake"}}
+    done = doctor(tmp_path, config, **s3_env(seaweedfs))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "everything configured answers" in done.stdout
+    assert seaweedfs.secret_key not in done.stdout + done.stderr
+
+
+def test_broken_configurations_each_get_a_reason_and_a_fix(
+        tmp_path: Path, seaweedfs: SeaweedFS) -> None:
+    config = {"data_dir": str(tmp_path / "data"),
+              "kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+              "lake": {"root": "s3://no-such-bucket-here/lake"},
+              "warehouse_url": "mysql+pymysql://root@127.0.0.1:3306/lakestream_doctor"}
+    env = {**s3_env(seaweedfs),
+           "LAKESTREAM_WAREHOUSE_URL": "mysql+pymysql://root:wrong-password@127.0.0.1:3306/x"}
+    done = doctor(tmp_path, config, **env)
+    out = " ".join(done.stdout.split())
+    assert done.returncode == 1
+    assert "Kafka does not answer" in out and "lakestream broker start" in out
+    assert "cannot write to the lake" in out and "bucket exists" in out
+    assert "Access denied" in out and "wrong-password" not in out
+    assert "3 check(s) failed: kafka, lake, warehouse" in out
+    assert "Traceback" not in done.stderr
