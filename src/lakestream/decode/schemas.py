@@ -1,7 +1,8 @@
 """Event schemas: the built-in ones and the compact notation feeds use.
 
 A feed's schema is a mapping of field name to type name (``string``, ``int64``,
-``float64``, ``bool``, ``timestamp``, ``date``) or to a nested mapping (a struct).
+``float64``, ``bool``, ``timestamp``, ``date``), to a nested mapping (a struct), or
+to a one-element list ``[type]`` (a list of that type).
 Fields not in the schema are still kept: their type is inferred, so a new
 optional field in the events becomes a new column (schema evolution).
 """
@@ -68,8 +69,33 @@ _FLATTENED: dict[str, Any] = {
 _ANONYMIZED = {k: v for k, v in _FLATTENED.items()
                if k not in ("user_name", "user_email", "card_last4")}
 
+# OpenWeather "current weather" (units=metric) plus the producer's `city` and `fetched_at`.
+WEATHER_SCHEMA_SPEC: Mapping[str, Any] = {
+    "coord": {"lon": "float64", "lat": "float64"},
+    "weather": [{"id": "int64", "main": "string", "description": "string", "icon": "string"}],
+    "base": "string",
+    "main": {"temp": "float64", "feels_like": "float64", "temp_min": "float64",
+             "temp_max": "float64", "pressure": "float64", "humidity": "float64",
+             "sea_level": "float64", "grnd_level": "float64"},
+    "visibility": "float64",
+    "wind": {"speed": "float64", "deg": "float64", "gust": "float64"},
+    "rain": {"1h": "float64", "3h": "float64"},
+    "snow": {"1h": "float64", "3h": "float64"},
+    "clouds": {"all": "float64"},
+    "dt": "int64",
+    "sys": {"type": "int64", "id": "int64", "country": "string", "sunrise": "int64",
+            "sunset": "int64"},
+    "timezone": "int64",
+    "id": "int64",
+    "name": "string",
+    "cod": "int64",
+    "city": "string",
+    "fetched_at": "timestamp",
+}  # fmt: skip
+
 BUILTIN_SCHEMAS: Mapping[str, Mapping[str, Any]] = {
     "transactions": TRANSACTION_SCHEMA_SPEC,
+    "weather": WEATHER_SCHEMA_SPEC,
     "transaction_flattened": _FLATTENED,
     "transaction_stream_anonymized": _ANONYMIZED,
     "transaction_stream_blacklisted": {**_FLATTENED, "blacklist_reason": "string"},
@@ -100,7 +126,9 @@ KAFKA_COLUMNS = pa.schema(
 
 
 def arrow_type(spec: Any, where: str) -> pa.DataType:
-    """The Arrow type of one schema entry (a type name or a nested mapping)."""
+    """The Arrow type of one schema entry (a type name, a nested mapping, or ``[type]``: a list)."""
+    if isinstance(spec, list) and len(spec) == 1:
+        return pa.list_(arrow_type(spec[0], f"{where}[]"))
     if isinstance(spec, Mapping):
         return pa.struct([pa.field(k, arrow_type(v, f"{where}.{k}")) for k, v in spec.items()])
     if isinstance(spec, str) and spec.lower() in _TYPES:

@@ -97,7 +97,8 @@ class LakeSink:
             table, indices = table.filter(keep), indices.filter(keep)
         rows = table.num_rows if table is not None else 0
         if table is not None and rows:
-            table = _with_kafka_columns(table, indices, partition, offsets, timestamps, key_strings)
+            table = _with_kafka_columns(table, indices, partition, offsets, timestamps, key_strings,
+                                        topic if self.feed.layer == "bronze" else None)
             staged += stage_data(self.storage, batch, table, self.feed.partition_field)
             self._schema = schema_as_json(table.schema)
         if result.rejected:
@@ -162,7 +163,9 @@ def _with_kafka_columns(
     offsets: Sequence[int],
     timestamps: Sequence[int | None],
     keys: pa.Array,
+    topic: str | None = None,
 ) -> pa.Table:
+    """``table`` with the Kafka coordinates as columns (and the topic, for bronze: SPEC §4)."""
     n = table.num_rows
     columns = {
         "_kafka_partition": pa.array([partition] * n, pa.int32())
@@ -176,4 +179,8 @@ def _with_kafka_columns(
         if name in table.column_names:
             table = table.drop_columns([name])
         table = table.append_column(KAFKA_COLUMNS.field(name), columns[name])
+    if topic is not None:
+        if "_kafka_topic" in table.column_names:
+            table = table.drop_columns(["_kafka_topic"])
+        table = table.append_column("_kafka_topic", pa.repeat(pa.scalar(topic, pa.string()), n))
     return table

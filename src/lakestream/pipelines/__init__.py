@@ -1,0 +1,1 @@
+"""Wiring of the lower layers into the shipped pipelines (transactions, weather)."""
