@@ -23,6 +23,7 @@ from lakestream.decode.schemas import TRANSACTION_REQUIRED, arrow_schema
 from lakestream.errors import FeedError
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class Feed(BaseModel):
@@ -52,6 +53,9 @@ class Feed(BaseModel):
     enabled: bool = Field(default=True, description="disabled feeds are skipped")
     sensitivity: Literal["restricted", "shared"] = Field(default="restricted")
     retention_days: int | None = Field(default=None, ge=1, description="days of partitions kept")
+    retention_versions: int | None = Field(
+        default=None, ge=1, description="table versions kept (default lake.table_versions)"
+    )
     description: str = ""
 
     @field_validator("topic")
@@ -110,6 +114,17 @@ BUILTIN_FEEDS: tuple[Feed, ...] = (
             ("product_purchase_counts", ("product_id",), "completed purchases per product"),
         )
     ),
+    Feed(
+        name="weather",
+        topic="weather-data",
+        pipeline="weather",
+        layer="bronze",
+        schema="weather",
+        time_field="fetched_at",
+        sensitivity="shared",
+        retention_days=30,
+        description="raw OpenWeather current-weather records + city, fetched_at (SPEC §4)",
+    ),
 )
 
 
@@ -119,10 +134,12 @@ class FeedRegistry:
     def __init__(self, feeds_dir: Path) -> None:
         self.feeds_dir = feeds_dir
         self._feeds: dict[str, Feed] = {f.name: f for f in BUILTIN_FEEDS}
+        self._paths: dict[str, Path] = {}
         for path in sorted((feeds_dir / "active").glob("*")):
-            if path.suffix in (".yaml", ".yml", ".json"):
+            if path.suffix in _SUFFIXES:
                 feed = load_feed_file(path)
                 self._feeds[feed.name] = feed
+                self._paths[feed.name] = path
 
     def __iter__(self) -> Iterator[Feed]:
         return iter(self._feeds.values())
@@ -151,6 +168,120 @@ class FeedRegistry:
             raise FeedError(f"unknown pipeline '{pipeline}'", f"known: {', '.join(sorted(known))}")
         return [f for f in self if f.enabled and (pipeline is None or f.pipeline == pipeline)]
 
+    # -- lifecycle: every change is validated before it is written ---------------------------
+
+    def path_of(self, name: str) -> Path | None:
+        """The active file that defines ``name`` (``None``: a built-in feed without override)."""
+        self.get(name)
+        return self._paths.get(name)
+
+    def archived(self) -> dict[str, Path]:
+        """Archived feeds: name → file in ``<feeds_dir>/archived``."""
+        found = {}
+        for path in sorted((self.feeds_dir / "archived").glob("*")):
+            if path.suffix in _SUFFIXES:
+                found[load_feed_file(path).name] = path
+        return found
+
+    def add(self, spec: dict[str, Any]) -> Feed:
+        """Declare a new feed (written to ``active/<name>.yaml``).
+
+        Raises:
+            FeedError: Invalid spec, or a name already used by a feed (built-in,
+                active or archived).
+        """
+        name = str(spec.get("name", ""))
+        feed = validate_feed(spec, f"feed '{name}'")
+        if name in _BUILTIN_NAMES:
+            raise FeedError(f"'{name}' is a built-in feed",
+                            f"change it with `lakestream feeds update {name} --set key=value`")
+        if name in self._feeds:
+            raise FeedError(f"a feed named '{name}' already exists ({self._paths.get(name)})",
+                            f"change it with `lakestream feeds update {name}` or pick another")
+        if name in self.archived():
+            raise FeedError(f"an archived feed is named '{name}'",
+                            f"`lakestream feeds restore {name}`, or delete it first")
+        path = self.feeds_dir / "active" / f"{name}.yaml"
+        if path.exists():
+            raise FeedError(f"{path} already exists and defines another feed", "pick another name")
+        return self._save(path, spec, feed)
+
+    def update(self, name: str, changes: dict[str, Any]) -> Feed:
+        """Change keys of a feed; a built-in feed gets an override file in ``active/``."""
+        current = self.get(name)
+        if "name" in changes and changes["name"] != name:
+            raise FeedError("a feed cannot be renamed: its dataset is named after it",
+                            "add a new feed and delete this one")
+        path = self._paths.get(name)
+        spec = _read_spec(path) if path else current.model_dump(
+            mode="json", by_alias=True, exclude_defaults=True)
+        merged = {**spec, **changes, "name": name}
+        feed = validate_feed(merged, f"feed '{name}'")
+        return self._save(path or self.feeds_dir / "active" / f"{name}.yaml", merged, feed)
+
+    def set_enabled(self, name: str, enabled: bool) -> Feed:
+        """Enable or disable a feed (a disabled feed is skipped by ingest and export)."""
+        return self.update(name, {"enabled": enabled})
+
+    def archive(self, name: str) -> Path:
+        """Move a feed's file to ``archived/``: it stops being a feed; its data stays."""
+        self.get(name)
+        path = self._paths.get(name)
+        if name in _BUILTIN_NAMES or path is None:
+            raise FeedError(f"'{name}' is a built-in feed and cannot be archived",
+                            f"disable it instead: lakestream feeds disable {name}")
+        target = self.feeds_dir / "archived" / path.name
+        if target.exists():
+            raise FeedError(f"{target} already exists", f"delete the archived '{name}' first")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+        del self._feeds[name], self._paths[name]
+        return target
+
+    def restore(self, name: str) -> Feed:
+        """Bring an archived feed back to ``active/``."""
+        path = self.archived().get(name)
+        if path is None:
+            raise FeedError(f"no archived feed is named '{name}'",
+                            "see `lakestream feeds list --archived`")
+        if name in self._feeds:
+            raise FeedError(f"an active feed is already named '{name}'",
+                            "archive or delete it first")
+        target = self.feeds_dir / "active" / path.name
+        if target.exists():
+            raise FeedError(f"{target} already exists", "move it away first")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+        feed = load_feed_file(target)
+        self._feeds[name], self._paths[name] = feed, target
+        return feed
+
+    def remove(self, name: str) -> Path:
+        """Delete the file of an active or archived feed (its data is the caller's business)."""
+        path = self._paths.get(name) or self.archived().get(name)
+        if path is None:
+            self.get(name)
+            raise FeedError(f"'{name}' is a built-in feed and cannot be deleted",
+                            f"disable it instead: lakestream feeds disable {name}")
+        path.unlink()
+        self._paths.pop(name, None)
+        builtin = {f.name: f for f in BUILTIN_FEEDS}
+        if name in builtin:
+            self._feeds[name] = builtin[name]  # the override is gone: the built-in is back
+        else:
+            self._feeds.pop(name, None)
+        return path
+
+    def _save(self, path: Path, spec: dict[str, Any], feed: Feed) -> Feed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(spec, indent=2) if path.suffix == ".json" else \
+            yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        self._feeds[feed.name], self._paths[feed.name] = feed, path
+        return feed
+
 
 def load_feed_file(path: Path) -> Feed:
     """Parse and validate one feed file (YAML or JSON)."""
@@ -161,6 +292,12 @@ def load_feed_file(path: Path) -> Feed:
         raise FeedError(f"{path}: cannot be parsed: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise FeedError(f"{path}: a feed file holds one mapping of keys")
+    return validate_feed(data, str(path))
+
+
+def validate_feed(data: dict[str, Any], where: str) -> Feed:
+    """Validate a feed definition; errors name ``where`` (a file or a command) and the key."""
+    path = where
     try:
         feed = Feed.model_validate(data)
     except ValidationError as exc:
@@ -176,3 +313,12 @@ def load_feed_file(path: Path) -> Feed:
     except FeedError as exc:
         raise FeedError(f"{path}: {exc.message}", exc.hint) from None
     return feed
+
+
+_BUILTIN_NAMES = frozenset(f.name for f in BUILTIN_FEEDS)
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return dict(data) if isinstance(data, dict) else {}

@@ -4,11 +4,18 @@ Local lakes are scanned by DuckDB's own ``read_parquet`` (partition pruning
 included). DuckDB cannot fetch its S3 extension offline (SPEC §2), so S3 lakes
 are scanned through pyarrow datasets registered in DuckDB, which push filters
 on ``year``/``month``/``day`` down to the partition paths.
+
+Days replaced by a rebuild or a compaction stay consistent here: S3 datasets
+(and local ones with day manifests) list only the files the ``_day.json``
+manifests name as live (``lake/swap.py``), and a query that meets a file
+deleted by a replacement committing meanwhile runs again on a fresh listing.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +26,12 @@ import pyarrow.dataset as pads
 from lakestream.errors import QueryError
 from lakestream.lake.layout import DLQ, METADATA, STREAMS, TABLES
 from lakestream.lake.storage import Storage
+from lakestream.lake.swap import DAY_MANIFEST, visible_files
+
+_VANISHED = re.compile(
+    r"No such file|No files found|Failed to open|NoSuchKey|Path does not exist", re.I
+)
+_RETRIES = 3
 
 AREAS = (STREAMS, TABLES, "bronze", "silver", "gold")
 
@@ -64,30 +77,79 @@ def _has_parquet(storage: Storage, path: str) -> bool:
 
 
 class LakeReader:
-    """A DuckDB connection with one view per lake dataset."""
+    """A DuckDB connection with one view per lake dataset.
 
-    def __init__(self, storage: Storage) -> None:
+    Args:
+        storage: The lake.
+        only: For a principal (``query --as``): the view names they may read. Only
+            those views are created, and the connection is then locked down: no
+            file access outside their folders, no external access, no extension
+            loading, configuration locked, one ``SELECT`` statement per query.
+    """
+
+    def __init__(self, storage: Storage, only: Collection[str] | None = None) -> None:
         self.storage = storage
-        self.datasets = discover(storage)
+        self.only = None if only is None else frozenset(n.lower() for n in only)
+        self.datasets: list[Dataset] = []
         self.con = duckdb.connect(":memory:")
+        self._open()
+
+    def _open(self) -> None:
+        """Create the views; a file vanishing under a replacement meanwhile means: list again."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                self._open_views()
+                return
+            except duckdb.Error as exc:
+                if attempt == _RETRIES or not _VANISHED.search(str(exc)):
+                    raise self._error(exc) from None
+                self.con.close()
+                self.con = duckdb.connect(":memory:")
+
+    def _open_views(self) -> None:
+        self.datasets = [d for d in discover(self.storage)
+                         if self.only is None or d.name.lower() in self.only]
         for ds in self.datasets:
             self._register(ds)
+        if self.only is not None:
+            self._lock_down()
+
+    def _lock_down(self) -> None:
+        """Views exist now; from here on the connection reads nothing else (governance)."""
+        folders = [self.storage.full(d.path).rstrip("/") + "/" for d in self.datasets
+                   if self.storage.is_local]
+        quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in folders)
+        for statement in (f"SET allowed_directories = [{quoted}]", "SET temp_directory = ''",
+                          "SET autoinstall_known_extensions = false",
+                          "SET autoload_known_extensions = false",
+                          "SET enable_external_access = false", "SET lock_configuration = true"):
+            self.con.execute(statement)
+
+    def _require_one_select(self, sql: str) -> None:
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise self._error(exc) from None
+        kinds = [s.type.name for s in statements]
+        if kinds != ["SELECT"]:
+            got = " + ".join(kinds) or "nothing"
+            raise QueryError(f"only one SELECT statement may run here, not {got}")
 
     def _register(self, ds: Dataset) -> None:
         hive = _hive_schema(ds)
-        if self.storage.is_local:
+        if self.storage.is_local and not self._has_day_manifests(ds):
             glob = self.storage.url(ds.path).replace("'", "''") + "/**/*.parquet"
-            types = ", ".join(f"'{f.name}': {_SQL_TYPES[f.type]}" for f in hive)
-            partitioning = f"hive_partitioning = true, hive_types = {{{types}}}" if types else \
-                "hive_partitioning = false"
-            self.con.execute(
-                f"CREATE VIEW \"{ds.name}\" AS SELECT * FROM read_parquet('{glob}', "
-                f"{partitioning}, union_by_name = true)"
-            )
+            self._register_local(ds, f"'{glob}'", hive)
+            return
+        live = [f.path for f in visible_files(self.storage, ds.path) if f.path.endswith(".parquet")]
+        if not live:
+            return
+        if self.storage.is_local:
+            paths = ", ".join("'" + self.storage.url(p).replace("'", "''") + "'" for p in live)
+            self._register_local(ds, f"[{paths}]", hive)
             return
         base = self.storage.full(ds.path)
-        files = [self.storage.full(f.path) for f in self.storage.list_files(ds.path)
-                 if f.path.endswith(".parquet")]
+        files = [self.storage.full(p) for p in live]
         found = pads.dataset(files, filesystem=self.storage.fs, format="parquet")
         schema = pa.unify_schemas([frag.physical_schema for frag in found.get_fragments()],
                                   promote_options="permissive")
@@ -99,17 +161,49 @@ class LakeReader:
         self.con.register(f"__arrow_{ds.name}", unified)
         self.con.execute(f'CREATE VIEW "{ds.name}" AS SELECT * FROM "__arrow_{ds.name}"')
 
+    def _has_day_manifests(self, ds: Dataset) -> bool:
+        return ds.area != TABLES and any(
+            f.path.endswith(f"/{DAY_MANIFEST}") for f in self.storage.list_files(ds.path))
+
+    def _register_local(self, ds: Dataset, source: str, hive: pa.Schema) -> None:
+        types = ", ".join(f"'{f.name}': {_SQL_TYPES[f.type]}" for f in hive)
+        partitioning = f"hive_partitioning = true, hive_types = {{{types}}}" if types else \
+            "hive_partitioning = false"
+        self.con.execute(
+            f"CREATE VIEW \"{ds.name}\" AS SELECT * FROM read_parquet({source}, "
+            f"{partitioning}, union_by_name = true)"
+        )
+
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run ``sql``; return column names and rows."""
+        """Run ``sql``; return column names and rows.
+
+        A file deleted between the listing and the read (a day replacement
+        committed meanwhile) makes the query run again on a fresh listing.
+        """
+        if self.only is not None:
+            self._require_one_select(sql)
+        for _ in range(_RETRIES):
+            try:
+                cursor = self.con.execute(sql)
+                columns = [d[0] for d in cursor.description or []]
+                return columns, cursor.fetchall()
+            except duckdb.Error as exc:
+                if not _VANISHED.search(str(exc)):
+                    raise self._error(exc) from None
+                self.con.close()
+                self.con = duckdb.connect(":memory:")
+                self._open()
         try:
             cursor = self.con.execute(sql)
-            columns = [d[0] for d in cursor.description or []]
-            return columns, cursor.fetchall()
+            return [d[0] for d in cursor.description or []], cursor.fetchall()
         except duckdb.Error as exc:
-            message = str(exc).strip().splitlines()[0]
-            names = ", ".join(d.name for d in self.datasets) or "none yet (run `lakestream ingest`)"
-            hint = f"datasets in this lake: {names}" if "does not exist" in message else None
-            raise QueryError(message, hint) from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: duckdb.Error) -> QueryError:
+        message = str(exc).strip().splitlines()[0]
+        names = ", ".join(d.name for d in self.datasets) or "none yet (run `lakestream ingest`)"
+        hint = f"datasets in this lake: {names}" if "does not exist" in message else None
+        return QueryError(message, hint)
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -124,4 +218,6 @@ def _hive_schema(ds: Dataset) -> pa.Schema:
         return pa.schema([])
     if ds.area == TABLES:
         return pa.schema([("version", pa.string())])
+    if ds.area == "silver":  # SPEC §5: silver datasets are partitioned year=/month= only
+        return pa.schema([("year", pa.int32()), ("month", pa.int32())])
     return pa.schema([("year", pa.int32()), ("month", pa.int32()), ("day", pa.int32())])

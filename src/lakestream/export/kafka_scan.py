@@ -1,0 +1,206 @@
+"""Read a topic's partitions between offsets, without a consumer group.
+
+Batch exports read a bounded range of each partition: from a start found by
+time (``offsets_for_times``) or the partition's beginning, up to an end offset
+or to the partition's end. Tansu answers ``offsets_for_times`` with offset 0
+for any timestamp (SPEC §2); :meth:`KafkaScan.offsets_for_time` detects that
+with a probe far in the future (a real broker answers "no such record", -1)
+and then returns ``None``: the caller scans from the beginning instead.
+
+The end of a partition is never taken from watermarks alone (Tansu's are
+wrong): a partition is done when its end offset was read, or when the broker
+signalled end-of-partition and nothing more arrived for a short grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakestream.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+OFFSET_BEGINNING = -2
+_FUTURE_MS = 10 * 365 * 86_400_000  # a probe this far ahead must find nothing
+
+
+@dataclass
+class PartitionChunk:
+    """Consecutive messages of one partition, in offset order."""
+
+    topic: str
+    partition: int
+    values: list[bytes | None] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    timestamps: list[int | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass
+class _Progress:
+    """Where the scan of one partition stands."""
+
+    end: int | None
+    last: int = -1
+    eof: bool = False
+
+    def done(self) -> bool:
+        return self.end is not None and self.last >= self.end
+
+
+class KafkaScan:
+    """Bounded reads of one topic.
+
+    Args:
+        config: librdkafka settings (``bootstrap.servers`` and the user's extras).
+        topic: The topic to read.
+        chunk_size: Messages per yielded chunk.
+        idle_timeout_s: Give up when nothing arrives for this long.
+        grace_s: After every partition signalled its end, wait this long for stragglers.
+    """
+
+    def __init__(self, config: dict[str, Any], topic: str, chunk_size: int = 50_000,
+                 idle_timeout_s: float = 10.0, grace_s: float = 0.5) -> None:
+        self.config = {
+            **config,
+            "group.id": f"lakestream-export-{uuid.uuid4().hex[:8]}",  # never joined nor committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+        self.topic = topic
+        self.chunk_size = chunk_size
+        self.idle_timeout_s = idle_timeout_s
+        self.grace_s = grace_s
+
+    def _consumer(self) -> Any:
+        from confluent_kafka import Consumer
+
+        return Consumer(self.config, logger=logging.getLogger("lakestream.kafka"))
+
+    def low_watermarks(self, partitions: list[int]) -> dict[int, int]:
+        """The first offset each partition still holds (records before it were deleted)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer()
+        try:
+            return {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                          timeout=10)[0]) for p in partitions}
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the offsets of {self.topic}: {exc}") from None
+        finally:
+            consumer.close()
+
+    def offsets_for_time(self, partitions: list[int], ts_ms: int) -> dict[int, int] | None:
+        """The first offset at or after ``ts_ms`` per partition (-1: none), or ``None``.
+
+        ``None`` means the broker cannot answer truthfully (Tansu) and the caller
+        must scan instead.
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer()
+        try:
+            future = int(time.time() * 1000) + _FUTURE_MS
+            probe = consumer.offsets_for_times(
+                [TopicPartition(self.topic, p, future) for p in partitions], timeout=10)
+            if any(tp.error is not None or tp.offset >= 0 for tp in probe):
+                log.info("%s: the broker's offsets_for_times is not usable; scanning", self.topic)
+                return None
+            found = consumer.offsets_for_times(
+                [TopicPartition(self.topic, p, ts_ms) for p in partitions], timeout=10)
+            if any(tp.error is not None for tp in found):
+                return None
+            return {tp.partition: int(tp.offset) for tp in found}
+        except KafkaException as exc:
+            log.info("%s: offsets_for_times failed (%s); scanning", self.topic, exc)
+            return None
+        finally:
+            consumer.close()
+
+    def read(self, starts: dict[int, int], ends: dict[int, int] | None = None
+             ) -> Iterator[PartitionChunk]:
+        """Yield the messages of each partition from ``starts`` (inclusive).
+
+        Args:
+            starts: First offset per partition (``OFFSET_BEGINNING`` for the start).
+            ends: Last offset to read per partition (inclusive); ``None`` reads
+                every partition to its current end.
+
+        Raises:
+            BrokerError: A partition ended before its end offset could be read.
+        """
+        from confluent_kafka import TopicPartition
+
+        wanted = {p: s for p, s in starts.items() if ends is None or ends.get(p, -1) >= max(s, 0)}
+        if not wanted:
+            return
+        progress = {p: _Progress(None if ends is None else ends[p]) for p in wanted}
+        consumer = self._consumer()
+        try:
+            consumer.assign([TopicPartition(self.topic, p, s) for p, s in wanted.items()])
+            yield from self._loop(consumer, progress)
+        finally:
+            consumer.close()
+
+    def _loop(self, consumer: Any, progress: dict[int, _Progress]) -> Iterator[PartitionChunk]:
+        chunks = {p: PartitionChunk(self.topic, p) for p in progress}
+        last_event = time.monotonic()
+        while not self._finished(progress, last_event):
+            for m in consumer.consume(num_messages=10_000, timeout=0.2):
+                last_event = time.monotonic()
+                state = progress.get(m.partition())
+                if state is None:
+                    continue
+                if m.error() is not None:
+                    self._on_error(m, state)
+                    continue
+                state.eof = False
+                if state.end is not None and m.offset() > state.end:
+                    continue
+                state.last = m.offset()
+                chunk = chunks[m.partition()]
+                chunk.values.append(m.value())
+                chunk.keys.append(m.key())
+                chunk.offsets.append(m.offset())
+                chunk.timestamps.append(m.timestamp()[1])
+                if len(chunk) >= self.chunk_size:
+                    yield chunk
+                    chunks[m.partition()] = PartitionChunk(self.topic, m.partition())
+        yield from (c for c in chunks.values() if len(c))
+
+    def _on_error(self, message: Any, state: _Progress) -> None:
+        from confluent_kafka import KafkaError
+
+        if message.error().code() == KafkaError._PARTITION_EOF:
+            state.eof = True
+            return
+        if not message.error().retriable():
+            raise BrokerError(f"cannot read {self.topic}[{message.partition()}]: {message.error()}")
+        log.warning("kafka: %s", message.error())
+
+    def _finished(self, progress: dict[int, _Progress], last_event: float) -> bool:
+        quiet = time.monotonic() - last_event
+        if all(s.done() or (s.end is None and s.eof) for s in progress.values()):
+            return all(s.done() for s in progress.values()) or quiet >= self.grace_s
+        if quiet < self.idle_timeout_s:
+            return False
+        short = {p: (s.last, s.end) for p, s in progress.items()
+                 if s.end is not None and not s.done()}
+        if short:
+            p, (last, end) = next(iter(short.items()))
+            raise BrokerError(f"{self.topic}[{p}] could only be read up to offset {last}, "
+                              f"the lake holds records up to {end}",
+                              "is the broker complete (retention, another cluster)?")
+        log.warning("%s: no end-of-partition signal within %.0fs; stopping the scan", self.topic,
+                    self.idle_timeout_s)
+        return True

@@ -1,0 +1,215 @@
+"""Batch export: what ``lakestream export`` does, feed by feed.
+
+- Streams **append** what is new since the last export through the streaming
+  ingest's own exactly-once path: an ingest run in the ingest's consumer group
+  until the topics are drained. The lake's offset ledger is the record of what
+  was exported, so an export and a running ``lakestream ingest`` never land a
+  record twice (the group gives each partition to one of them).
+- ``--stream S --date D`` appends, then **rebuilds** day D from the source
+  (Kafka, or ksqlDB when configured) and swaps it in atomically.
+- Tables write a **new version** (from Kafka's changelog or a ksqlDB pull query).
+
+Each export is logged in ``<dataset>/_exports.json`` (the last one and a
+short history): when, how, from where, how many records, which offsets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from lakestream.config import Settings
+from lakestream.decode.schemas import arrow_schema
+from lakestream.errors import FeedError, UsageError
+from lakestream.export.kafka_scan import KafkaScan
+from lakestream.export.ksqldb import KsqlDbClient
+from lakestream.export.rebuild import DayRebuild, RebuildReport
+from lakestream.export.sources import KafkaDayReader, KsqlDbDayReader, ksqldb_table_rows
+from lakestream.export.tables import export_table_from_kafka, export_table_rows
+from lakestream.feeds import Feed, FeedRegistry
+from lakestream.ingest.engine import IngestEngine
+from lakestream.kafka import client
+from lakestream.kafka.consumer import ConsumeOptions
+from lakestream.lake.ledger import OffsetLedger
+from lakestream.lake.report import EXPORT_LOG, read_export_log
+from lakestream.lake.storage import Storage
+
+HISTORY = 20
+Source = Literal["auto", "kafka", "ksqldb"]
+
+
+@dataclass
+class ExportResult:
+    """What one export did to one feed."""
+
+    feed: str
+    kind: str
+    mode: str  # append | day | version
+    source: str
+    records: int = 0
+    version: str | None = None
+    rebuild: RebuildReport | None = None
+    offsets: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class ExportService:
+    """Exports feeds from Kafka or ksqlDB into the lake.
+
+    Args:
+        settings: The configuration.
+        storage: The lake.
+        registry: The feed registry.
+        bootstrap: Returns the Kafka bootstrap servers (called only when Kafka is needed).
+        idle_timeout_s: An append stops once no record arrived for this long.
+    """
+
+    def __init__(self, settings: Settings, storage: Storage, registry: FeedRegistry,
+                 bootstrap: Callable[[], str], idle_timeout_s: float = 2.0) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.registry = registry
+        self.bootstrap = bootstrap
+        self.idle_timeout_s = idle_timeout_s
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def export_all(self, pipeline: str | None = None, source: Source = "auto",
+                   on_feed: Callable[[int], None] | None = None) -> list[ExportResult]:
+        """Every enabled feed: streams append, tables write a new version."""
+        feeds = self.registry.select(pipeline)
+        if not feeds:
+            raise FeedError("no enabled feed to export", "see `lakestream feeds list`")
+        streams = [f for f in feeds if f.kind == "stream"]
+        results = self._append(streams) if streams else []
+        if on_feed and streams:
+            on_feed(len(streams))
+        for feed in (f for f in feeds if f.kind == "table"):
+            results.append(self._table(feed, source))
+            if on_feed:
+                on_feed(1)
+        return results
+
+    def export_stream(self, name: str, day: dt.date | None = None,
+                      source: Source = "auto") -> list[ExportResult]:
+        """Append a stream's new records; with ``day``, then rebuild that day from the source."""
+        feed = self._feed(name, "stream")
+        results = self._append([feed])
+        if day is not None:
+            results.append(self._rebuild(feed, day, source))
+        return results
+
+    def rebuild_day(self, name: str, day: dt.date, source: Source = "auto") -> ExportResult:
+        """Rebuild one day of a stream from the source without appending first.
+
+        The day then covers the offsets the lake already holds (see ``export/rebuild.py``).
+        """
+        return self._rebuild(self._feed(name, "stream"), day, source)
+
+    def export_table(self, name: str, source: Source = "auto") -> ExportResult:
+        """Write a new version of a table feed."""
+        return self._table(self._feed(name, "table"), source)
+
+    # -- the work ---------------------------------------------------------------------------
+
+    def _feed(self, name: str, kind: str) -> Feed:
+        feed = self.registry.select(feed=name)[0]
+        if feed.kind != kind:
+            option = "--table" if feed.kind == "table" else "--stream"
+            raise UsageError(f"'{name}' is a {feed.kind}, not a {kind}",
+                             f"lakestream export {option} {name}")
+        return feed
+
+    def _source(self, source: Source) -> str:
+        if source == "auto":
+            return "ksqldb" if self.settings.ksqldb_url else "kafka"
+        if source == "ksqldb" and not self.settings.ksqldb_url:
+            raise UsageError("--source ksqldb needs a ksqlDB server",
+                             "set ksqldb_url in lakestream.yaml or $LAKESTREAM_KSQLDB_URL")
+        return source
+
+    def _ksqldb(self) -> KsqlDbClient:
+        assert self.settings.ksqldb_url
+        return KsqlDbClient(self.settings.ksqldb_url)
+
+    def _append(self, feeds: list[Feed]) -> list[ExportResult]:
+        started = time.monotonic()
+        bootstrap = self.bootstrap()
+        client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
+        lake = self.settings.lake
+        options = ConsumeOptions(group_id=self.settings.kafka.group_id, until_idle=True,
+                                 idle_timeout_s=self.idle_timeout_s,
+                                 flush_interval_s=lake.flush_interval_s,
+                                 max_batch_records=lake.max_batch_records,
+                                 max_batch_bytes=lake.max_batch_bytes)
+        report = IngestEngine(self.settings, bootstrap, self.storage, feeds, options).run()
+        results = []
+        for feed in feeds:
+            offsets = {f"{m.topic}:{m.partition}": {"first": m.totals.first_offset,
+                                                    "last": m.end_offset}
+                       for m in OffsetLedger(self.storage, feed.dataset).all_latest()}
+            result = ExportResult(feed.name, "stream", "append", "kafka",
+                                  report.per_feed[feed.name].records, offsets=offsets,
+                                  seconds=time.monotonic() - started)
+            self._log(feed, result)
+            results.append(result)
+        return results
+
+    def _rebuild(self, feed: Feed, day: dt.date, source: Source) -> ExportResult:
+        started = time.monotonic()
+        chosen = self._source(source)
+        rebuild = DayRebuild(self.storage, feed, day)
+        reader: KafkaDayReader | KsqlDbDayReader
+        if chosen == "ksqldb":
+            schema = feed_schema(feed)
+            reader = KsqlDbDayReader(self._ksqldb(), feed, schema)
+        else:
+            scan = KafkaScan(client.base_config(self.settings, self.bootstrap()), feed.topic)
+            reader = KafkaDayReader(scan, day, skip_older=not feed.dedupe_source)
+        report = rebuild.run(reader, chosen)
+        result = ExportResult(feed.name, "stream", "day", chosen, report.records_after,
+                              rebuild=report, offsets=report.offsets,
+                              seconds=time.monotonic() - started)
+        self._log(feed, result)
+        return result
+
+    def _table(self, feed: Feed, source: Source) -> ExportResult:
+        started = time.monotonic()
+        chosen = self._source(source)
+        keep = self.settings.lake.table_versions
+        if chosen == "ksqldb":
+            rows = ksqldb_table_rows(self._ksqldb(), feed, feed_schema(feed))
+            version = export_table_rows(self.storage, feed, keep, rows)
+        else:
+            bootstrap = self.bootstrap()
+            client.ensure_topics(bootstrap, [feed.topic], self.settings.kafka.partitions)
+            scan = KafkaScan(client.base_config(self.settings, bootstrap), feed.topic)
+            version = export_table_from_kafka(self.storage, feed, keep, scan,
+                                              client.topic_partitions(bootstrap, feed.topic))
+        result = ExportResult(feed.name, "table", "version", chosen, version.rows,
+                              version=version.name, offsets=dict(version.offsets),
+                              seconds=time.monotonic() - started)
+        self._log(feed, result)
+        return result
+
+    def _log(self, feed: Feed, result: ExportResult) -> None:
+        entry = {k: v for k, v in asdict(result).items() if k not in ("rebuild", "feed")}
+        entry["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        if result.rebuild is not None:
+            entry["date"] = result.rebuild.date
+            entry["records_before"] = result.rebuild.records_before
+        previous = read_export_log(self.storage, feed.dataset)
+        history = [entry, *previous.get("history", [])][:HISTORY]
+        self.storage.write_atomic(f"{feed.dataset}/{EXPORT_LOG}", json.dumps(
+            {"last_export": entry, "history": history}, indent=2).encode())
+
+
+def feed_schema(feed: Feed) -> pa.Schema:
+    """The feed's declared Arrow schema (names and struct fields to restore ksqlDB's case)."""
+    return arrow_schema(feed.schema_spec, feed.time_field)

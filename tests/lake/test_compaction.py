@@ -1,0 +1,178 @@
+"""Compaction: small files merged atomically, same rows and values, the ingest's recovery intact."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lakestream.config import S3Settings
+from lakestream.ingest.sink import LakeSink
+from lakestream.lake.compaction import compact_dataset, protected_files
+from lakestream.lake.reader import LakeReader
+from lakestream.lake.storage import open_storage
+from lakestream.lake.swap import visible_files
+from tests.lake.lakegen import FEED, checksums, land, local_lake
+
+DAY = "streams/feed/year=2025/month=01/day=15"
+
+
+def _names(root: Path, folder: str = DAY) -> list[str]:
+    return sorted(p.name for p in (root / folder).iterdir())
+
+
+def test_compaction_keeps_every_row_and_every_column_checksum(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 8)
+    before, files_before = checksums(tmp_path), len(_names(tmp_path))
+
+    results = compact_dataset(storage, "streams/feed")
+
+    assert checksums(tmp_path) == before
+    assert {r.mode for r in results} == {"swap"}
+    assert [r.date for r in results] == ["2025-01-15", "2025-01-16"]
+    after = _names(tmp_path)
+    assert len(after) < files_before
+    assert sum(n.startswith("compacted-") for n in after) == 1
+    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+
+
+def test_the_files_recovery_relies_on_are_left_alone_and_recovery_is_quiet(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 6)
+    protected = protected_files(storage, "streams/feed")
+    compact_dataset(storage, "streams/feed")
+
+    assert all((tmp_path / path).exists() for path in protected)
+    restarted = LakeSink(storage, FEED)
+    with caplog.at_level(logging.WARNING, logger="lakestream"):
+        nexts = [restarted.recover(FEED.topic, p) for p in range(2)]
+    assert nexts == [60, 60]
+    assert not caplog.records
+    # the restarted ingest appends on top; nothing is lost or doubled
+    before = checksums(tmp_path)[1][0]
+    land_more = [b'{"id": "late", "at": "2025-01-15T23:00:00Z", "amount": 1}']
+    restarted.write(FEED.topic, 0, land_more, [None], [60], [None])
+    assert checksums(tmp_path)[1][0] == before + 1
+
+
+def test_a_second_compaction_has_nothing_left_to_do(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 5)
+    assert compact_dataset(storage, "streams/feed")
+    assert compact_dataset(storage, "streams/feed") == []
+
+
+def test_dry_run_and_a_single_day_change_only_what_they_say(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 5)
+    other = "streams/feed/year=2025/month=01/day=16"
+    untouched = _names(tmp_path, other)
+    planned = compact_dataset(storage, "streams/feed", dry_run=True)
+    assert [r.mode for r in planned] == ["dry-run", "dry-run"]
+    assert _names(tmp_path, other) == untouched
+
+    [result] = compact_dataset(storage, "streams/feed", day="2025-01-15")
+    assert result.date == "2025-01-15" and result.files_after < result.files_before
+    assert _names(tmp_path, other) == untouched
+
+
+def test_files_with_a_new_column_merge_and_conflicting_types_stay_apart(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 3, days=("2025-01-15",), extra={"note": 7})
+    land(storage, 3, days=("2025-01-15",), extra={"note": 7, "region": "eu"})
+    land(storage, 3, days=("2025-01-15",), extra={"note": "seven"})
+    before = checksums(tmp_path)
+
+    [result] = compact_dataset(storage, "streams/feed")
+
+    assert checksums(tmp_path) == before
+    merged = [n for n in _names(tmp_path) if n.startswith("compacted-")]
+    assert len(merged) == 2, "int and string 'note' files are merged separately"
+    assert result.files_after == 2 + 2  # two merged files + the two files recovery needs
+
+
+def test_readers_never_see_both_the_small_and_the_merged_files(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 12, days=("2025-01-15",))
+    expected = checksums(tmp_path)[1][0]
+    seen: list[int] = []
+    done = threading.Event()
+
+    def scan() -> None:
+        while not done.is_set():
+            reader = LakeReader(storage)
+            seen.append(reader.query("SELECT count(*) FROM feed")[1][0][0])
+            reader.close()
+
+    thread = threading.Thread(target=scan)
+    thread.start()
+    try:
+        while len(seen) < 2:
+            time.sleep(0.01)
+        for target in (4096, 16384, 1 << 20):
+            compact_dataset(storage, "streams/feed", target=target)
+        scanned = len(seen)
+        while len(seen) < scanned + 2:
+            time.sleep(0.01)
+    finally:
+        done.set()
+        thread.join()
+    assert set(seen) == {expected}
+
+
+@pytest.mark.integration
+def test_s3_compaction_uses_the_day_manifest(seaweedfs, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+    storage = open_storage(f"s3://{s3_bucket}/lake", S3Settings(
+        endpoint=seaweedfs.endpoint_url, access_key=seaweedfs.access_key,
+        secret_key=seaweedfs.secret_key))
+    land(storage, 4, days=("2025-01-15",))
+    count = "SELECT count(*), count(DISTINCT id), sum(amount) FROM feed"
+    before = LakeReader(storage).query(count)[1]
+
+    [result] = compact_dataset(storage, "streams/feed")
+
+    assert result.mode == "manifest" and result.files_after < result.files_before
+    assert LakeReader(storage).query(count)[1] == before
+    live = [f.path for f in visible_files(storage, "streams/feed") if f.path.endswith(".parquet")]
+    raw = [f.path for f in storage.list_files("streams/feed") if f.path.endswith(".parquet")]
+    assert sorted(live) == sorted(raw), "superseded files are deleted after the commit"
+    assert storage.exists(f"{DAY}/_day.json")
+    assert all(storage.exists(p) for p in protected_files(storage, "streams/feed"))
+
+
+@pytest.mark.integration
+def test_compaction_then_an_ingest_restart_lands_new_records_once_without_warnings(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from lakestream.api import Lakestream
+    from tests.conftest import settings_for, unique_topic, write_feed
+    from tests.ingest.helpers import generated, send
+
+    topic = unique_topic()
+    write_feed(workdir / "feeds", "feed", topic)
+    api = Lakestream(settings_for(workdir))
+    servers = api.settings.kafka.bootstrap_servers
+    assert servers
+
+    def ingest() -> int:
+        engine = api.ingest_engine(api.select_feeds(None, "feed"), until_idle=True,
+                                   idle_timeout_s=1.0)
+        return engine.run().written
+
+    for seed in (1, 2):  # two runs: several small files per day
+        send(servers, topic, generated(300, seed=seed))
+        assert ingest() == 300
+    before = checksums(workdir / "lake")
+    assert compact_dataset(api.storage, "streams/feed")
+    assert checksums(workdir / "lake") == before
+
+    send(servers, topic, generated(200, seed=4))
+    with caplog.at_level(logging.WARNING, logger="lakestream"):
+        assert ingest() == 200
+    assert not [r for r in caplog.records if r.name.startswith("lakestream.lake")]
+    _, rows = api.query("SELECT count(*), count(DISTINCT transaction_id) FROM feed")
+    assert rows == [(800, 800)]
