@@ -45,3 +45,26 @@ CREATE TABLE warehouse_offsets (
     updated_at DATETIME(6),
     PRIMARY KEY (consumer, topic, `partition`)
 )ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='Kafka offsets of the streaming warehouse loader, committed with its rows.' COLLATE utf8mb4_bin;
+
+CREATE TABLE audit_log (
+    audit_id BIGINT NOT NULL AUTO_INCREMENT,
+    at DATETIME(6) NOT NULL,
+    principal VARCHAR(128) NOT NULL,
+    action VARCHAR(32) NOT NULL,
+    dataset VARCHAR(255),
+    detail TEXT,
+    PRIMARY KEY (audit_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='Who read, granted, revoked or deleted what, and when (SPEC §6).' COLLATE utf8mb4_bin;
+
+CREATE INDEX ix_audit_log_at ON audit_log (at);
+
+CREATE INDEX ix_audit_log_principal ON audit_log (principal, at);
+
+CREATE TABLE api_tokens (
+    token_id BIGINT NOT NULL AUTO_INCREMENT,
+    token_hash VARCHAR(64) NOT NULL COMMENT 'SHA-256 of the token, hex',
+    principal VARCHAR(128) NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    PRIMARY KEY (token_id),
+    CONSTRAINT uq_api_tokens_hash UNIQUE (token_hash)
+)ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='API tokens (only their hashes) and the principal each one acts as.' COLLATE utf8mb4_bin;

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -77,6 +78,25 @@ class S3Settings(_Model):
     secret_key: SecretStr | None = Field(default=None, description="env LAKESTREAM_S3_SECRET_KEY")
 
 
+class WeatherSettings(_Model):
+    """The weather pipeline (SPEC §4): which cities, how often, how long each layer is kept."""
+
+    cities: tuple[str, ...] = Field(
+        default=("Paris", "London", "New York", "Tokyo", "Sydney"),
+        description="cities fetched by `produce weather`",
+    )
+    interval_s: float = Field(default=3600.0, gt=0, description="seconds between two fetches")
+    api_url: str = Field(
+        default="https://api.openweathermap.org/data/2.5/weather",
+        description="OpenWeather current-weather endpoint",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one request")
+    retries: int = Field(default=3, ge=0, description="retries of a failed request (backoff)")
+    bronze_retention_days: int = Field(default=30, ge=1, description="days of bronze kept")
+    silver_retention_days: int = Field(default=90, ge=1, description="days of silver kept")
+    gold_retention_days: int = Field(default=365, ge=1, description="days of gold kept")
+
+
 class Settings(_Model):
     """All of Lakestream's configuration."""
 
@@ -94,10 +114,16 @@ class Settings(_Model):
         default=None, description="SQLAlchemy URL of the weather gold store; unset = SQLite"
     )
     ksqldb_url: str | None = Field(default=None, description="ksqlDB REST endpoint, if any")
+    notify_webhook_url: str | None = Field(
+        default=None,
+        description="POST run notifications (success, failure, SLA miss) here as JSON; "
+        "set it in the environment if the URL holds a token",
+    )
     anon_key: SecretStr | None = Field(default=None, description="env LAKESTREAM_ANON_KEY")
     openweather_api_key: SecretStr | None = Field(
         default=None, description="env OPENWEATHER_API_KEY"
     )
+    weather: WeatherSettings = Field(default_factory=WeatherSettings)
     source: str = Field(default="defaults", description="where this configuration came from")
 
 
@@ -112,6 +138,7 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "LAKESTREAM_WAREHOUSE_URL": "warehouse_url",
     "LAKESTREAM_GOLD_URL": "gold_url",
     "LAKESTREAM_KSQLDB_URL": "ksqldb_url",
+    "LAKESTREAM_NOTIFY_WEBHOOK_URL": "notify_webhook_url",
     "LAKESTREAM_S3_ENDPOINT": "s3.endpoint",
     "LAKESTREAM_S3_REGION": "s3.region",
     "LAKESTREAM_S3_ACCESS_KEY": "s3.access_key",
@@ -121,6 +148,8 @@ ENV_OVERRIDES: Mapping[str, str] = {
 }
 
 SECRET_KEYS = frozenset({"s3.access_key", "s3.secret_key", "anon_key", "openweather_api_key"})
+# URLs whose password must come from the environment, never from the file
+URL_KEYS = ("warehouse_url", "gold_url", "ksqldb_url")
 
 
 def load_settings(
@@ -194,6 +223,23 @@ def _refuse_secrets(raw: Mapping[str, Any], file: Path) -> None:
                 f"{file}: '{dotted}' is a secret and may not be stored in a config file",
                 f"remove it and set ${var} in the environment or in .env",
             )
+    for dotted in URL_KEYS:
+        value = raw.get(dotted)
+        if isinstance(value, str) and _has_password(value):
+            var = next(v for v, d in ENV_OVERRIDES.items() if d == dotted)
+            raise ConfigError(
+                f"{file}: '{dotted}' holds a password, and a config file may not",
+                f"remove the URL's password and set the whole URL in ${var} (environment or "
+                ".env)",
+            )
+
+
+def _has_password(url: str) -> bool:
+    """Whether ``url`` carries a password (``scheme://user:password@host``)."""
+    try:
+        return bool(urlsplit(url).password) if "://" in url else False
+    except ValueError:
+        return "@" in url  # unparsable but credential-shaped: refuse rather than guess
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: str) -> None:

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
+from lakestream.lake.deletions import read_removed
 from lakestream.lake.layout import METADATA
 from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import Storage
@@ -35,6 +36,10 @@ def rebuild_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
             dates[day] = dates.get(day, 0) + n
         offsets[f"{m.topic}:{m.partition}"] = {"first": t.first_offset, "last": m.end_offset}
         schema = _merge_schema(schema, m.schema)
+    removed = read_removed(storage, feed.dataset)  # what retention deleted (lake/deletions.py)
+    left = removed.subtract({"records": records, "rejected": rejected, "bytes": size,
+                             "files": files}, dates)
+    records, rejected, size, files = left["records"], left["rejected"], left["bytes"], left["files"]
     previous = read_metadata(storage, feed.dataset)
     meta = {
         "dataset": feed.name,
@@ -56,6 +61,8 @@ def rebuild_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
         "schema": _merge_schema(previous.get("schema", []) if previous else [], schema),
         "kafka_offsets": offsets,
     }
+    if removed.runs:
+        meta["retention"] = removed.summary()
     storage.write_atomic(f"{feed.dataset}/{METADATA}", json.dumps(meta, indent=2).encode())
     return meta
 

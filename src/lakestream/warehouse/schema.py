@@ -207,7 +207,40 @@ warehouse_offsets = sa.Table(
     **MYSQL_OPTIONS,
 )
 
-OPERATIONAL_TABLES = (data_lake_permissions, pipeline_execution_log, warehouse_offsets)
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("audit_id", ID, primary_key=True, autoincrement=True),
+    sa.Column("at", STAMP, nullable=False),
+    sa.Column("principal", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("dataset", sa.String(255)),
+    sa.Column("detail", sa.Text()),
+    sa.Index("ix_audit_log_at", "at"),
+    sa.Index("ix_audit_log_principal", "principal", "at"),
+    comment="Who read, granted, revoked or deleted what, and when (SPEC §6).",
+    **MYSQL_OPTIONS,
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("token_id", ID, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, comment="SHA-256 of the token, hex"),
+    sa.Column("principal", sa.String(128), nullable=False),
+    sa.Column("created_at", STAMP, nullable=False),
+    sa.UniqueConstraint("token_hash", name="uq_api_tokens_hash"),
+    comment="API tokens (only their hashes) and the principal each one acts as.",
+    **MYSQL_OPTIONS,
+)
+
+OPERATIONAL_TABLES = (
+    data_lake_permissions,
+    pipeline_execution_log,
+    warehouse_offsets,
+    audit_log,
+    api_tokens,
+)
 DIMENSION_TABLES = (dim_users, dim_payment_methods)
 FACT_TABLES = (
     fact_user_transaction_summary,

@@ -1,0 +1,262 @@
+"""Retention, part one: the plan of exactly what would go (``lakestream retention --dry-run``).
+
+Policies per feed and layer (SPEC §4, §5, §6), each overridable in the feed file:
+
+=========  ==========================================  =================================
+layer      what is kept                                default
+=========  ==========================================  =================================
+streams    the last N days of date partitions          365 days (``retention_days``)
+dlq        dead letters, by the day they were rejected  the stream's days
+tables     the last N snapshot versions                ``lake.table_versions`` (7)
+                                                       (``retention_versions``)
+bronze     the last N days of date partitions          30 days (``weather.bronze_retention_days``)
+silver     month/day partitions ending in the last N   90 days (``weather.silver_retention_days``)
+gold       rows of ``gold_weather_*`` newer than N     365 days (``weather.gold_retention_days``)
+=========  ==========================================  =================================
+
+"The last N days" includes today: with N = 30 on 2025-03-31, partitions up to
+2025-03-01 go. Today's partition, future partitions and the current table
+version are never planned. :mod:`.retention_run` executes a plan exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from lakestream.config import Settings
+from lakestream.feeds import Feed
+from lakestream.governance.catalog import view_name
+from lakestream.governance.gold_retention import GoldRetention
+from lakestream.governance.names import RETENTION_LAYERS
+from lakestream.lake.layout import DLQ
+from lakestream.lake.storage import FileInfo, Storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM_DAYS = 365
+LAYERS = RETENTION_LAYERS
+_VERSION = re.compile(r"^version=v(\d+)$")
+_MANIFEST = re.compile(r"/v(\d+)\.json$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How much of one dataset is kept."""
+
+    feed: str
+    layer: str
+    dataset: str
+    keep: int
+    unit: str
+    cutoff: str | None = None
+    """For days: the last date that goes (ISO)."""
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One partition, version or set of gold rows that retention removes.
+
+    Attributes:
+        feed: The feed the data belongs to.
+        layer: streams, dlq, tables, bronze, silver or gold.
+        dataset: The lake folder (or the gold table).
+        partition: ``year=YYYY/month=MM/day=DD``, ``version=vN`` or a gold predicate.
+        date: The partition's (last) day, ISO; ``None`` for versions.
+        files: Lake-relative paths of the files that go (none for gold).
+        bytes: Their total size.
+        rows: Rows that go (Parquet row counts, or gold rows).
+        column: The time column of a gold table.
+    """
+
+    feed: str
+    layer: str
+    dataset: str
+    partition: str
+    date: str | None
+    files: tuple[str, ...]
+    bytes: int
+    rows: int
+    column: str | None = None
+
+    @property
+    def view(self) -> str:
+        """The dataset's view name in ``query`` (for gold: the table)."""
+        return self.dataset if self.layer == "gold" else view_name(self.dataset)
+
+    def as_json(self, storage: Storage) -> dict[str, Any]:
+        """JSON form with the partition's location and the file URLs."""
+        data = asdict(self)
+        data["view"] = self.view
+        data["path"] = None if self.layer == "gold" else storage.url(
+            f"{self.dataset}/{self.partition}")
+        data["files"] = [storage.url(f) for f in self.files]
+        return data
+
+
+@dataclass
+class RetentionPlan:
+    """Everything one retention run removes, as of ``today``."""
+
+    today: dt.date
+    lake: str
+    policies: list[Policy] = field(default_factory=list)
+    deletions: list[Deletion] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        """Partitions/versions, files, bytes and rows over the whole plan."""
+        return {"partitions": len(self.deletions),
+                "files": sum(len(d.files) for d in self.deletions),
+                "bytes": sum(d.bytes for d in self.deletions),
+                "rows": sum(d.rows for d in self.deletions)}
+
+    def as_json(self, storage: Storage, dry_run: bool) -> dict[str, Any]:
+        """The plan as ``retention --format json`` prints it."""
+        return {"dry_run": dry_run, "today": self.today.isoformat(), "lake": self.lake,
+                "policies": [asdict(p) for p in self.policies],
+                "deletions": [d.as_json(storage) for d in self.deletions],
+                "totals": self.totals()}
+
+
+class RetentionPlanner:
+    """Works out a :class:`RetentionPlan` from the feed registry and the lake.
+
+    Args:
+        storage: The lake.
+        settings: Defaults (table versions, weather layers).
+        feeds: The feed registry.
+        gold: The gold store's retention (``None``: no gold store).
+        today: The day retention counts from (UTC today by default).
+    """
+
+    def __init__(self, storage: Storage, settings: Settings, feeds: Iterable[Feed],
+                 gold: GoldRetention | None = None, today: dt.date | None = None) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.feeds = list(feeds)
+        self.gold = gold
+        self.today = today or dt.datetime.now(dt.UTC).date()
+
+    def plan(self, feed: str | None = None, layer: str | None = None) -> RetentionPlan:
+        """The plan for every feed (or one) and every layer (or one)."""
+        plan = RetentionPlan(self.today, self.storage.uri)
+        for f in self.feeds:
+            if feed is not None and f.name != feed:
+                continue
+            for policy in self.policies(f, with_gold=layer in (None, "gold")):
+                if layer is None or policy.layer == layer:
+                    plan.policies.append(policy)
+                    plan.deletions += self._deletions(policy)
+        return plan
+
+    def policies(self, feed: Feed, with_gold: bool = True) -> list[Policy]:
+        """The policies that apply to ``feed``'s data (gold ones only ``with_gold``)."""
+        weather = self.settings.weather
+        if feed.kind == "table":
+            keep = feed.retention_versions or self.settings.lake.table_versions
+            return [Policy(feed.name, "tables", feed.dataset, keep, "versions")]
+        days = feed.retention_days or (
+            weather.bronze_retention_days if feed.layer == "bronze" else DEFAULT_STREAM_DAYS)
+        found = [self._days(feed, feed.layer, feed.dataset, days),
+                 self._days(feed, "dlq", f"{DLQ}/{feed.name}", days)]
+        if feed.layer == "bronze" and feed.pipeline == "weather":
+            found += [self._days(feed, "silver", f"silver/{name}", weather.silver_retention_days)
+                      for name in self.storage.list_dirs("silver") if not name.startswith("_")]
+            if self.gold is not None and with_gold:
+                found += [self._days(feed, "gold", table, weather.gold_retention_days)
+                          for table in self.gold.tables()]
+        return found
+
+    def _days(self, feed: Feed, layer: str, dataset: str, days: int) -> Policy:
+        cutoff = self.today - dt.timedelta(days=days)
+        return Policy(feed.name, layer, dataset, days, "days", cutoff.isoformat())
+
+    def _deletions(self, policy: Policy) -> list[Deletion]:
+        if policy.layer == "gold":
+            assert self.gold is not None and policy.cutoff is not None
+            return self.gold.plan(policy.feed, policy.dataset, dt.date.fromisoformat(policy.cutoff))
+        if policy.unit == "versions":
+            return self._version_deletions(policy)
+        return self._day_deletions(policy)
+
+    def _day_deletions(self, policy: Policy) -> list[Deletion]:
+        assert policy.cutoff is not None
+        cutoff = min(dt.date.fromisoformat(policy.cutoff), self.today - dt.timedelta(days=1))
+        groups: dict[str, list[FileInfo]] = {}
+        for info in self.storage.list_files(policy.dataset):
+            partition = date_partition_of(info.path[len(policy.dataset) + 1:])
+            if partition is not None:
+                groups.setdefault(partition, []).append(info)
+        chosen = [(p, fs) for p, fs in sorted(groups.items())
+                  if (last := last_day(p)) is not None and last <= cutoff]
+        rows = count_rows(self.storage, [f.path for _, fs in chosen for f in fs])
+        return [Deletion(policy.feed, policy.layer, policy.dataset, p, str(last_day(p)),
+                         tuple(f.path for f in fs), sum(f.size for f in fs),
+                         sum(rows[f.path] for f in fs)) for p, fs in chosen]
+
+    def _version_deletions(self, policy: Policy) -> list[Deletion]:
+        files: dict[int, list[FileInfo]] = {}
+        for info in self.storage.list_files(policy.dataset):
+            rel = info.path[len(policy.dataset) + 1:]
+            match = _VERSION.match(rel.split("/", 1)[0])
+            manifest = _MANIFEST.search(rel) if rel.startswith("_ledger/versions/") else None
+            number = match or manifest
+            if number is not None:
+                files.setdefault(int(number.group(1)), []).append(info)
+        numbers = sorted(files)
+        keep = set(numbers[-policy.keep:]) | ({numbers[-1]} if numbers else set())
+        gone = [n for n in numbers if n not in keep]
+        rows = count_rows(self.storage, [f.path for n in gone for f in files[n]])
+        return [Deletion(policy.feed, "tables", policy.dataset, f"version=v{n}", None,
+                         tuple(f.path for f in files[n]), sum(f.size for f in files[n]),
+                         sum(rows[f.path] for f in files[n])) for n in gone]
+
+
+def date_partition_of(rel: str) -> str | None:
+    """``year=YYYY/month=MM[/day=DD]`` holding ``rel`` (relative to its dataset), or ``None``.
+
+    Files below a folder starting with ``_`` or ``.`` (ledger, staging) belong to none.
+    """
+    folders = rel.split("/")[:-1]
+    if any(part.startswith(("_", ".")) for part in folders):
+        return None
+    keys = [p for p in folders if p.split("=", 1)[0] in ("year", "month", "day")]
+    if len(keys) < 2 or folders[: len(keys)] != keys:
+        return None
+    return "/".join(keys)
+
+
+def last_day(partition: str) -> dt.date | None:
+    """The last day a ``year=/month=[/day=]`` partition covers."""
+    parts = dict(p.split("=", 1) for p in partition.split("/"))
+    try:
+        year, month = int(parts["year"]), int(parts["month"])
+        if "day" in parts:
+            return dt.date(year, month, int(parts["day"]))
+        following = dt.date(year + month // 12, month % 12 + 1, 1)
+        return following - dt.timedelta(days=1)
+    except (KeyError, ValueError):
+        return None
+
+
+def count_rows(storage: Storage, paths: list[str]) -> dict[str, int]:
+    """Rows of each Parquet file (from its footer; other files count 0), read in parallel."""
+    def rows(path: str) -> int:
+        if not path.endswith(".parquet"):
+            return 0
+        try:
+            with storage.fs.open_input_file(storage.full(path)) as handle:
+                return int(pq.read_metadata(handle).num_rows)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the row count of %s: %s", storage.url(path), exc)
+            return 0
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return dict(zip(paths, pool.map(rows, paths), strict=True))
