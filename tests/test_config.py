@@ -103,6 +103,7 @@ OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "LAKESTREAM_WAREHOUSE_URL": ("warehouse_url", "postgresql://w", "postgresql://w"),
     "LAKESTREAM_GOLD_URL": ("gold_url", "postgresql://g", "postgresql://g"),
     "LAKESTREAM_KSQLDB_URL": ("ksqldb_url", "http://ksql:8088", "http://ksql:8088"),
+    "LAKESTREAM_NOTIFY_WEBHOOK_URL": ("notify_webhook_url", "http://hooks:9/x", "http://hooks:9/x"),
     "LAKESTREAM_S3_ENDPOINT": ("s3.endpoint", "http://s3:8333", "http://s3:8333"),
     "LAKESTREAM_S3_REGION": ("s3.region", "eu-west-3", "eu-west-3"),
     "LAKESTREAM_S3_ACCESS_KEY": ("s3.access_key", "AKIA123", "AKIA123"),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lakestream.config import Settings
 from lakestream.errors import ConfigError, FeedError
 from lakestream.feeds import Feed, FeedRegistry
+from lakestream.governance.secrets import install_log_redaction
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.broker import EmbeddedBroker, read_state, write_state
@@ -27,6 +28,12 @@ from lakestream.lake.storage import Storage, open_storage
 if TYPE_CHECKING:
     from lakestream.derive.processor import Processor
     from lakestream.derive.reference import ReferenceStore
+    from lakestream.export.batch import BatchService
+    from lakestream.governance.service import Governance
+    from lakestream.observe import Monitor
+    from lakestream.observe.tokens import ApiTokens
+    from lakestream.orchestrate.service import Orchestrator
+    from lakestream.pipelines.weather import WeatherService
     from lakestream.warehouse import WarehouseService
     from lakestream.warehouse.streaming import WarehouseStreamLoader
 
@@ -38,6 +45,7 @@ class Lakestream:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        install_log_redaction(settings)  # no secret value reaches a log line
 
     @cached_property
     def storage(self) -> Storage:
@@ -50,11 +58,39 @@ class Lakestream:
         return FeedRegistry(Path(self.settings.feeds_dir))
 
     @cached_property
+    def batch(self) -> BatchService:
+        """Batch export, metadata reports, compaction and feed deletion (``export/``)."""
+        from lakestream.export.batch import BatchService
+
+        return BatchService(self.settings, self.storage, self.feeds, self.bootstrap)
+
+    @cached_property
     def warehouse(self) -> WarehouseService:
         """The star-schema warehouse (imported on first use: SQLAlchemy is not cheap)."""
         from lakestream.warehouse import WarehouseService
 
         return WarehouseService(self.settings, storage=self.storage)
+
+    @cached_property
+    def governance(self) -> Governance:
+        """Permissions, audited reads, retention, the audit log (``governance/``)."""
+        from lakestream.governance.service import Governance
+
+        return Governance(self.settings, self.storage, self.feeds, self.warehouse)
+
+    @cached_property
+    def weather(self) -> WeatherService:
+        """The weather pipeline (SPEC §4): produce, bronze, silver, gold, quality, run."""
+        from lakestream.pipelines.weather import WeatherService
+
+        return WeatherService(self.settings, self.storage, self.feeds)
+
+    @cached_property
+    def orchestrator(self) -> Orchestrator:
+        """DAG runs, the scheduler, the Airflow DAG writer (``orchestrate/``)."""
+        from lakestream.orchestrate.service import Orchestrator
+
+        return Orchestrator(self.settings, lambda: self.warehouse.engine, self)
 
     @property
     def data_dir(self) -> Path:
@@ -154,6 +190,9 @@ class Lakestream:
                                        idle_timeout_s, progress)
         tables = {f.topic: client.topic_partitions(bootstrap, f.topic)
                   for f in feeds if f.kind == "table"}
+        from lakestream.governance.modes import prepare_feed_folders
+
+        prepare_feed_folders(self.storage, feeds)  # 0750 restricted / 0755 shared (SPEC §6)
         return IngestEngine(self.settings, bootstrap, self.storage, feeds, options, tables)
 
     def warehouse_loader(self, until_idle: bool = False, idle_timeout_s: float = 3.0,
@@ -224,8 +263,16 @@ class Lakestream:
 
     # -- query --------------------------------------------------------------------------
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run DuckDB SQL over the lake's datasets (one view per dataset)."""
+    def query(self, sql: str, principal: str | None = None
+              ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run DuckDB SQL over the lake's datasets (one view per dataset).
+
+        With a ``principal`` (``query --as``), the statement must read only datasets
+        they may read; it runs where only those views exist, and it is audited.
+        """
+        if principal is not None:
+            result = self.governance.query(principal, sql)
+            return result.columns, result.rows
         reader = LakeReader(self.storage)
         try:
             return reader.query(sql)
@@ -239,3 +286,21 @@ class Lakestream:
             return [d.name for d in reader.datasets]
         finally:
             reader.close()
+
+    # -- dashboard, JSON API, metrics -------------------------------------------------------
+
+    @cached_property
+    def monitor(self) -> Monitor:
+        """What the dashboard, the JSON API and ``/metrics`` show, checked per principal."""
+        from lakestream.observe.wiring import build_monitor
+
+        gov = self.governance
+        return build_monitor(self.settings, self.storage, self.feeds, gov.gate, gov.audit)
+
+    @cached_property
+    def tokens(self) -> ApiTokens:
+        """API tokens: shown once when created, stored hashed in the warehouse."""
+        from lakestream.observe.tokens import ApiTokens
+
+        gov = self.governance
+        return ApiTokens(gov.db, gov.tokens, gov.audit)
