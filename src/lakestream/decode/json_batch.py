@@ -9,11 +9,12 @@ with vectorized null tests.
 
 The common batch (every record matches the explicit schema, no unknown field)
 takes a stricter and faster read first: slices of about 16 MiB of messages, each
-parsed in blocks of 4 MiB, which keeps the parser's working set in the CPU cache,
-lets the blocks parse on Arrow's thread pool and bounds the extra memory. Anything else about the batch makes that read
-fail, and the batch then takes the exact path above, so the result never
-depends on which read succeeded. (Inference across several blocks is not used:
-Arrow types an inferred field per block, so it may reject what one block accepts.)
+parsed in blocks of 4 MiB, which keeps the parser's working set in the CPU
+cache, lets the blocks parse on Arrow's thread pool and bounds the extra
+memory. Anything else about the batch makes that read fail, and the batch then
+takes the exact path above, so the result never depends on which read
+succeeded. (Inference across several blocks is not used: Arrow types an
+inferred field per block, so it may reject what one block accepts.)
 """
 
 from __future__ import annotations
