@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit integration bench clean
+.PHONY: setup demo serve test lint typecheck unit integration bench clean
 
 setup: $(STAMP)
 
@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
-demo: setup            ## the main job on embedded defaults
+demo: setup            ## the main job on embedded defaults; ends with the dashboard's URL
 	$(BIN)/lakestream demo
+
+serve: setup           ## the demo, then its dashboard until Ctrl-C (prints a login token)
+	$(BIN)/lakestream demo --serve
 
 test: lint typecheck   ## lint, types, then every test (integration included)
 	$(BIN)/pytest -q

@@ -35,6 +35,9 @@ BAD_MESSAGES: tuple[tuple[bytes, bytes], ...] = (
     (b"bad-5", b""),
 )
 
+DASHBOARD_URL = "http://127.0.0.1:8000/"
+DEMO_PRINCIPAL = "demo"
+
 
 def demo_settings(settings: Settings) -> Settings:
     """The user's settings with the demo's own data area, lake and (if unset) an anon key."""
@@ -67,7 +70,20 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
         _ingest(demo, servers)
     summary = _summary(demo)
     _print_summary(demo, summary, home)
+    summary["config"] = str(home / "lakestream.yaml")
+    console.print(f"\nDashboard: {DASHBOARD_URL} — `lakestream demo --serve` keeps it up after "
+                  f"the demo; later: lakestream --config {summary['config']} serve")
     return summary
+
+
+def dashboard_token(config: str) -> str:
+    """A new API token for the demo's dashboard: principal ``demo``, reading every dataset."""
+    from lakestream.config import load_settings
+
+    demo = Lakestream(load_settings(config))
+    demo.governance.grant(DEMO_PRINCIPAL, "*", "read", actor="lakestream-demo")
+    token, _ = demo.tokens.issue(DEMO_PRINCIPAL)
+    return token
 
 
 def _produce(demo: Lakestream, settings: Settings, messages: int, seed: int,

@@ -6,7 +6,18 @@ parse arguments, call the facade once, and print. Exit status: 0 success,
 """
 
 import lakestream.cli.warehouse  # noqa: F401  (registers the commands)
-from lakestream.cli import derive, doctor, feeds, streams  # noqa: F401  (registers the commands)
+from lakestream.cli import (  # noqa: F401  (each module registers its commands)
+    batch,
+    derive,
+    doctor,
+    feeds,
+    governance,
+    orchestrate,
+    reference,
+    streams,
+    weather,
+    web,
+)
 from lakestream.cli.root import cli, main
 
 __all__ = ["cli", "main"]

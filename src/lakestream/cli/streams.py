@@ -206,9 +206,20 @@ def on_signals(handler: Callable[..., Any]) -> None:
     show_default=True,
     help="Output format.",
 )
+@click.option(
+    "--as",
+    "principal",
+    default=None,
+    metavar="PRINCIPAL",
+    help="Run as this principal: only datasets they may read; the read is audited.",
+)
 @pass_ctx
-def query(ctx: Context, sql: str, fmt: str) -> None:
+def query(ctx: Context, sql: str, fmt: str, principal: str | None) -> None:
     """Run DuckDB SQL over the lake; every dataset is a view of its name.
+
+    With --as, the statement must be one SELECT that reads only datasets the
+    principal may read (see `lakestream permissions`); it runs in a DuckDB
+    connection holding only those views, without file or network access.
 
     \b
     Examples:
@@ -216,8 +227,9 @@ def query(ctx: Context, sql: str, fmt: str) -> None:
       lakestream query "SELECT status, count(*) FROM transaction_stream
                         WHERE year = 2025 AND month = 1 AND day = 15 GROUP BY 1"
       lakestream query "SELECT reason, count(*) FROM dlq_transaction_stream GROUP BY 1"
+      lakestream query "SELECT * FROM payment_method_totals" --as analyst --format json
     """
-    columns, rows = ctx.api.query(sql)
+    columns, rows = ctx.api.query(sql, principal)
     print_rows(columns, rows, fmt)
 
 
@@ -234,8 +246,11 @@ def query(ctx: Context, sql: str, fmt: str) -> None:
     help="Transaction events to produce.",
 )
 @click.option("--seed", type=int, default=42, show_default=True, help="Generator seed.")
+@click.option("--serve", is_flag=True, help="Then serve the dashboard until Ctrl-C.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+              help="Port of the dashboard (with --serve).")
 @pass_ctx
-def demo(ctx: Context, messages: int, seed: int) -> None:
+def demo(ctx: Context, messages: int, seed: int, serve: bool, port: int) -> None:
     """Run the main job on embedded defaults and print a summary.
 
     Starts a broker, produces transaction events (plus a few bad ones), ingests
@@ -244,6 +259,10 @@ def demo(ctx: Context, messages: int, seed: int) -> None:
     """
     from lakestream.demo import run_demo
 
-    run_demo(ctx.api, messages, seed)
+    summary = run_demo(ctx.api, messages, seed)
+    if serve:
+        from lakestream.cli.web import serve_demo
+
+        serve_demo(summary["config"], port, ctx.debug)
 
 

@@ -1,0 +1,192 @@
+"""The monitor: what the dashboard, the JSON API and ``/metrics`` show, per principal.
+
+Every method that serves a principal checks the governance permissions of
+the datasets it reads and records the read in the audit log (through the
+gate), so the web layer only parses requests and renders what comes back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lakestream.errors import UsageError
+from lakestream.feeds import Feed, FeedRegistry
+from lakestream.lake import browse
+from lakestream.lake.metadata import read_metadata
+from lakestream.lake.storage import Storage
+from lakestream.observe import runs as runlog
+from lakestream.observe.charts import chart as find_chart
+from lakestream.observe.datasets import DatasetDetail, DatasetSummary, LakeCatalog
+from lakestream.observe.lag import LagMonitor, LagReport
+
+MAX_RUNS = 200
+
+
+class Gate(Protocol):
+    """Governance as the monitor needs it (``lakestream.governance.access.AccessGate``)."""
+
+    def readable(self, principal: str) -> list[str]:
+        """Datasets ``principal`` may read."""
+        ...
+
+    def authorize_read(self, principal: str, dataset: str, via: str = "api") -> Any:
+        """Allow and audit one read, or raise an access-denied error (audited too)."""
+        ...
+
+
+class Monitor:
+    """Read models of the lake, the broker and the run logs.
+
+    Args:
+        storage: The lake.
+        feeds: The feed registry.
+        gate: Permission checks and the audit log.
+        lag: Lag of the lake's sinks.
+        log_dbs: Databases holding ``pipeline_execution_log`` / quality results.
+        audit: Records a non-dataset read: ``(principal, action, detail)``.
+    """
+
+    def __init__(self, storage: Storage, feeds: FeedRegistry, gate: Gate, lag: LagMonitor,
+                 log_dbs: list[runlog.LogDatabase],
+                 audit: Callable[[str, str, dict[str, Any]], None]) -> None:
+        self.catalog = LakeCatalog(storage, feeds)
+        self.storage = storage
+        self.feeds = feeds
+        self.gate = gate
+        self.lag_monitor = lag
+        self.log_dbs = log_dbs
+        self.audit = audit
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def readable(self, principal: str) -> list[str]:
+        """The datasets ``principal`` may read."""
+        return sorted(self.gate.readable(principal))
+
+    def datasets(self, principal: str) -> list[DatasetSummary]:
+        """Summaries of the datasets ``principal`` may read."""
+        readable = set(self.gate.readable(principal))
+        now = _now()
+        found = [self.catalog.summary(ds, feed, now)
+                 for name, (ds, feed) in self.catalog.datasets().items() if name in readable]
+        self.audit(principal, "list", {"via": "api:datasets", "datasets": len(found)})
+        return found
+
+    def dataset(self, principal: str, name: str) -> DatasetDetail:
+        """One dataset's page: totals, schema, partitions, versions."""
+        ds, feed = self._authorized(principal, name, "dataset")
+        return self.catalog.detail(ds, feed, _now())
+
+    def metadata(self, principal: str, name: str) -> dict[str, Any]:
+        """The dataset's ``_metadata.json`` (empty before its first commit)."""
+        ds, _ = self._authorized(principal, name, "metadata")
+        return read_metadata(self.storage, ds.path) or {}
+
+    def partition(self, principal: str, name: str, partition: str) -> dict[str, Any]:
+        """One partition's files, sizes and record count."""
+        ds, _ = self._authorized(principal, name, "partition")
+        return self.catalog.partition(ds, partition)
+
+    def rows(self, principal: str, name: str, columns: list[str] | None, day: dt.date | None,
+             limit: int, offset: int) -> browse.RowsPage:
+        """A page of rows, read from the matching date partition only."""
+        ds, _ = self._authorized(principal, name, "rows")
+        return browse.read_rows(self.storage, ds, columns, day, limit, offset)
+
+    def dlq(self, principal: str, name: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """The dead letters of a feed's dataset: their count and the first ``limit``."""
+        _, feed = self._authorized(principal, name, "dlq")
+        if feed is None:
+            raise UsageError(f"dataset '{name}' is not written by a feed: it has no DLQ")
+        self.gate.authorize_read(principal, f"dlq_{feed.name}", "api:dlq")
+        return self.catalog.dlq_samples(feed, limit)
+
+    def _authorized(self, principal: str, name: str, what: str) -> tuple[Any, Feed | None]:
+        found = self.catalog.get(name)
+        self.gate.authorize_read(principal, name, f"api:{what}")
+        return found
+
+    # -- charts, lag, runs, quality ----------------------------------------------------------
+
+    def chart(self, principal: str, name: str) -> dict[str, Any]:
+        """The rows behind one chart (its dataset must be readable)."""
+        spec = find_chart(name)
+        found = self.catalog.datasets().get(spec.dataset)
+        columns: list[str] = []
+        rows: list[tuple[Any, ...]] = []
+        if found is not None:  # a dataset not written yet has nothing to hide or show
+            self.gate.authorize_read(principal, spec.dataset, f"api:chart:{name}")
+            columns, rows = browse.query_dataset(self.storage, found[0], spec.sql)
+        return {"chart": spec.name, "title": spec.title, "dataset": spec.dataset,
+                "kind": spec.kind, "x": spec.x, "y": list(spec.y), "series": spec.series,
+                "columns": columns, "rows": rows}
+
+    def lag(self, principal: str) -> LagReport:
+        """Lag of the lake sinks of the feeds ``principal`` may read."""
+        readable = set(self.gate.readable(principal))
+        feeds = [f for name, (_, f) in self.catalog.datasets().items()
+                 if f is not None and name in readable]
+        self.audit(principal, "list", {"via": "api:lag"})
+        return self.lag_monitor.report(feeds)
+
+    def runs(self, principal: str, pipeline: str | None, limit: int) -> dict[str, Any]:
+        """The most recent runs (newest first), with their tasks."""
+        _check_limit(limit, MAX_RUNS)
+        found, error = runlog.safe(runlog.recent_runs, self.log_dbs, pipeline, limit)
+        self.audit(principal, "list", {"via": "api:runs"})
+        return {"runs": found, "error": error}
+
+    def quality(self, principal: str, pipeline: str | None, limit: int) -> dict[str, Any]:
+        """Quality results of the most recent ``limit`` check runs."""
+        _check_limit(limit, MAX_RUNS)
+        found, error = runlog.safe(runlog.quality_results, self.log_dbs, pipeline, limit)
+        self.audit(principal, "list", {"via": "api:quality"})
+        return {"results": found, "error": error}
+
+    def overview(self, principal: str) -> dict[str, Any]:
+        """The overview page: datasets, lag, the last runs and the failing quality checks."""
+        readable = set(self.gate.readable(principal))
+        now = _now()
+        known = self.catalog.datasets()
+        summaries = [self.catalog.summary(ds, feed, now)
+                     for name, (ds, feed) in known.items() if name in readable]
+        feeds = [f for name, (_, f) in known.items() if f is not None and name in readable]
+        runs, runs_error = runlog.safe(runlog.recent_runs, self.log_dbs, None, 8)
+        checks, quality_error = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
+        self.audit(principal, "list", {"via": "api:overview", "datasets": len(summaries)})
+        return {"datasets": summaries, "lag": self.lag_monitor.report(feeds).as_dict(),
+                "runs": runs,
+                "failing_checks": [c for c in checks if c["status"] != "pass"],
+                "checks": len(checks), "errors": [e for e in (runs_error, quality_error) if e]}
+
+    def all_quality(self) -> list[dict[str, Any]]:
+        """The latest quality run's results, for ``/metrics``."""
+        found, _ = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
+        return list(found)
+
+    def all_summaries(self) -> list[DatasetSummary]:
+        """Every dataset's totals, for ``/metrics`` (counts only, no rows)."""
+        now = _now()
+        return [self.catalog.summary(ds, feed, now)
+                for ds, feed in self.catalog.datasets().values()]
+
+    def all_lag(self) -> LagReport:
+        """Lag of every feed's lake sink, for ``/metrics``."""
+        return self.lag_monitor.report(list(self.feeds))
+
+    def all_runs(self, limit: int = 50) -> tuple[list[runlog.Run], dict[tuple[str, str, str], int]]:
+        """Recent runs and all-time task outcomes, for ``/metrics`` (none when unreachable)."""
+        found, _ = runlog.safe(runlog.recent_runs, self.log_dbs, None, limit)
+        outcomes, _ = runlog.safe(runlog.task_outcomes, self.log_dbs)
+        return list(found), dict(outcomes)
+
+
+def _check_limit(limit: int, most: int) -> None:
+    if not 1 <= limit <= most:
+        raise UsageError(f"limit must be within 1..{most}")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
