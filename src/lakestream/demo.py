@@ -68,12 +68,29 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
         _produce(demo, settings, messages, seed, servers)
         _process(demo, servers)
         _ingest(demo, servers)
+        weather = _weather(demo, servers, seed)
     summary = _summary(demo)
+    summary["weather"] = weather
     _print_summary(demo, summary, home)
     summary["config"] = str(home / "lakestream.yaml")
     console.print(f"\nDashboard: {DASHBOARD_URL} — `lakestream demo --serve` keeps it up after "
                   f"the demo; later: lakestream --config {summary['config']} serve")
     return summary
+
+
+def _weather(demo: Lakestream, servers: str, seed: int) -> dict[str, Any]:
+    """The weather medallion on simulated data: 48 hours of 5 cities → bronze → silver → gold."""
+    with console.status("weather: simulated source → bronze → silver → gold → quality…"):
+        run = demo.weather.run(servers, source="simulated", hours=48, seed=seed)
+    steps = {s.task: s for s in run.steps}
+    quality = run.quality.results if run.quality is not None else []
+    passed = sum(1 for r in quality if r.status == "pass")
+    console.print(
+        "• weather: " + ", ".join(f"{name} {step.rows_out or 0:,}" for name, step in steps.items())
+        + f"; quality {passed}/{len(quality)} checks passed"
+        + (f" ({run.error.message})" if run.error is not None else ""))
+    return {"steps": {n: (s.status, s.rows_in, s.rows_out) for n, s in steps.items()},
+            "quality": [(r.name, r.status, r.detail) for r in quality]}
 
 
 def dashboard_token(config: str) -> str:
@@ -160,6 +177,12 @@ def _print_summary(demo: Lakestream, s: dict[str, Any], home: Path) -> None:
     _rows_table("Totals per payment method (USD, completed)",
                 ("method", "transactions", "total", "average"), s["payments"])
     _rows_table("Dead letters (bad input is kept, not lost)", ("reason", "messages"), s["dlq"])
+    weather = s.get("weather") or {}
+    _rows_table("Weather medallion (simulated OpenWeather, 5 cities, 48 h)",
+                ("step", "status", "rows in", "rows out"),
+                [(n, *v) for n, v in weather.get("steps", {}).items()])
+    _rows_table("Weather quality checks", ("check", "status", "detail"),
+                weather.get("quality", []))
     cfg = home / "lakestream.yaml"
     console.print(
         f"\nLake: {demo.storage.uri}\nNext, try:\n"
