@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from lakestream.cli.root import Context, cli, pass_ctx
-from lakestream.export.service import Source
+from lakestream.export.service import Runner, Source
 from lakestream.lake.report import LakeReport, report_csv, report_json, stats_json
 from lakestream.output import console, progress_bar
 
@@ -41,9 +41,17 @@ def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt
               show_default=True, help="auto = ksqlDB when ksqldb_url is set, else Kafka.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds without new records after which a stream append is complete.")
+@click.option("--runner", type=click.Choice(["builtin", "beam"]), default="builtin",
+              show_default=True,
+              help="Who runs stream appends: Lakestream's consumer, or an Apache Beam pipeline "
+                   "(needs the beam extra; see docs/operations.md).")
+@click.option("--beam-option", "beam_options", multiple=True, metavar="KEY=VALUE",
+              help="With --runner beam: a Beam pipeline option, repeatable "
+                   "(runner=FlinkRunner, flink_master=host:8081, ...; default DirectRunner).")
 @pass_ctx
 def export(ctx: Context, everything: bool, stream: str | None, day: dt.date | None,
-           table: str | None, pipeline: str | None, source: str, idle_timeout: float) -> None:
+           table: str | None, pipeline: str | None, source: str, idle_timeout: float,
+           runner: str, beam_options: tuple[str, ...]) -> None:
     """Batch export from Kafka (or ksqlDB) into the lake.
 
     Streams append what arrived since the last export (the lake's offset
@@ -57,13 +65,15 @@ def export(ctx: Context, everything: bool, stream: str | None, day: dt.date | No
       lakestream export --stream transaction_stream
       lakestream export --stream transaction_stream --date 2025-01-15
       lakestream export --table user_transaction_summary --source ksqldb
+      lakestream export --all --runner beam --beam-option direct_num_workers=4
     """
     api = ctx.api
     total = len(api.feeds.select(pipeline)) if everything else 1
     with progress_bar("exporting", total) as advance:
         results = api.batch.export(everything, stream, table, day, pipeline,
                                    cast(Source, source), on_feed=advance,
-                                   idle_timeout_s=idle_timeout)
+                                   idle_timeout_s=idle_timeout, runner=cast(Runner, runner),
+                                   beam_options=beam_options)
     for r in results:
         line = f"{r.feed}: {r.mode} from {r.source}, {r.records:,} records"
         if r.version:
@@ -169,7 +179,11 @@ def metadata_export_csv(ctx: Context, partitions: bool, output: Path | None) -> 
     if output is None:
         sys.stdout.write(text)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a folder, a missing folder, no permission: the user's path
+        raise click.BadParameter(f"cannot write {str(output)!r}: {exc.strerror or exc}",
+                                 param_hint="'--output'") from None
     console.print(f"wrote {text.count(chr(10)) - 1} rows to {output}")
 
 

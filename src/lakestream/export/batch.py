@@ -7,12 +7,13 @@ user-facing operation.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lakestream.config import Settings
 from lakestream.errors import FeedError, UsageError
-from lakestream.export.service import ExportResult, ExportService, Source
+from lakestream.export import beam
+from lakestream.export.service import ExportResult, ExportService, Runner, Source
 from lakestream.feeds import Feed, FeedRegistry
 from lakestream.lake.compaction import TARGET_BYTES, CompactionResult, compact_dataset
 from lakestream.lake.layout import STAGING, TABLES, dlq_path
@@ -57,10 +58,13 @@ class BatchService:
                table: str | None = None, day: dt.date | None = None,
                pipeline: str | None = None, source: Source = "auto",
                on_feed: Callable[[int], None] | None = None,
-               idle_timeout_s: float | None = None) -> list[ExportResult]:
+               idle_timeout_s: float | None = None, runner: Runner = "builtin",
+               beam_options: Sequence[str] = ()) -> list[ExportResult]:
         """``lakestream export --all | --stream S [--date D] | --table T``.
 
         ``idle_timeout_s``: a stream append stops once nothing arrived for this long.
+        ``runner``: ``beam`` runs stream appends as an Apache Beam pipeline with
+        ``beam_options`` (``KEY=VALUE``); tables and day rebuilds run as usual.
         """
         if idle_timeout_s is not None:
             self.exports.idle_timeout_s = idle_timeout_s
@@ -70,6 +74,13 @@ class BatchService:
             raise UsageError("--date rebuilds one day of a stream: use it with --stream")
         if pipeline is not None and not everything:
             raise UsageError("--pipeline narrows --all: use it with --all")
+        if beam_options and runner != "beam":
+            raise UsageError("--beam-option configures the Beam pipeline: add --runner beam")
+        if runner == "beam" and table is not None:
+            raise UsageError("--runner beam runs stream appends: use it with --all or --stream")
+        if runner == "beam":
+            beam.pipeline_options(beam_options)  # fail before any work: no Beam, a bad option
+        self.exports.runner, self.exports.beam_options = runner, tuple(beam_options)
         if everything:
             return self.exports.export_all(pipeline, source, on_feed)
         if stream is not None:

@@ -100,6 +100,40 @@ class KafkaScan:
         finally:
             consumer.close()
 
+    def last_offsets(self, starts: dict[int, int]) -> dict[int, int | None]:
+        """The last offset each partition holds at or after its start (``None``: none).
+
+        Found by reading until the broker has nothing more. The high watermark only
+        says where to begin (one record before it), since Tansu's is stale or points
+        at the last batch's start; a partition where nothing turns up from there is
+        read again from its start.
+
+        Args:
+            starts: First offset per partition (``OFFSET_BEGINNING`` for the start).
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer()
+        try:
+            highs = {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                           timeout=10)[1]) for p in starts}
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the offsets of {self.topic}: {exc}") from None
+        finally:
+            consumer.close()
+        probes = {p: highs[p] - 1 if highs[p] - 1 > max(s, 0) else s for p, s in starts.items()}
+        found = self._last_read(probes)
+        found.update(self._last_read({p: s for p, s in starts.items()
+                                      if p not in found and probes[p] != s}))
+        return {p: found[p] if found.get(p, -1) >= max(s, 0) else None
+                for p, s in starts.items()}
+
+    def _last_read(self, starts: dict[int, int]) -> dict[int, int]:
+        last: dict[int, int] = {}
+        for chunk in self.read(starts):
+            last[chunk.partition] = max(last.get(chunk.partition, -1), chunk.offsets[-1])
+        return last
+
     def offsets_for_time(self, partitions: list[int], ts_ms: int) -> dict[int, int] | None:
         """The first offset at or after ``ts_ms`` per partition (-1: none), or ``None``.
 

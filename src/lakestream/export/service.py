@@ -4,7 +4,9 @@
   ingest's own exactly-once path: an ingest run in the ingest's consumer group
   until the topics are drained. The lake's offset ledger is the record of what
   was exported, so an export and a running ``lakestream ingest`` never land a
-  record twice (the group gives each partition to one of them).
+  record twice (the group gives each partition to one of them). With
+  ``--runner beam`` the append is an Apache Beam pipeline writing through the
+  same sink and ledger (``export/beam.py``).
 - ``--stream S --date D`` appends, then **rebuilds** day D from the source
   (Kafka, or ksqlDB when configured) and swaps it in atomically.
 - Tables write a **new version** (from Kafka's changelog or a ksqlDB pull query).
@@ -27,13 +29,14 @@ import pyarrow as pa
 from lakestream.config import Settings
 from lakestream.decode.schemas import arrow_schema
 from lakestream.errors import FeedError, UsageError
+from lakestream.export.beam import BeamExport, BeamReport
 from lakestream.export.kafka_scan import KafkaScan
 from lakestream.export.ksqldb import KsqlDbClient
 from lakestream.export.rebuild import DayRebuild, RebuildReport
 from lakestream.export.sources import KafkaDayReader, KsqlDbDayReader, ksqldb_table_rows
 from lakestream.export.tables import export_table_from_kafka, export_table_rows
 from lakestream.feeds import Feed, FeedRegistry
-from lakestream.ingest.engine import IngestEngine
+from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.consumer import ConsumeOptions
 from lakestream.lake.ledger import OffsetLedger
@@ -42,6 +45,7 @@ from lakestream.lake.storage import Storage
 
 HISTORY = 20
 Source = Literal["auto", "kafka", "ksqldb"]
+Runner = Literal["builtin", "beam"]
 
 
 @dataclass
@@ -68,15 +72,21 @@ class ExportService:
         registry: The feed registry.
         bootstrap: Returns the Kafka bootstrap servers (called only when Kafka is needed).
         idle_timeout_s: An append stops once no record arrived for this long.
+        runner: Who runs stream appends: the ingest's consumer (``builtin``) or an
+            Apache Beam pipeline (``beam``, see ``export/beam.py``).
+        beam_options: Beam pipeline options as ``KEY=VALUE``.
     """
 
     def __init__(self, settings: Settings, storage: Storage, registry: FeedRegistry,
-                 bootstrap: Callable[[], str], idle_timeout_s: float = 2.0) -> None:
+                 bootstrap: Callable[[], str], idle_timeout_s: float = 2.0,
+                 runner: Runner = "builtin", beam_options: tuple[str, ...] = ()) -> None:
         self.settings = settings
         self.storage = storage
         self.registry = registry
         self.bootstrap = bootstrap
         self.idle_timeout_s = idle_timeout_s
+        self.runner = runner
+        self.beam_options = beam_options
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -142,13 +152,18 @@ class ExportService:
         started = time.monotonic()
         bootstrap = self.bootstrap()
         client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
-        lake = self.settings.lake
-        options = ConsumeOptions(group_id=self.settings.kafka.group_id, until_idle=True,
-                                 idle_timeout_s=self.idle_timeout_s,
-                                 flush_interval_s=lake.flush_interval_s,
-                                 max_batch_records=lake.max_batch_records,
-                                 max_batch_bytes=lake.max_batch_bytes)
-        report = IngestEngine(self.settings, bootstrap, self.storage, feeds, options).run()
+        report: IngestReport | BeamReport
+        if self.runner == "beam":
+            report = BeamExport(self.settings, self.storage, bootstrap, self.beam_options,
+                                grace_s=self.idle_timeout_s).run(feeds)
+        else:
+            lake = self.settings.lake
+            options = ConsumeOptions(group_id=self.settings.kafka.group_id, until_idle=True,
+                                     idle_timeout_s=self.idle_timeout_s,
+                                     flush_interval_s=lake.flush_interval_s,
+                                     max_batch_records=lake.max_batch_records,
+                                     max_batch_bytes=lake.max_batch_bytes)
+            report = IngestEngine(self.settings, bootstrap, self.storage, feeds, options).run()
         results = []
         for feed in feeds:
             offsets = {f"{m.topic}:{m.partition}": {"first": m.totals.first_offset,

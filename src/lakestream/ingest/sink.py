@@ -58,9 +58,13 @@ class LakeSink:
         self._totals: dict[tuple[str, int], Totals] = {}
         self._schema: list[dict[str, str]] = []
 
-    def recover(self, topic: str, partition: int) -> int | None:
-        """Settle what a crash left and return the next offset to consume (``None``: start)."""
-        nxt = self.ledger.recover(topic, partition)
+    def recover(self, topic: str, partition: int, exclusive: bool = True) -> int | None:
+        """Settle what a crash left and return the next offset to consume (``None``: start).
+
+        ``exclusive=False`` for a writer that may share the partition with another:
+        staged files of uncommitted batches are then left alone (see the ledger).
+        """
+        nxt = self.ledger.recover(topic, partition, delete_orphans=exclusive)
         latest = self.ledger.latest(topic, partition)
         self._totals[(topic, partition)] = latest.totals if latest else Totals()
         self.next_offset[(topic, partition)] = nxt

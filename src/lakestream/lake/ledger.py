@@ -127,8 +127,15 @@ class OffsetLedger:
                 latest[folder] = max(latest.get(folder, ""), f.path)
         return [Manifest.from_json(self.storage.read(p)) for p in sorted(latest.values())]
 
-    def recover(self, topic: str, partition: int) -> int | None:
+    def recover(self, topic: str, partition: int, delete_orphans: bool = True) -> int | None:
         """Finish or undo whatever a crash left for this partition.
+
+        Args:
+            topic: The Kafka topic.
+            partition: The Kafka partition.
+            delete_orphans: Delete staged files no manifest names. Only the
+                partition's one owner may: for a writer that shares it (``export
+                --runner beam`` next to an ingest), they may be a batch in flight.
 
         Returns:
             The next offset to consume (``None``: nothing committed yet).
@@ -138,7 +145,9 @@ class OffsetLedger:
         if manifest is not None:
             self._settle(manifest)
             keep = {f.staging for f in manifest.files}
-        for orphan in self.storage.list_files(staging_path(self.dataset, topic, partition)):
+        staged = (self.storage.list_files(staging_path(self.dataset, topic, partition))
+                  if delete_orphans else [])
+        for orphan in staged:
             if orphan.path not in keep:
                 log.info("recovery: deleting uncommitted file %s", orphan.path)
                 self.storage.delete(orphan.path)
@@ -156,6 +165,13 @@ class OffsetLedger:
         """
         current = self.latest(manifest.topic, manifest.partition)
         current_next = None if current is None else current.end_offset + 1
+        if current is not None and (current.start_offset, current.end_offset) == (
+                manifest.start_offset, manifest.end_offset):
+            # A retry of this very batch: an earlier try wrote the manifest, then failed
+            # (a lost PUT response, or moving its files). The batch is committed; finish it.
+            self._settle(current)
+            self._prune(manifest.topic, manifest.partition)
+            return
         if current_next != expected_next:
             raise FencedError(
                 f"{self.dataset} {manifest.topic}[{manifest.partition}]: ledger is at "

@@ -1,0 +1,103 @@
+"""The Beam export's steps without Beam: batches commit exactly once from the ledger's position."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lakestream.cli import main
+from lakestream.config import S3Settings
+from lakestream.errors import TerminalError
+from lakestream.export.beam import Batch, split_chunk, write_batch
+from lakestream.export.kafka_scan import PartitionChunk
+from lakestream.feeds import Feed
+from lakestream.ingest.sink import LakeSink
+from lakestream.lake.storage import open_storage
+from tests.ingest.helpers import generated, lake_rows
+
+FEED = Feed(name="feed", topic="tx", schema="transactions", time_field="event_time",
+            required=("transaction_id", "event_time", "user.user_id"))
+
+
+def _chunk(messages: list[tuple[bytes | None, bytes]], first: int = 0) -> PartitionChunk:
+    n = len(messages)
+    return PartitionChunk("tx", 0, [v for _, v in messages], [k for k, _ in messages],
+                          list(range(first, first + n)), [1_741_600_000_000] * n)
+
+
+def _sink(tmp_path: Path) -> LakeSink:
+    return LakeSink(open_storage(str(tmp_path / "lake"), S3Settings()), FEED)
+
+
+def _offsets(tmp_path: Path) -> list[int]:
+    return sorted(r[0] for r in lake_rows(tmp_path / "lake", columns="_kafka_offset"))
+
+
+def test_a_batch_writes_only_what_the_ledger_does_not_hold_yet(tmp_path: Path) -> None:
+    messages = generated(100, seed=5)
+    other = _sink(tmp_path)  # e.g. a running ingest that got to the first 40 records first
+    other.recover("tx", 0)
+    other.write("tx", 0, *_columns(_chunk(messages[:40])))
+
+    stats = write_batch(_sink(tmp_path), Batch("feed", None, _chunk(messages)))
+    assert stats.records == 60
+    assert write_batch(_sink(tmp_path), Batch("feed", None, _chunk(messages))).records == 0
+    assert _offsets(tmp_path) == list(range(100))
+
+
+def test_a_commit_fenced_by_another_writer_resumes_from_the_new_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = generated(50, seed=6)
+    sink, other = _sink(tmp_path), _sink(tmp_path)
+    real_write = sink.write
+    calls = []
+
+    def racing_write(*args: Any) -> Any:
+        if not calls:  # another writer commits between our ledger read and our commit
+            other.recover("tx", 0)
+            other.write("tx", 0, *_columns(_chunk(messages[:20])))
+        calls.append(args[4][0])
+        return real_write(*args)
+
+    monkeypatch.setattr(sink, "write", racing_write)
+    assert write_batch(sink, Batch("feed", None, _chunk(messages))).records == 30
+    assert calls == [0, 20]
+    assert _offsets(tmp_path) == list(range(50))
+
+
+def test_a_batch_after_a_missing_one_is_refused(tmp_path: Path) -> None:
+    messages = generated(20, seed=7)
+    with pytest.raises(TerminalError, match="an earlier batch is not in the lake"):
+        write_batch(_sink(tmp_path), Batch("feed", 10, _chunk(messages[10:], first=10)))
+    assert not (tmp_path / "lake/streams/feed").exists()
+
+
+def test_chunks_are_split_by_bytes_keeping_every_message_in_order() -> None:
+    chunk = _chunk([(None, b"x" * 40)] * 7)
+    pieces = list(split_chunk(chunk, 100))
+    assert [len(p) for p in pieces] == [2, 2, 2, 1]
+    assert [o for p in pieces for o in p.offsets] == chunk.offsets
+    assert list(split_chunk(chunk, 10_000)) == [chunk]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("apache_beam") is not None,
+                    reason="Apache Beam is installed here")
+def test_runner_beam_without_beam_installed_names_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "lakestream.yaml"
+    config.write_text(yaml.safe_dump({"lake": {"root": str(tmp_path / "lake")},
+                                      "feeds_dir": str(tmp_path / "feeds")}))
+    assert main(["--config", str(config), "export", "--all", "--runner", "beam"]) == 1
+    assert "pip install 'lakestream[beam]'" in capsys.readouterr().err
+    assert main(["--config", str(config), "export", "--all", "--beam-option", "a=b"]) == 2
+    assert "add --runner beam" in capsys.readouterr().err
+
+
+def _columns(chunk: PartitionChunk) -> tuple[list[Any], ...]:
+    return chunk.values, chunk.keys, chunk.offsets, chunk.timestamps
