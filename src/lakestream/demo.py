@@ -69,8 +69,10 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
         _process(demo, servers)
         _ingest(demo, servers)
         weather = _weather(demo, servers, seed)
+    warehouse = _warehouse(demo)
     summary = _summary(demo)
     summary["weather"] = weather
+    summary["warehouse"] = warehouse
     _print_summary(demo, summary, home)
     summary["config"] = str(home / "lakestream.yaml")
     console.print(f"\nDashboard: {DASHBOARD_URL} — `lakestream demo --serve` keeps it up after "
@@ -91,6 +93,19 @@ def _weather(demo: Lakestream, servers: str, seed: int) -> dict[str, Any]:
         + (f" ({run.error.message})" if run.error is not None else ""))
     return {"steps": {n: (s.status, s.rows_in, s.rows_out) for n, s in steps.items()},
             "quality": [(r.name, r.status, r.detail) for r in quality]}
+
+
+def _warehouse(demo: Lakestream) -> list[tuple[str, int, str]]:
+    """Sync the lake's dimensions and current table versions into the SQLite warehouse."""
+    with console.status("warehouse: init + sync into SQLite…"):
+        demo.warehouse.init()
+        report = demo.warehouse.sync()
+        status = demo.warehouse.status()
+    loaded = sum(t.rows_loaded for t in report.tasks)
+    orphans = sum(report.orphans.values())
+    console.print(f"• warehouse: {loaded:,} rows loaded ({demo.warehouse.display_url}), "
+                  f"{orphans} facts without their dimension")
+    return [(t.table, t.rows, ", ".join(t.snapshots)) for t in status]
 
 
 def dashboard_token(config: str) -> str:
@@ -177,6 +192,8 @@ def _print_summary(demo: Lakestream, s: dict[str, Any], home: Path) -> None:
     _rows_table("Totals per payment method (USD, completed)",
                 ("method", "transactions", "total", "average"), s["payments"])
     _rows_table("Dead letters (bad input is kept, not lost)", ("reason", "messages"), s["dlq"])
+    _rows_table("Warehouse (star schema, SQLite)", ("table", "rows", "snapshots"),
+                s.get("warehouse", []))
     weather = s.get("weather") or {}
     _rows_table("Weather medallion (simulated OpenWeather, 5 cities, 48 h)",
                 ("step", "status", "rows in", "rows out"),
