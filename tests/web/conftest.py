@@ -25,6 +25,9 @@ from lakestream.demo import run_demo
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.web import create_app
 
+EXTRA_WEATHER_HOURS = (48, 2)
+WEATHER_RUNS = 1 + len(EXTRA_WEATHER_HOURS)  # the demo's own weather run, then these
+
 
 @dataclass
 class DemoLake:
@@ -56,7 +59,7 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker) 
     api = Lakestream(load_settings(config, environ={
         "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "LAKESTREAM_FEEDS_DIR": str(home / "feeds")}, cwd=home))
-    for hours in (48, 2):
+    for hours in EXTRA_WEATHER_HOURS:
         api.weather.run(broker.bootstrap_servers, source="simulated", hours=hours, seed=hours)
     api.warehouse.init()
     api.warehouse.sync()

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lakestream.lake.metadata import read_metadata
-from tests.web.conftest import DemoLake, Tokens
+from tests.web.conftest import WEATHER_RUNS, DemoLake, Tokens
 
 pytestmark = pytest.mark.integration
 
@@ -134,14 +134,14 @@ def test_runs_and_quality_come_from_the_run_logs(client: TestClient,
     runs = client.get("/api/runs", headers=admin).json()["runs"]
     assert {r["pipeline"] for r in runs} >= {"weather", "transactions"}
     weather = [r for r in runs if r["pipeline"] == "weather"]
-    assert len(weather) == 2
+    assert len(weather) == WEATHER_RUNS
     assert [t["task"] for t in weather[0]["tasks"]][:2] == ["ingest_data", "consume_to_s3"]
     assert all(t["duration_s"] is not None for r in runs for t in r["tasks"])
     only = client.get("/api/runs", params={"pipeline": "weather", "limit": 1},
                       headers=admin).json()["runs"]
     assert [r["run_id"] for r in only] == [weather[0]["run_id"]]
     results = client.get("/api/quality", headers=admin).json()["results"]
-    assert len({r["run_id"] for r in results}) == 2
+    assert len({r["run_id"] for r in results}) == WEATHER_RUNS
     assert {r["check_name"] for r in results} >= {"uniqueness", "freshness"}
 
 

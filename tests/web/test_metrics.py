@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lakestream.kafka.lag import BrokerWatermarks
 from lakestream.lake.metadata import read_metadata
 from lakestream.observe.lag import TANSU_NOTE, sink_positions
-from tests.web.conftest import DemoLake
+from tests.web.conftest import WEATHER_RUNS, DemoLake
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_run_metrics_count_the_run_log(client: TestClient, admin: dict[str, str]
     weather_gold = [t for r in runs if r["pipeline"] == "weather" for t in r["tasks"]
                     if t["task"] == "load_gold"]
     assert value(found, "lakestream_task_runs_total", pipeline="weather", task="load_gold",
-                 status="success") == len(weather_gold) == 2
+                 status="success") == len(weather_gold) == WEATHER_RUNS
     latest = next(r for r in runs if r["pipeline"] == "weather")
     assert value(found, "lakestream_run_last_duration_seconds", pipeline="weather") == \
         pytest.approx(latest["duration_s"])
