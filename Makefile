@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo serve test lint typecheck unit integration bench clean
+.PHONY: setup demo serve test lint typecheck unit integration faults bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ unit: setup            ## the fast tests only
 
 integration: setup
 	$(BIN)/pytest -q -m integration
+
+faults: setup          ## fault injection: kill -9, outages, full disk, fuzzing (~7 min)
+	$(BIN)/pytest -m faults -q
 
 bench: setup           ## benchmarks (print figures and ratios; never pass/fail)
 	$(BIN)/python -m benchmarks.run_all

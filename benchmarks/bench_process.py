@@ -109,7 +109,7 @@ def broker_included(events: list[tuple[bytes, bytes]], workdir: Path) -> tuple[f
                 first.append(time.perf_counter())
             original(buf)
 
-        proc.flush_partition = flush  # type: ignore[method-assign]
+        proc.flush_partition = flush  # type: ignore[method-assign,assignment]
         report = proc.run()
         end = time.perf_counter() - 2.0  # minus the idle wait
         return end - first[0], report.processed

@@ -72,6 +72,8 @@ def cli(ctx: click.Context, config: str | None, debug: bool, verbose: bool) -> N
     )
     if not debug:
         logging.getLogger("lakestream.kafka").setLevel(max(level, logging.ERROR))
+        # ... librdkafka's chatter only: the consumer loop's own retry warnings stay visible
+        logging.getLogger("lakestream.kafka.consumer").setLevel(level)
     ctx.obj = Context(config, debug)
 
 

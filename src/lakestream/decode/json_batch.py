@@ -33,6 +33,10 @@ _MAX_REASON = 300
 _STRICT_BLOCK = 4 << 20  # bytes per parse block of the strict read
 _STRICT_SLICE = 16 << 20  # about this many message bytes are joined and read at a time
 _STRICT_PAUSE = 8  # batches read the exact way after a strict read failed
+# Arrow's reader crashes the process on JSON nested about 10,000+ levels deep, and its
+# kernels (filter, concat) from a few thousand on: deeper messages are rejected, never read.
+_MAX_DEPTH = 64  # levels of objects/arrays kept (no event needs more)
+_FEW_BRACKETS = 1000  # a message with at most this many '{' and '[' cannot crash the reader
 
 
 @dataclass
@@ -74,7 +78,8 @@ class JsonDecoder:
         """Decode ``values``; never raises for bad input, rejects it instead."""
         rejected: list[tuple[int, str]] = []
         blocks: list[tuple[int, pa.Table]] = []
-        usable = [i for i, v in enumerate(values) if v and v[:1] == b"{"]
+        usable = [i for i, v in enumerate(values)
+                  if v and v[:1] == b"{" and (len(v) <= _FEW_BRACKETS or not _too_deep(v))]
         if len(usable) != len(values):
             usable = self._screen(values, rejected)
             self._parse_indices(values, usable, blocks, rejected)
@@ -97,7 +102,9 @@ class JsonDecoder:
         """
         usable: list[int] = []
         for i, v in enumerate(values):
-            if v and v.lstrip()[:1] == b"{":
+            if v and _too_deep(v):
+                rejected.append((i, f"JSON nested deeper than {_MAX_DEPTH} levels"))
+            elif v and v.lstrip()[:1] == b"{":
                 usable.append(i)
             else:
                 rejected.append((i, _not_an_object(v)))
@@ -142,9 +149,11 @@ class JsonDecoder:
                 mid = (lo + hi) // 2
                 stack.extend([(mid, hi), (lo, mid)])
                 continue
-            if table.num_rows != hi - lo:
+            if table.num_rows != hi - lo or _type_depth(table.schema) > _MAX_DEPTH:
                 if hi - lo == 1:
-                    rejected.append((lo, "not exactly one JSON object in the message"))
+                    rejected.append((lo, "not exactly one JSON object in the message"
+                                     if table.num_rows != 1
+                                     else f"JSON nested deeper than {_MAX_DEPTH} levels"))
                     continue
                 mid = (lo + hi) // 2
                 stack.extend([(mid, hi), (lo, mid)])
@@ -298,6 +307,33 @@ def _column(table: pa.Table, path: str) -> pa.ChunkedArray | None:
 _JSON_KINDS = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 
 
+def _too_deep(value: bytes) -> bool:
+    """Whether a message might nest deep enough to crash Arrow's reader (C-speed checks)."""
+    if value.count(b"{") + value.count(b"[") <= _FEW_BRACKETS:
+        return False
+    try:
+        json.loads(value.decode("utf-8", "replace"))
+    except RecursionError:  # deeper than Python's parser goes (about 1,000 levels)
+        return True
+    except ValueError:
+        return False  # malformed before it got deep: the reader stops there too
+    return False
+
+
+def _type_depth(schema: pa.Schema) -> int:
+    """How many levels of structs and lists the schema nests (iteratively: it may be deep)."""
+    deepest = 0
+    stack = [(f.type, 0) for f in schema]
+    while stack:
+        kind, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if pa.types.is_struct(kind):
+            stack.extend((kind.field(i).type, depth + 1) for i in range(kind.num_fields))
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            stack.append((kind.value_type, depth + 1))
+    return deepest
+
+
 def _not_an_object(value: bytes | None) -> str:
     """Why a message that does not start with ``{`` is rejected."""
     if not value or value.isspace():
@@ -306,6 +342,8 @@ def _not_an_object(value: bytes | None) -> str:
         parsed = json.loads(value)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         return f"JSON parse error: {exc}"[:_MAX_REASON]
+    except RecursionError:
+        return "JSON parse error: nested too deeply"
     kind = "null" if parsed is None else _JSON_KINDS.get(type(parsed), type(parsed).__name__)
     return f"not a JSON object: the message is a JSON {kind}"
 

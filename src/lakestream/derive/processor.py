@@ -104,6 +104,11 @@ class Processor(BatchingConsumer):
     # -- one batch ------------------------------------------------------------------------
 
     def _process(self, buf: PartitionBuffer) -> None:
+        if (self.state.next_offset(buf.topic, buf.partition) or 0) > buf.offsets[-1]:
+            # retried after its state committed (moving its DLQ files failed): never add
+            # the batch's aggregates twice, only finish the moves
+            self._settle_pending()
+            return
         self._load_reference()
         result = self.decoder.decode(buf.values)
         rejected = list(result.rejected)
@@ -129,11 +134,11 @@ class Processor(BatchingConsumer):
         except BaseException:
             self.state.rollback()
             raise
-        self._settle_pending()
         self.report.processed += counts["processed"]
         self.report.blacklisted += counts["blacklisted"]
         self.report.rejected += len(rejected)
         self.report.published += published
+        self._settle_pending()
 
     def _derive(self, events: pa.Table) -> tuple[dict[str, Any], list[tuple[int, str]]]:
         con = self.db

@@ -19,7 +19,7 @@ from pathlib import Path
 from lakestream.feeds import Feed
 from lakestream.governance.catalog import DatasetInfo
 from lakestream.lake.layout import DLQ, STAGING, STREAMS, TABLES
-from lakestream.lake.storage import Storage
+from lakestream.lake.storage import Storage, storage_errors
 
 DIR_MODES = {"restricted": 0o750, "shared": 0o755}
 FILE_MODES = {"restricted": 0o640, "shared": 0o644}
@@ -73,9 +73,10 @@ def prepare_feed_folders(storage: Storage, feeds: Iterable[Feed]) -> None:
                                                                     "restricted")):
             folder = root / rel
             if not folder.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                _chmod(folder.parent, 0o755)
-                _chmod(folder, DIR_MODES[sensitivity])
+                with storage_errors(f"create {storage.url(rel)}"):
+                    folder.mkdir(parents=True, exist_ok=True)
+                    _chmod(folder.parent, 0o755)
+                    _chmod(folder, DIR_MODES[sensitivity])
 
 
 def _chmod_tree(folder: Path, dir_mode: int, file_mode: int) -> int:

@@ -45,6 +45,7 @@ class Version:
     offsets: dict[str, int]
     file: str
     rejected: int = 0
+    staged: str = ""  # where the file waits until it is moved to ``file``
 
     @property
     def name(self) -> str:
@@ -74,10 +75,15 @@ class TableSink:
     def load(self) -> None:
         """Load the newest version (rows and offsets) and delete uncommitted leftovers."""
         manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
+        current = Version(**json.loads(self.storage.read(manifests[-1].path))) if manifests \
+            else None
+        if current is not None and current.staged and not self.storage.exists(current.file) \
+                and self.storage.exists(current.staged):
+            self.storage.move(current.staged, current.file)  # committed, then interrupted
         self.storage.delete_dir(f"{STAGING}/{self.feed.dataset.replace('/', '__')}")
-        if not manifests:
+        if current is None:
             return
-        self.current = Version(**json.loads(self.storage.read(manifests[-1].path)))
+        self.current = current
         data = pq.read_table(self.storage.fs.open_input_file(self.storage.full(self.current.file)))
         self.rows = {self._key(r): r for r in data.to_pylist()}
         self.offsets = {int(p): o for p, o in self.current.offsets.items()}
@@ -117,7 +123,7 @@ class TableSink:
         version = Version(number, table.num_rows, data.size,
                           dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
                           {str(p): o for p, o in sorted(self.offsets.items())}, final,
-                          (self.current.rejected if self.current else 0) + self.rejected)
+                          (self.current.rejected if self.current else 0) + self.rejected, staged)
         self._commit(version, staged)
         self.current, self.dirty, self.rejected = version, False, 0
         self.last_snapshot = time.monotonic()
@@ -199,20 +205,26 @@ class TableIngest:
         self.config = {**consumer_config, "group.id": f"lakestream-tables-{uuid.uuid4().hex[:8]}"}
         self.interval = snapshot_interval_s
         self.consumer: Any = None
+        self.partitions: list[tuple[str, int]] = []
         self.applied = 0
         self.versions_written = 0
 
     def start(self, partitions: dict[str, list[int]]) -> None:
         """Load every table's newest version and assign its topic from the covered offsets."""
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer
 
-        assignment = []
-        for topic, sink in self.sinks.items():
+        for sink in self.sinks.values():
             sink.load()
-            for p in partitions.get(topic, []):
-                assignment.append(TopicPartition(topic, p, sink.offsets.get(p, -2)))
+        self.partitions = [(t, p) for t in self.sinks for p in partitions.get(t, [])]
         self.consumer = Consumer(self.config, logger=logging.getLogger("lakestream.kafka"))
-        self.consumer.assign(assignment)
+        self._assign()
+
+    def _assign(self) -> None:
+        """Consume every partition from the next offset its table holds."""
+        from confluent_kafka import TopicPartition
+
+        self.consumer.assign([TopicPartition(t, p, self.sinks[t].offsets.get(p, -2))
+                              for t, p in self.partitions])
 
     def poll(self) -> int:
         """Apply what is available right now; returns how many records were applied."""
@@ -235,6 +247,7 @@ class TableIngest:
                     log.warning("%s", exc)
                     sink.rows, sink.offsets, sink.current = {}, {}, None
                     sink.load()
+                    self._assign()  # what the reloaded version does not cover is read again
 
     def close(self) -> None:
         """Write the last versions and close the consumer."""

@@ -12,7 +12,7 @@ import errno
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -22,7 +22,9 @@ from pyarrow import fs as pafs
 from lakestream.config import S3Settings
 from lakestream.errors import ConfigError, StorageError, StorageFullError, TerminalError
 
-_TERMINAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+# retrying cannot help: no space, no permission, or a file where a folder must be (or back)
+_TERMINAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                    errno.ENOTDIR, errno.EISDIR}
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,11 @@ def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+def storage_errors(what: str) -> AbstractContextManager[None]:
+    """Turn OS errors while doing ``what`` (outside :class:`Storage`) into storage errors."""
+    return _translate(what)
+
+
 @contextmanager
 def _translate(what: str) -> Iterator[None]:
     """Turn filesystem exceptions into Lakestream's transient / terminal errors."""
@@ -176,9 +183,11 @@ def _translate(what: str) -> Iterator[None]:
         raise
     except OSError as exc:
         if exc.errno in _TERMINAL_ERRNOS:
+            misplaced = exc.errno in (errno.ENOTDIR, errno.EISDIR)
             raise StorageFullError(
                 f"cannot {what}: {os.strerror(exc.errno or 0)}",
-                "free space or fix permissions, then run again",
+                "a file stands where the lake needs a folder (or the reverse): move it away"
+                if misplaced else "free space or fix permissions, then run again",
             ) from exc
         raise StorageError(
             f"cannot {what}: {str(exc).splitlines()[0] if str(exc) else exc!r}"

@@ -57,8 +57,36 @@ class BatchId:
 def parquet_bytes(table: pa.Table) -> pa.Buffer:
     """Serialize ``table`` to an in-memory Parquet file (snappy)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **PARQUET_OPTIONS)
+    pq.write_table(storable(table), sink, **PARQUET_OPTIONS)
     return sink.getvalue()
+
+
+def storable(table: pa.Table) -> pa.Table:
+    """``table`` without what Parquet cannot store: objects with no field (``{}``), at any depth.
+
+    An object that is empty in every record of a batch carries no value; it becomes a
+    column as soon as a record gives it a field (SPEC §8, schema evolution).
+    """
+    pruned = [(field, _without_empty_structs(field.type)) for field in table.schema]
+    if all(kind == field.type for field, kind in pruned):
+        return table
+    kept = [field.with_type(kind) for field, kind in pruned if kind is not None]
+    return table.select([f.name for f in kept]).cast(pa.schema(kept, table.schema.metadata))
+
+
+def _without_empty_structs(kind: pa.DataType) -> pa.DataType | None:
+    """``kind`` with its field-less structs removed (``None``: nothing is left)."""
+    if pa.types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        kept = [f.with_type(t) for f in fields if (t := _without_empty_structs(f.type)) is not None]
+        return pa.struct(kept) if kept else None
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        inner = _without_empty_structs(kind.value_type)
+        if inner is None:
+            return None
+        item = kind.value_field.with_type(inner)
+        return pa.list_(item) if pa.types.is_list(kind) else pa.large_list(item)
+    return kind
 
 
 def stage_data(

@@ -98,8 +98,10 @@ class WarehouseStreamLoader(BatchingConsumer):
                         buffer.offsets[index], reason)
         rows = result.table if result.table is not None else None
         work = partial(self._load, buffer=buffer, rows=rows)
-        loaded, _ = run_in_transaction(self.service.engine, work, self.service.retry,
-                                       f"load {buffer.topic} into the warehouse")
+        what = f"load {buffer.topic} into the warehouse"
+        # a streaming consumer outwaits an outage longer than one load's retry budget
+        loaded, _ = self.retry(lambda: run_in_transaction(self.service.engine, work,
+                                                          self.service.retry, what), what)
         self._next[(buffer.topic, buffer.partition)] = buffer.offsets[-1] + 1
         if buffer.topic == FLATTENED:
             self.report.dimensions += loaded
