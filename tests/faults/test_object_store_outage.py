@@ -63,11 +63,12 @@ class VisibilityChecker(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(0.3):
             try:
-                self._round()
+                self.check_all()
             except OSError:
                 continue  # the store is down: nothing is visible, nothing to check
 
-    def _round(self) -> None:
+    def check_all(self) -> None:
+        """Read every listed file not read yet."""
         for path in parquet_files(self.fs):
             if path in self.read:
                 continue
@@ -178,7 +179,7 @@ def test_ingest_waits_out_a_crashed_then_hung_object_store(
                                tmp_path, **keys)
     assert code == 0, final[-3000:]
     checker.stop()
-    checker._round()  # every file, once more, now that nothing moves
+    checker.check_all()  # every file, once more, now that nothing moves
 
     landed = Counter(coordinates(fs))
     assert landed and landed.most_common(1)[0][1] == 1, "a record landed twice"
