@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from lakestream.cli import main
 from lakestream.config import ENV_OVERRIDES, Settings, load_settings
 from lakestream.errors import ConfigError
 
@@ -248,7 +249,63 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(environ={}, cwd=tmp_path)
     assert str(path) in err.value.message
-    assert "not valid YAML at line 5" in err.value.message
+    assert "not valid YAML at line 5: expected ',' or ']', but got ':' (in the flow sequence " \
+        "that starts at line 4)" in err.value.message
+
+
+def config_error_of_cli(path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """What ``lakestream --config PATH feeds list`` prints on stderr; it must exit 1."""
+    assert main(["--config", str(path), "feeds", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return err.splitlines()
+
+
+@pytest.mark.parametrize(("content", "line"), [
+    (b"lake:\n  root: lake\n\x80\x81\xfe\xff binary", 3),
+    (bytes(range(256)) * 4, 2),
+], ids=["binary-tail", "all-bytes"])
+def test_a_binary_config_file_is_one_line_naming_file_and_line(
+    tmp_path: Path, content: bytes, line: int, clean_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "lakestream.yaml"
+    path.write_bytes(content)
+    assert config_error_of_cli(path, capsys) == [
+        f"error: {path}: not a text file: byte 0x80 at line {line} is not UTF-8",
+        "  hint: a config file is UTF-8 YAML: check the path (--config) or save it as UTF-8",
+    ]
+
+
+def test_a_control_character_is_reported_at_its_line(
+    tmp_path: Path, clean_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "lake:\n  root: lake\nkafka: \x00\n")
+    assert config_error_of_cli(path, capsys)[0] == (
+        f"error: {path}: not valid YAML at line 3: character #x0000 is not allowed "
+        "(is this a binary file?)")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("kafka:\n  bootstrap_servers: [a, b\n",
+     "not valid YAML at line 2: a flow sequence that starts here is never closed"),
+    ("lake: {root: x\n", "not valid YAML at line 1: a flow mapping that starts here is never "
+     "closed"),
+    ("lake:\n  root: 'lake\n", "not valid YAML at line 2: a quoted scalar that starts here is "
+     "never closed"),
+    ("lake: x\n  root: y\n", "not valid YAML at line 2: mapping values are not allowed here"),
+    ("lake:\n\troot: x\n",
+     "not valid YAML at line 2: found character '\\t' that cannot start any token"),
+], ids=["unclosed-list", "unclosed-mapping-one-line", "unclosed-quote", "bad-indent", "tab"])
+def test_a_yaml_error_names_a_line_of_the_file_and_what_is_wrong(
+    tmp_path: Path, text: str, message: str, clean_env: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write(tmp_path, text)
+    lines = config_error_of_cli(path, capsys)
+    assert lines == [f"error: {path}: {message}", "  hint: fix the syntax"]
+    reported = int(message.split(" at line ")[1].split(":")[0])
+    assert reported <= len(text.splitlines())  # never a line past the end of the file
 
 
 def test_a_top_level_list_is_refused(tmp_path: Path) -> None:

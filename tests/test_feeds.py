@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from lakestream.cli import main
+from lakestream.config import ENV_OVERRIDES
 from lakestream.errors import FeedError
 from lakestream.feeds import BUILTIN_FEEDS, FeedRegistry, load_feed_file
 
@@ -76,9 +78,45 @@ def test_a_feed_without_time_field_partitions_by_kafka_time(tmp_path: Path) -> N
     assert FeedRegistry(tmp_path).get("clicks").partition_field == "_kafka_timestamp"
 
 
-def test_a_feed_file_can_override_a_builtin_feed(tmp_path: Path) -> None:
-    feed_file(tmp_path, "tx", {"name": "transaction_stream", "topic": "tx.v2"})
+def test_the_override_file_named_after_a_builtin_feed_changes_it(tmp_path: Path) -> None:
+    feed_file(tmp_path, "transaction_stream", {"name": "transaction_stream", "topic": "tx.v2"})
     assert FeedRegistry(tmp_path).get("transaction_stream").topic == "tx.v2"
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_file_may_not_shadow_a_builtin_feed(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = feed_file(tmp_path, "x1", {"name": "transaction_stream", "topic": "tx.v2"}, suffix)
+    with pytest.raises(FeedError) as err:
+        FeedRegistry(tmp_path)
+    assert err.value.message == \
+        f"{path}: declares 'transaction_stream', a built-in feed; a file may not shadow it"
+    # every command that reads the registry says so, in one line, exit 1
+    for var in ENV_OVERRIDES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAKESTREAM_FEEDS_DIR", str(tmp_path))
+    assert main(["feeds", "list"]) == 1
+    err_lines = capsys.readouterr().err.splitlines()
+    assert err_lines == [
+        f"error: {err.value.message}",
+        "  hint: delete the file; change the built-in with `lakestream feeds update "
+        "transaction_stream --set key=value` (it writes "
+        f"{tmp_path / 'active' / 'transaction_stream.yaml'})",
+    ]
+    assert main(["feeds", "add", "transaction_stream", "--topic", "t"]) == 1
+    assert str(path) in capsys.readouterr().err
+
+
+def test_two_files_may_not_declare_one_feed(tmp_path: Path) -> None:
+    first = feed_file(tmp_path, "a_clicks", {"name": "clicks", "topic": "web.clicks"})
+    second = feed_file(tmp_path, "b_clicks", {"name": "clicks", "topic": "other"})
+    with pytest.raises(FeedError) as err:
+        FeedRegistry(tmp_path)
+    assert err.value.message == \
+        f"{second}: declares feed 'clicks', which {first} already declares"
 
 
 # -- bad feed files ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from lakestream.cli import main
 from lakestream.errors import FeedError
 from lakestream.feeds import FeedRegistry
 from tests.conftest import unique_topic
-from tests.ingest.helpers import send
+from tests.ingest.helpers import generated, send
 
 
 def _fails(args: list[str], capsys: pytest.CaptureFixture[str], expected: str,
@@ -76,6 +76,20 @@ def test_update_of_a_builtin_writes_an_override_and_delete_brings_it_back(tmp_pa
         registry.archive("transaction_stream")
     registry.remove("transaction_stream")
     assert FeedRegistry(tmp_path).get("transaction_stream").enabled
+
+
+def test_a_table_is_keyed_and_lives_in_tables(tmp_path: Path) -> None:
+    registry = FeedRegistry(tmp_path)
+    with pytest.raises(FeedError) as err:
+        registry.update("transaction_stream", {"kind": "table"})
+    assert err.value.message == (
+        "feed 'transaction_stream': a table feed needs layer 'tables' and the key columns a row "
+        "is the latest value of (it has layer 'streams', key [])")
+    with pytest.raises(FeedError, match="layer 'tables' holds table feeds, not streams"):
+        registry.add({"name": "clicks", "topic": "web.clicks", "layer": "tables"})
+    assert not (tmp_path / "active").exists()
+    registry.add({"name": "totals", "topic": "t", "kind": "table", "layer": "tables",
+                  "key": ["id"]})
 
 
 def test_restore_refuses_to_overwrite_an_active_feed(tmp_path: Path) -> None:
@@ -146,3 +160,59 @@ def test_feed_lifecycle_end_to_end(workdir: Path, capsys: pytest.CaptureFixture[
     assert not (workdir / "feeds/active/page_views.yaml").exists()
     _fails(["feeds", "delete", "page_views"], capsys, "unknown feed 'page_views'")
     _fails(["feeds", "delete", "transaction_stream"], capsys, "built-in feed")
+
+
+@pytest.mark.integration
+def test_feed_changes_that_the_lake_contradicts_are_refused(
+        workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--set kind=table` used to be accepted, and the next ingest died (ArrowTypeError)."""
+    monkeypatch.chdir(workdir)
+    topic = unique_topic("tx")
+    bootstrap = yaml.safe_load((workdir / "lakestream.yaml").read_text())["kafka"][
+        "bootstrap_servers"]
+    ingest = ["ingest", "--feed", "transaction_stream", "--until-idle", "--idle-timeout", "1"]
+    update = ["feeds", "update", "transaction_stream"]
+    _ok([*update, "--set", f"topic={topic}"], capsys)  # no data yet: anything goes
+    send(bootstrap, topic, generated(40, seed=15))
+    assert "ingested 40 records" in _ok(ingest, capsys)
+    override = workdir / "feeds" / "active" / "transaction_stream.yaml"
+    before = override.read_text()
+
+    err = _fails([*update, "--set", "kind=table"], capsys, "a table feed needs layer 'tables'")
+    err = _fails([*update, "--set", "kind=table", "--set", "layer=tables", "--set",
+                  "key=[transaction_id]", "--keep-existing-data"], capsys, "")
+    assert err.splitlines()[0].startswith(
+        "error: feeds update transaction_stream: kind 'stream' -> 'table' contradicts the data: "
+        "streams/transaction_stream holds 40 records in ")
+    assert err.splitlines()[1].startswith("  hint: a table is a new dataset: declare it as a new "
+                                          "feed (lakestream feeds add NAME --topic")
+    err = _fails([*update, "--set", "topic=tx.v2"], capsys, "")
+    assert err.splitlines()[0] == (
+        f"error: feeds update transaction_stream: topic '{topic}' -> 'tx.v2' contradicts the "
+        f"data: streams/transaction_stream holds 40 records in "
+        f"{len(list((workdir / 'lake/streams/transaction_stream').rglob('*.parquet')))} file(s) "
+        f"from '{topic}'")
+    _fails([*update, "--set", "time_field="], capsys,
+           "time_field 'event_time' -> '_kafka_timestamp' contradicts the data")
+    _fails([*update, "--set", "schema={transaction_id: string, event_time: timestamp, "
+            "amount: string}"], capsys, "declaring amount: string contradicts the data: column "
+           "'amount' is double in ")
+    assert override.read_text() == before  # nothing refused was written
+
+    # a lossless widening is no contradiction; a kept contradiction says what happens
+    assert _ok([*update, "--set", "schema={transaction_id: string, event_time: timestamp, "
+                "amount: double, quantity: double}"], capsys) == "updated feed transaction_stream\n"
+    days = sorted({"{}-{}-{}".format(*(part.split("=")[1] for part in folder.parts[-3:]))
+                   for folder in (workdir / "lake/streams/transaction_stream").glob("year=*/*/*")})
+    more = f" (and {len(days) - 1} more day(s))" if len(days) > 1 else ""
+    out = _ok([*update, "--set", "time_field=", "--keep-existing-data"], capsys)
+    assert out.splitlines() == [
+        "updated feed transaction_stream",
+        "  existing data: existing days stay partitioned by 'event_time' until their days are "
+        f"rebuilt: lakestream export --stream transaction_stream --date {days[0]}{more}; new "
+        "records go by '_kafka_timestamp'"]
+
+    # and the feed still lands its topic
+    send(bootstrap, topic, generated(10, seed=16))
+    assert "ingested 10 records" in _ok(ingest, capsys)

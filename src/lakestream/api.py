@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lakestream.derive.processor import Processor
     from lakestream.derive.reference import ReferenceStore
     from lakestream.export.batch import BatchService
+    from lakestream.governance.feed_changes import FeedUpdate
     from lakestream.governance.service import Governance
     from lakestream.observe import Monitor
     from lakestream.observe.tokens import ApiTokens
@@ -254,6 +255,13 @@ class Lakestream:
         from lakestream.derive.reference import ReferenceStore
 
         return ReferenceStore(self.data_dir)
+
+    def update_feed(self, name: str, changes: dict[str, Any],
+                    keep_existing_data: bool = False) -> FeedUpdate:
+        """Change keys of a feed; refused when the lake's data of it contradicts the change."""
+        from lakestream.governance.feed_changes import update_feed
+
+        return update_feed(self.storage, self.feeds, name, changes, keep_existing_data)
 
     def dataset_metadata(self, feed: Feed) -> dict[str, Any] | None:
         """The ``_metadata.json`` of a feed's dataset (``None`` before its first commit)."""

@@ -196,11 +196,19 @@ def _environment(cwd: Path) -> dict[str, str]:
 
 def _read_yaml(file: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{file}: not a text file: byte 0x{raw[exc.start]:02x} at line {line} is not UTF-8",
+            "a config file is UTF-8 YAML: check the path (--config) or save it as UTF-8",
+        ) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}: not valid YAML{where}", "fix the syntax") from None
+        line, what = _yaml_problem(exc, text)
+        raise ConfigError(f"{file}: not valid YAML at line {line}: {what}", "fix the syntax") \
+            from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     if data is None:
@@ -210,6 +218,31 @@ def _read_yaml(file: Path) -> dict[str, Any]:
             f"{file}: the top level must be a mapping of keys, not {type(data).__name__}"
         )
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int, str]:
+    """The 1-based line a YAML error is at, and what is wrong there, in words.
+
+    PyYAML marks where it noticed the problem; for something left open (a ``[``,
+    a quote) that is the end of the file, one line past the last, so the line
+    where the unclosed thing starts is reported instead.
+    """
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+        return line, f"character #x{exc.character:04x} is not allowed (is this a binary file?)"
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    start = getattr(exc, "context_mark", None)
+    context = str(getattr(exc, "context", None) or "")
+    what = str(problem).replace("<stream end>", "end of file")
+    if mark is None:
+        return 1, what
+    opened = context.removeprefix("while ").removeprefix("parsing ").removeprefix("scanning ")
+    if start is not None and mark.index >= len(text.rstrip()):
+        return start.line + 1, f"{opened or 'something'} that starts here is never closed"
+    if start is not None and opened and start.line != mark.line:
+        what += f" (in the {opened.split(' ', 1)[-1]} that starts at line {start.line + 1})"
+    return mark.line + 1, what
 
 
 def _refuse_secrets(raw: Mapping[str, Any], file: Path) -> None:

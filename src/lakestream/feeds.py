@@ -2,9 +2,12 @@
 
 Built-in feeds ship with Lakestream (the transactions pipeline's); more are
 declared as YAML or JSON files in ``<feeds_dir>/active/`` (archived ones live in
-``<feeds_dir>/archived/`` and are ignored). A file may also override a built-in
-feed of the same name. Adding a feed file and running ``lakestream ingest`` is
-all it takes to land a new JSON topic.
+``<feeds_dir>/archived/`` and are ignored). A built-in feed is changed by its
+override file, ``active/<name>.yaml`` (what ``lakestream feeds update`` writes);
+any other file that declares a built-in name, or a name another file already
+declares, is an error naming the file: a file never silently replaces a feed.
+Adding a feed file and running ``lakestream ingest`` is all it takes to land a
+new JSON topic.
 """
 
 from __future__ import annotations
@@ -138,8 +141,20 @@ class FeedRegistry:
         for path in sorted((feeds_dir / "active").glob("*")):
             if path.suffix in _SUFFIXES:
                 feed = load_feed_file(path)
+                self._refuse_shadowing(path, feed.name)
                 self._feeds[feed.name] = feed
                 self._paths[feed.name] = path
+
+    def _refuse_shadowing(self, path: Path, name: str) -> None:
+        """A file may declare a new feed, or be a built-in's override (named after it)."""
+        if name in self._paths:
+            raise FeedError(f"{path}: declares feed '{name}', which {self._paths[name]} "
+                            "already declares", "keep one of the two files")
+        if name in _BUILTIN_NAMES and path.stem != name:
+            raise FeedError(
+                f"{path}: declares '{name}', a built-in feed; a file may not shadow it",
+                f"delete the file; change the built-in with `lakestream feeds update {name} "
+                f"--set key=value` (it writes {path.with_name(name + '.yaml')})")
 
     def __iter__(self) -> Iterator[Feed]:
         return iter(self._feeds.values())
@@ -207,7 +222,20 @@ class FeedRegistry:
         return self._save(path, spec, feed)
 
     def update(self, name: str, changes: dict[str, Any]) -> Feed:
-        """Change keys of a feed; a built-in feed gets an override file in ``active/``."""
+        """Change keys of a feed; a built-in feed gets an override file in ``active/``.
+
+        Only the definition is checked here; whether the lake's data of the feed
+        allows the change is :mod:`lakestream.governance.feed_changes`' business.
+        """
+        merged, feed = self._merged(name, changes)
+        path = self._paths.get(name) or self.feeds_dir / "active" / f"{name}.yaml"
+        return self._save(path, merged, feed)
+
+    def proposed(self, name: str, changes: dict[str, Any]) -> Feed:
+        """The feed ``update(name, changes)`` would write, validated, without writing it."""
+        return self._merged(name, changes)[1]
+
+    def _merged(self, name: str, changes: dict[str, Any]) -> tuple[dict[str, Any], Feed]:
         current = self.get(name)
         if "name" in changes and changes["name"] != name:
             raise FeedError("a feed cannot be renamed: its dataset is named after it",
@@ -216,8 +244,7 @@ class FeedRegistry:
         spec = _read_spec(path) if path else current.model_dump(
             mode="json", by_alias=True, exclude_defaults=True)
         merged = {**spec, **changes, "name": name}
-        feed = validate_feed(merged, f"feed '{name}'")
-        return self._save(path or self.feeds_dir / "active" / f"{name}.yaml", merged, feed)
+        return merged, validate_feed(merged, f"feed '{name}'")
 
     def set_enabled(self, name: str, enabled: bool) -> Feed:
         """Enable or disable a feed (a disabled feed is skipped by ingest and export)."""
@@ -312,7 +339,20 @@ def validate_feed(data: dict[str, Any], where: str) -> Feed:
         arrow_schema(feed.schema_spec, feed.time_field)
     except FeedError as exc:
         raise FeedError(f"{path}: {exc.message}", exc.hint) from None
+    _check_kind(feed, path)
     return feed
+
+
+def _check_kind(feed: Feed, where: str) -> None:
+    """A table is keyed and lives in ``tables/``; nothing else does."""
+    if feed.kind == "table" and (feed.layer != "tables" or not feed.key):
+        raise FeedError(
+            f"{where}: a table feed needs layer 'tables' and the key columns a row is the "
+            f"latest value of (it has layer '{feed.layer}', key {list(feed.key)})",
+            "set them too: --set layer=tables --set 'key=[id]'")
+    if feed.kind == "stream" and feed.layer == "tables":
+        raise FeedError(f"{where}: layer 'tables' holds table feeds, not streams",
+                        "use layer 'streams' (or 'bronze'), or kind 'table'")
 
 
 _BUILTIN_NAMES = frozenset(f.name for f in BUILTIN_FEEDS)

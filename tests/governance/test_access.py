@@ -11,6 +11,7 @@ stay refused after the grant.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -223,3 +224,36 @@ def test_api_reads_go_through_the_same_check_and_audit(lake_project: Path) -> No
     entries = governance.audit_entries(principal="bob")
     assert [(e.action, e.dataset, e.detail["via"]) for e in entries[:2]] == [
         ("read_denied", "events", "api"), ("read", "events_anon", "api")]
+
+
+@pytest.mark.parametrize("path", [
+    "lake/streams/{name}/**/*.parquet",
+    "./lake/streams/{name}/**/*.parquet",
+    "lake/streams/events_anon/../{name}/**/*.parquet",
+], ids=["relative", "dot-relative", "relative-dotdot"])
+def test_a_relative_lake_path_reads_like_the_absolute_one(
+    path: str, lake_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README writes lake paths relative to the project; DuckDB resolves them from there."""
+    assert Path.cwd() == lake_project
+    for source in ("read_parquet('{path}')", "'{path}'"):
+        sql = "SELECT count(*) AS n FROM " + source.format(path=path)
+        allowed = sql.format(name="events_anon")
+        assert run(lake_project, "query", allowed, "--as", "bob", "--format", "json") == 0, \
+            capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out) == [{"n": 3}]
+        assert run(lake_project, "query", sql.format(name="events"), "--as", "bob") == 1
+        assert capsys.readouterr().err.splitlines()[0] == \
+            "error: principal 'bob' may not read 'events'"
+
+
+def test_a_relative_path_outside_the_lake_stays_refused(
+    lake_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (lake_project / "elsewhere").mkdir()
+    pq.write_table(pa.table({"id": ["x"]}), lake_project / "elsewhere" / "x.parquet")
+    for path in ("elsewhere/x.parquet", "lake/../elsewhere/x.parquet"):
+        sql = f"SELECT count(*) FROM read_parquet('{path}')"
+        assert run(lake_project, "query", sql, "--as", "bob") == 1
+        assert capsys.readouterr().err.splitlines()[0] == \
+            f"error: read_parquet('{path}') is outside the lake's datasets"

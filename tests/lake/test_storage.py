@@ -160,3 +160,50 @@ def test_list_dirs_move_and_delete(lake: Storage) -> None:
     lake.delete_dir("streams/y")
     lake.delete_dir("streams/y")
     assert lake.list_dirs("streams") == ["x"]
+
+
+# -- a root that cannot be the lake: one error before anything else --------------------------
+
+
+def test_a_missing_local_root_is_a_new_empty_lake(tmp_path: Path) -> None:
+    lake = open_storage(str(tmp_path / "not-yet"), S3Settings())
+    assert lake.list_dirs("streams") == [] and not (tmp_path / "not-yet").exists()
+    lake.write_atomic("streams/x/f", b"1")  # the first write makes it
+    assert lake.read("streams/x/f") == b"1"
+
+
+def test_a_root_that_is_a_file_fails_every_operation_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "lake").write_text("not a folder")
+    lake = open_storage(str(tmp_path / "lake"), S3Settings())
+    operations = [lambda: lake.list_dirs("streams"), lambda: lake.list_files("streams/x"),
+                  lambda: lake.exists("streams/x/f"), lambda: lake.read("streams/x/f"),
+                  lambda: lake.write_atomic("streams/x/f", b"1"), lambda: lake.delete("a")]
+    for operation in operations:
+        with pytest.raises(ConfigError) as err:
+            operation()
+        assert err.value.message == f"lake.root {tmp_path / 'lake'} is a file, not a folder"
+        assert err.value.hint is not None and "LAKESTREAM_LAKE_ROOT" in err.value.hint
+    assert (tmp_path / "lake").read_text() == "not a folder"
+
+
+def test_a_root_below_a_file_is_a_terminal_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    lake = open_storage(str(tmp_path / "file" / "lake"), S3Settings())
+    with pytest.raises(StorageFullError) as err:
+        lake.list_dirs("streams")
+    assert "Not a directory" in err.value.message
+    assert err.value.hint is not None and "a file stands where the lake needs a folder" in \
+        err.value.hint
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their mode")
+def test_an_unreadable_root_is_a_config_error(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    root.mkdir()
+    root.chmod(0o000)
+    try:
+        with pytest.raises(ConfigError) as err:
+            open_storage(str(root), S3Settings()).list_dirs("streams")
+        assert err.value.message == f"lake.root {root} cannot be read: permission denied"
+    finally:
+        root.chmod(0o755)

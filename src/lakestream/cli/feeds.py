@@ -107,19 +107,30 @@ def feeds_add(ctx: Context, name: str, topic: str, time_field: str | None,
 @feeds.command("update")
 @click.argument("name")
 @_SET
+@click.option("--keep-existing-data", is_flag=True,
+              help="Apply a topic, time-field or type change that the data already in the "
+              "lake contradicts: that data stays as it is (rebuild its days to follow).")
 @pass_ctx
-def feeds_update(ctx: Context, name: str, pairs: tuple[str, ...]) -> None:
+def feeds_update(ctx: Context, name: str, pairs: tuple[str, ...],
+                 keep_existing_data: bool) -> None:
     """Change keys of a feed (a built-in feed gets an override file).
+
+    A change the feed's data in the lake contradicts is refused with the reason:
+    kind and layer always (declare a new feed), topic, time field and declared
+    types unless --keep-existing-data.
 
     \b
     Examples:
       lakestream feeds update page_views --set retention_days=30
       lakestream feeds update page_views --set 'required=[page, viewed_at]'
+      lakestream feeds update page_views --set 'schema={total: double}' --keep-existing-data
     """
     if not pairs:
         raise click.UsageError("say what to change with --set KEY=VALUE")
-    feed = ctx.api.feeds.update(name, _settings(pairs))
-    console.print(f"updated feed {feed.name}")
+    update = ctx.api.update_feed(name, _settings(pairs), keep_existing_data)
+    console.print(f"updated feed {update.feed.name}")
+    for kept in update.kept:
+        console.print(f"  existing data: {kept.consequence}", soft_wrap=True)
 
 
 @feeds.command("enable")

@@ -18,6 +18,7 @@ each layer refuses a bypass on its own.
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
 from collections.abc import Mapping
@@ -191,7 +192,8 @@ def _literal_paths(func: exp.Func) -> list[str]:
 
 def _dataset_of_path(path: str, folders: Mapping[str, str]) -> str:
     scheme, sep, rest = path.partition("://")
-    normal = f"{scheme}://{posixpath.normpath(rest)}" if sep else posixpath.normpath(path)
+    # DuckDB reads a relative path from the working directory: compare it the same way
+    normal = f"{scheme}://{posixpath.normpath(rest)}" if sep else os.path.abspath(path)
     for name, folder in folders.items():
         if normal.startswith(folder.rstrip("/") + "/"):
             return name.lower()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -50,6 +52,7 @@ class Storage:
         self.base = base.rstrip("/")
         self.uri = uri.rstrip("/")
         self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
+        self._root_checked = False
 
     def full(self, rel: str) -> str:
         """The path of ``rel`` on the underlying filesystem."""
@@ -58,6 +61,35 @@ class Storage:
     def url(self, rel: str) -> str:
         """``rel`` as a URL or absolute path (for DuckDB and users)."""
         return f"{self.uri}/{rel}" if rel else self.uri
+
+    def check_root(self) -> None:
+        """Refuse a lake root that cannot be the lake: a missing bucket, refused keys, a file.
+
+        Listing a missing S3 prefix is not an error, so without this check a bucket
+        that does not exist would look like an empty lake. Every operation runs it
+        once per :class:`Storage` (so every command that touches the lake does);
+        a failure that may pass (the endpoint is down) is a :class:`StorageError`
+        and the check runs again on the next operation. A local root that does
+        not exist yet is fine: the first write makes it.
+
+        Raises:
+            ConfigError: The bucket does not exist, the keys are refused, or the
+                local root is a file or cannot be read.
+        """
+        if self._root_checked:
+            return
+        with _translate(f"open the lake at {self.uri}"):
+            if self.is_local:
+                _check_local_root(self.base)
+            else:
+                _check_bucket(self.fs, self.base.split("/", 1)[0], self.uri)
+        self._root_checked = True
+
+    @contextmanager
+    def _io(self, what: str) -> Iterator[None]:
+        self.check_root()
+        with _translate(what):
+            yield
 
     def write_atomic(self, rel: str, data: bytes | memoryview) -> None:
         """Write ``data`` at ``rel`` so that readers never see a partial object."""
@@ -68,7 +100,7 @@ class Storage:
                                 "check lake.root") from None
 
     def _write(self, rel: str, data: bytes | memoryview) -> None:
-        with _translate(f"write {self.url(rel)}"):
+        with self._io(f"write {self.url(rel)}"):
             if not self.is_local:
                 with self.fs.open_output_stream(self.full(rel)) as out:
                     out.write(data)
@@ -87,17 +119,17 @@ class Storage:
 
     def read(self, rel: str) -> bytes:
         """The bytes of ``rel``; ``FileNotFoundError`` if it does not exist."""
-        with _translate(f"read {self.url(rel)}"), self.fs.open_input_stream(self.full(rel)) as f:
+        with self._io(f"read {self.url(rel)}"), self.fs.open_input_stream(self.full(rel)) as f:
             return bytes(f.read())
 
     def exists(self, rel: str) -> bool:
         """Whether a file exists at ``rel``."""
-        with _translate(f"stat {self.url(rel)}"):
+        with self._io(f"stat {self.url(rel)}"):
             return bool(self.fs.get_file_info(self.full(rel)).type == pafs.FileType.File)
 
     def move(self, src: str, dst: str) -> None:
         """Move a file (atomic rename locally; server-side copy + delete on S3)."""
-        with _translate(f"move {self.url(src)} -> {self.url(dst)}"):
+        with self._io(f"move {self.url(src)} -> {self.url(dst)}"):
             if self.is_local:
                 os.makedirs(os.path.dirname(self.full(dst)), exist_ok=True)
                 os.replace(self.full(src), self.full(dst))
@@ -107,18 +139,18 @@ class Storage:
 
     def delete(self, rel: str) -> None:
         """Delete a file; a missing file is not an error."""
-        with _translate(f"delete {self.url(rel)}"), suppress(FileNotFoundError):
+        with self._io(f"delete {self.url(rel)}"), suppress(FileNotFoundError):
             self.fs.delete_file(self.full(rel))
 
     def delete_dir(self, rel: str) -> None:
         """Delete a folder and everything below it (missing is fine)."""
-        with _translate(f"delete {self.url(rel)}"), suppress(FileNotFoundError):
+        with self._io(f"delete {self.url(rel)}"), suppress(FileNotFoundError):
             self.fs.delete_dir(self.full(rel))
 
     def list_files(self, prefix: str, recursive: bool = True) -> list[FileInfo]:
         """Files below ``prefix`` (relative paths, sorted); empty if it does not exist."""
         selector = pafs.FileSelector(self.full(prefix), allow_not_found=True, recursive=recursive)
-        with _translate(f"list {self.url(prefix)}"):
+        with self._io(f"list {self.url(prefix)}"):
             infos = self.fs.get_file_info(selector)
         skip = len(self.base) + 1
         files = [
@@ -131,7 +163,7 @@ class Storage:
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-folders of ``prefix``."""
         selector = pafs.FileSelector(self.full(prefix), allow_not_found=True, recursive=False)
-        with _translate(f"list {self.url(prefix)}"):
+        with self._io(f"list {self.url(prefix)}"):
             infos = self.fs.get_file_info(selector)
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
@@ -167,6 +199,39 @@ def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
         )
     kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=3)
     return pafs.S3FileSystem(**kwargs)
+
+
+def _check_local_root(path: str) -> None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(found.st_mode):
+        raise ConfigError(f"lake.root {path} is a file, not a folder",
+                          "point lake.root (LAKESTREAM_LAKE_ROOT) at a folder, or move the file")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"lake.root {path} cannot be read: permission denied",
+                          "give this user read access (chmod u+rx), or point lake.root elsewhere")
+
+
+_S3_REFUSED = re.compile(r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCESS_KEY_ID"
+                         r"|AccessDenied|SignatureDoesNotMatch|InvalidAccessKeyId|status 403")
+
+
+def _check_bucket(filesystem: pafs.FileSystem, bucket: str, uri: str) -> None:
+    try:
+        info = filesystem.get_file_info(bucket)
+    except OSError as exc:
+        if _S3_REFUSED.search(str(exc)):
+            raise ConfigError(
+                f"the object store refused access to bucket '{bucket}' of lake.root {uri}: "
+                "wrong S3 keys, or keys without access to it",
+                "check LAKESTREAM_S3_ACCESS_KEY and LAKESTREAM_S3_SECRET_KEY",
+            ) from None
+        raise
+    if info.type == pafs.FileType.NotFound:
+        raise ConfigError(f"bucket '{bucket}' of lake.root {uri} does not exist",
+                          "create the bucket, or fix lake.root (LAKESTREAM_LAKE_ROOT)")
 
 
 def storage_errors(what: str) -> AbstractContextManager[None]:

@@ -114,6 +114,7 @@ def maintenance_lock(storage: Storage, dataset: str) -> Iterator[None]:
     by the kernel if the process dies). S3 has no lock primitive: there the
     operator must not start two at once (docs/operations.md).
     """
+    storage.check_root()  # the lock file is made with os calls: a root that is a file fails here
     if not storage.is_local:
         yield
         return
