@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakestream.config import Settings
-from lakestream.errors import ConfigError, FeedError
+from lakestream.errors import ConfigError, FeedError, UsageError
 from lakestream.feeds import Feed, FeedRegistry
 from lakestream.governance.secrets import install_log_redaction
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.broker import EmbeddedBroker, read_state, write_state
 from lakestream.kafka.consumer import ConsumeOptions
+from lakestream.kafka.drain import expel_wait_s
 from lakestream.kafka.producer import ProduceReport, produce
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage, open_storage
@@ -183,12 +184,14 @@ class Lakestream:
         group_id: str | None = None,
         progress: Callable[[IngestReport, dict[str, int]], None] | None = None,
         bootstrap: str | None = None,
+        status: Callable[[str], None] | None = None,
+        drain_timeout_s: float | None = None,
     ) -> IngestEngine:
         """An ingest engine for ``feeds`` (call ``run()``; ``stop()`` from a signal)."""
         bootstrap = bootstrap or self.bootstrap()
         client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
         options = self.consume_options(group_id or self.settings.kafka.group_id, until_idle,
-                                       idle_timeout_s, progress)
+                                       idle_timeout_s, progress, status, drain_timeout_s)
         tables = {f.topic: client.topic_partitions(bootstrap, f.topic)
                   for f in feeds if f.kind == "table"}
         from lakestream.governance.modes import prepare_feed_folders
@@ -199,7 +202,9 @@ class Lakestream:
     def warehouse_loader(self, until_idle: bool = False, idle_timeout_s: float = 3.0,
                          group_id: str | None = None,
                          progress: Callable[[Any, dict[str, int]], None] | None = None,
-                         bootstrap: str | None = None) -> WarehouseStreamLoader:
+                         bootstrap: str | None = None,
+                         status: Callable[[str], None] | None = None,
+                         drain_timeout_s: float | None = None) -> WarehouseStreamLoader:
         """The streaming warehouse consumer (``ingest --sink warehouse``)."""
         from lakestream.warehouse.streaming import TOPICS, WarehouseStreamLoader
 
@@ -207,17 +212,32 @@ class Lakestream:
         client.ensure_topics(bootstrap, TOPICS, self.settings.kafka.partitions)
         self.warehouse.init()
         group = group_id or f"{self.settings.kafka.group_id}-warehouse"
-        options = self.consume_options(group, until_idle, idle_timeout_s, progress)
+        options = self.consume_options(group, until_idle, idle_timeout_s, progress, status,
+                                       drain_timeout_s)
         return WarehouseStreamLoader(self.settings, bootstrap, self.warehouse, options)
 
     def consume_options(self, group_id: str, until_idle: bool, idle_timeout_s: float,
-                        progress: Callable[[Any, dict[str, int]], None] | None) -> ConsumeOptions:
-        """Consumer-loop options from the lake settings."""
-        lake = self.settings.lake
+                        progress: Callable[[Any, dict[str, int]], None] | None,
+                        status: Callable[[str], None] | None = None,
+                        drain_timeout_s: float | None = None) -> ConsumeOptions:
+        """Consumer-loop options from the lake and Kafka settings.
+
+        Raises:
+            UsageError: The drain timeout is too short to outwait a dead member's session.
+        """
+        lake, kafka = self.settings.lake, self.settings.kafka
+        drain = drain_timeout_s if drain_timeout_s is not None else kafka.drain_timeout_s
+        needed = idle_timeout_s + expel_wait_s(kafka.session_timeout_ms / 1000)
+        if until_idle and drain <= needed:
+            raise UsageError(
+                f"--drain-timeout {drain:g}s is too short: the group needs up to {needed:g}s "
+                "(idle timeout + session timeout + margin) to expel a dead member",
+                f"use --drain-timeout {int(needed * 2) + 1} or more")
         return ConsumeOptions(group_id=group_id, until_idle=until_idle,
                               idle_timeout_s=idle_timeout_s, flush_interval_s=lake.flush_interval_s,
                               max_batch_records=lake.max_batch_records,
-                              max_batch_bytes=lake.max_batch_bytes, progress=progress)
+                              max_batch_bytes=lake.max_batch_bytes, progress=progress,
+                              drain_timeout_s=drain, status=status)
 
     # -- process ------------------------------------------------------------------------
 
@@ -232,7 +252,9 @@ class Lakestream:
 
     def processor(self, until_idle: bool = False, idle_timeout_s: float = 3.0,
                   progress: Callable[[Any, dict[str, int]], None] | None = None,
-                  bootstrap: str | None = None) -> Processor:
+                  bootstrap: str | None = None,
+                  status: Callable[[str], None] | None = None,
+                  drain_timeout_s: float | None = None) -> Processor:
         """The ksqlDB-equivalent processor (call ``run()``; ``stop()`` from a signal)."""
         from lakestream.derive.outputs import OutputPublisher
         from lakestream.derive.processor import INPUT_TOPIC, STREAMS, Processor
@@ -246,7 +268,7 @@ class Lakestream:
         client.ensure_topics(bootstrap, STREAMS, inputs)
         client.ensure_topics(bootstrap, list(TABLES), partitions)
         options = self.consume_options("lakestream-processor", until_idle, idle_timeout_s,
-                                       progress)
+                                       progress, status, drain_timeout_s)
         publisher = OutputPublisher(client.producer_config(self.settings, bootstrap))
         return Processor(self.settings, bootstrap, self.storage, key, options, publisher)
 

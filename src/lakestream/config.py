@@ -40,6 +40,13 @@ class KafkaSettings(_Model):
         ge=1000,
         description="group session timeout; low values make the group join fast on Tansu",
     )
+    drain_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="`--until-idle` gives up (exit 1) after this long without progress: "
+        "no record, no partition drained, no assignment (a group stuck rebalancing, "
+        "a broker that is down)",
+    )
     partitions: int = Field(default=4, ge=1, description="partitions of topics Lakestream creates")
     client_config: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra librdkafka settings (security.protocol, ...)"
@@ -131,6 +138,7 @@ class Settings(_Model):
 ENV_OVERRIDES: Mapping[str, str] = {
     "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
     "LAKESTREAM_KAFKA_GROUP_ID": "kafka.group_id",
+    "LAKESTREAM_KAFKA_DRAIN_TIMEOUT_S": "kafka.drain_timeout_s",
     "LAKESTREAM_LAKE_ROOT": "lake.root",
     "LAKESTREAM_FLUSH_INTERVAL_S": "lake.flush_interval_s",
     "LAKESTREAM_DATA_DIR": "data_dir",

@@ -8,17 +8,16 @@ import sys
 import click
 
 from lakestream.cli.root import Context, cli, pass_ctx
-from lakestream.cli.streams import on_signals
+from lakestream.cli.streams import on_signals, say, until_idle_options
+from lakestream.kafka.drain import describe_progress
 from lakestream.output import console, err_console
 
 
 @cli.command()
-@click.option("--until-idle", is_flag=True,
-              help="Exit 0 once no new event arrived for --idle-timeout seconds.")
-@click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
-              help="Seconds without events that count as drained (with --until-idle).")
+@until_idle_options
 @pass_ctx
-def process(ctx: Context, until_idle: bool, idle_timeout: float) -> None:
+def process(ctx: Context, until_idle: bool, idle_timeout: float,
+            drain_timeout: float | None) -> None:
     """Compute what ksqlDB would: derived streams and exact aggregate tables.
 
     \b
@@ -31,18 +30,29 @@ def process(ctx: Context, until_idle: bool, idle_timeout: float) -> None:
     are committed together in <data_dir>/state/processor.sqlite. Needs
     LAKESTREAM_ANON_KEY (the HMAC key of the anonymized stream). Teams running
     ksqlDB can skip this command: sql/ksqldb/ produces the same topics.
+
+    \b
+    --until-idle exits 0 only when every partition of `transactions` was read
+    to its end by this process or is owned by another live member of the
+    group (one of several members drains only what it owns); after a crash it
+    waits for the group to expel dead members, then drains their partitions.
+    It exits 1, naming what is left, after --drain-timeout seconds without
+    progress; what was processed stays committed.
     """
     show = None
     if sys.stderr.isatty():
         def show(report: object, lag: dict[str, int]) -> None:
+            partitions = describe_progress(getattr(report, "partitions", {}), compact=True)
             err_console.print(f"process: {getattr(report, 'consumed', 0):,} consumed, "
-                              f"lag≈{sum(lag.values()):,}")
-    processor = ctx.api.processor(until_idle, idle_timeout, progress=show)
+                              f"lag≈{sum(lag.values()):,}; read {partitions}", soft_wrap=True)
+    processor = ctx.api.processor(until_idle, idle_timeout, progress=show, status=say,
+                                  drain_timeout_s=drain_timeout)
     on_signals(lambda *_: processor.stop())
     report = processor.run()
     console.print(f"processed {report.processed:,} events ({report.consumed:,} consumed); "
                   f"{report.blacklisted:,} blacklisted; {report.rejected:,} to the DLQ; "
                   f"{report.published:,} records published in {report.elapsed:.1f}s")
+    console.print(f"  per partition: {describe_progress(report.partitions)}")
 
 
 @cli.group()

@@ -15,6 +15,7 @@ from lakestream import __version__
 from lakestream.api import Lakestream
 from lakestream.config import load_settings
 from lakestream.errors import LakestreamError, UsageError
+from lakestream.kafka.client import RepeatFilter
 from lakestream.output import (
     err_console,
     print_error,
@@ -71,7 +72,9 @@ def cli(ctx: click.Context, config: str | None, debug: bool, verbose: bool) -> N
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if not debug:
-        logging.getLogger("lakestream.kafka").setLevel(max(level, logging.ERROR))
+        librdkafka = logging.getLogger("lakestream.kafka")
+        librdkafka.setLevel(max(level, logging.ERROR))
+        librdkafka.addFilter(RepeatFilter())
         # ... librdkafka's chatter only: the consumer loop's own retry warnings stay visible
         logging.getLogger("lakestream.kafka.consumer").setLevel(level)
     ctx.obj = Context(config, debug)

@@ -8,12 +8,39 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from lakestream.cli.root import Context, cli, pass_ctx
 from lakestream.errors import LakestreamError
 from lakestream.ingest.engine import IngestReport
 from lakestream.kafka.consumer import run_all
+from lakestream.kafka.drain import describe_progress
 from lakestream.output import console, err_console, print_ingest_report, print_rows, progress_bar
+
+
+def until_idle_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--until-idle``, ``--idle-timeout`` and ``--drain-timeout`` of the consuming commands."""
+    options = [
+        click.option("--until-idle", is_flag=True,
+                     help="Exit 0 once every partition is drained here or owned by another "
+                     "live member of the group (see above)."),
+        click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=3.0,
+                     show_default=True,
+                     help="Seconds without records (per partition, with its end offset "
+                     "reached) that count as its end, with --until-idle."),
+        click.option("--drain-timeout", type=click.FloatRange(min=1), default=None,
+                     help="With --until-idle: exit 1 after this many seconds without progress "
+                     "[default: kafka.drain_timeout_s, 120]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def say(line: str) -> None:
+    """A status line on stderr (waiting for the group, a broker that is down)."""
+    err_console.print(f"[dim]{escape(line)}[/dim]", soft_wrap=True)
+
 
 # -- broker ---------------------------------------------------------------------------------
 
@@ -120,18 +147,7 @@ def produce_transactions(ctx: Context, messages: int, rate: float, seed: int | N
     show_default=True,
     help="Where to land the records.",
 )
-@click.option(
-    "--until-idle",
-    is_flag=True,
-    help="Exit 0 once no new record arrived for --idle-timeout seconds.",
-)
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(min=0.1),
-    default=3.0,
-    show_default=True,
-    help="Seconds without records that count as drained (with --until-idle).",
-)
+@until_idle_options
 @click.option("--group", default=None, help="Consumer group (default: kafka.group_id).")
 @pass_ctx
 def ingest(
@@ -141,6 +157,7 @@ def ingest(
     sink: str,
     until_idle: bool,
     idle_timeout: float,
+    drain_timeout: float | None,
     group: str | None,
 ) -> None:
     """Land Kafka topics in the lake, exactly once, until SIGTERM or until idle.
@@ -153,6 +170,16 @@ def ingest(
     --sink warehouse keeps the warehouse's `live` snapshot current from the table
     topics (and dimensions from transaction_flattened), offsets committed in the
     same database transaction as the rows; --sink all runs both sinks.
+
+    \b
+    --until-idle exits 0 only when every partition of the feeds' topics was
+    read to its end by this process, or is owned by another live member of
+    the group: one of several members drains only what it owns. After a crash
+    it waits for the group to expel the dead members (session timeout plus a
+    margin) and drains their partitions too. It exits 1, naming the group and
+    the partitions left, when nothing progresses for --drain-timeout seconds
+    (a group stuck rebalancing, a broker that stays down); what was read is
+    committed, so the next run goes on from there.
     """
     show = _progress_printer() if sys.stderr.isatty() else None
     consumers: list[Any] = []
@@ -161,9 +188,11 @@ def ingest(
         feeds = ctx.api.select_feeds(pipeline, feed)
         names = [f.name for f in feeds]
         consumers.append(ctx.api.ingest_engine(feeds, until_idle, idle_timeout, group,
-                                               progress=show))
+                                               progress=show, status=say,
+                                               drain_timeout_s=drain_timeout))
     if sink in ("warehouse", "all"):
-        consumers.append(ctx.api.warehouse_loader(until_idle, idle_timeout))
+        consumers.append(ctx.api.warehouse_loader(until_idle, idle_timeout, status=say,
+                                                  drain_timeout_s=drain_timeout))
     on_signals(lambda *_: [c.stop() for c in consumers])
     for report in run_all(consumers):
         if isinstance(report, IngestReport):
@@ -172,6 +201,7 @@ def ingest(
             from lakestream.warehouse.streaming import describe
 
             console.print(describe(report))
+        console.print(f"  per partition: {describe_progress(report.partitions)}")
 
 
 def _progress_printer() -> Callable[[IngestReport, dict[str, int]], None]:
@@ -182,7 +212,8 @@ def _progress_printer() -> Callable[[IngestReport, dict[str, int]], None]:
         last.update(consumed=report.consumed, at=report.elapsed)
         err_console.print(
             f"ingest: {report.consumed:,} consumed, {report.written:,} written, "
-            f"{report.rejected:,} to DLQ, {rate:,.0f}/s, lag≈{sum(lag.values()):,}"
+            f"{report.rejected:,} to DLQ, {rate:,.0f}/s, lag≈{sum(lag.values()):,}; "
+            f"read {describe_progress(report.partitions, compact=True)}", soft_wrap=True
         )
 
     return show

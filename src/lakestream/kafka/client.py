@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +12,31 @@ from typing import Any
 from lakestream.config import Settings
 from lakestream.errors import BrokerError, ConfigError
 from lakestream.kafka.broker import read_state
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one librdkafka complaint through per ``every_s`` (digits ignored when comparing).
+
+    A broker that is down makes librdkafka log a failed connect for every
+    socket many times a second; the consumer loop's status line already says
+    the broker is unreachable, so the log keeps one line of it per minute.
+    """
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` differs from what was said within ``every_s``."""
+        shape = re.sub(r"\d+", "#", record.getMessage())
+        now = time.monotonic()
+        if now - self._seen.get(shape, -self.every_s) < self.every_s:
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[shape] = now
+        return True
 
 
 def bootstrap_servers(settings: Settings) -> str:

@@ -6,9 +6,10 @@ assigned partition starts (its own durable store, not Kafka, is the truth),
 buffer messages, flush on size or time, flush on revoke, and stop cleanly on
 :meth:`stop` or when idle.
 
-"Idle" rests on time, not on high watermarks: Tansu reports wrong watermarks
-(SPEC §2), so a consumer is drained once its partitions are assigned and no
-message arrived for ``idle_timeout_s``.
+With ``until_idle`` the run stops once every partition of the subscribed
+topics is read to its end here or owned by another live member of the group;
+:mod:`lakestream.kafka.drain` says how that is decided without trusting
+Tansu's watermarks, and why it holds after a crash left dead members behind.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any
 from lakestream.config import Settings
 from lakestream.errors import LakestreamError, TransientError
 from lakestream.kafka.buffer import PartitionBuffer
-from lakestream.kafka.client import consumer_config
+from lakestream.kafka.client import admin_client, consumer_config
+from lakestream.kafka.drain import (
+    DrainError,
+    DrainTracker,
+    DrainVerdict,
+    PartitionProgress,
+    describe_partitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,7 @@ class ConsumeReport:
     flushes: int = 0
     started: float = field(default_factory=time.monotonic)
     assigned_at: float | None = None
+    partitions: dict[tuple[str, int], PartitionProgress] = field(default_factory=dict)
 
     @property
     def elapsed(self) -> float:
@@ -57,8 +66,10 @@ class ConsumeOptions:
     max_batch_records: int = 200_000
     max_batch_bytes: int = 64 * 1024 * 1024
     max_retry_delay_s: float = 30.0
+    drain_timeout_s: float = 120.0
     progress: Callable[[Any, dict[str, int]], None] | None = None
     progress_every_s: float = 5.0
+    status: Callable[[str], None] | None = None
 
 
 class BatchingConsumer(ABC):
@@ -75,7 +86,13 @@ class BatchingConsumer(ABC):
         self.stopping = False
         self._consumer: Any = None
         self._last_message = time.monotonic()
-        self._assigned = False
+        self.drain = DrainTracker(options.group_id, self.topics, options.idle_timeout_s,
+                                  settings.kafka.session_timeout_ms / 1000,
+                                  options.drain_timeout_s)
+        self.report.partitions = self.drain.history
+        self._checked_at = 0.0
+        self._said = ("", 0.0)
+        self._verdict = DrainVerdict(False, "the group to assign partitions")
 
     # -- what a subclass provides ---------------------------------------------------------
 
@@ -115,35 +132,33 @@ class BatchingConsumer(ABC):
         from confluent_kafka import Consumer
 
         config = consumer_config(self.settings, self.bootstrap, self.options.group_id)
+        config["enable.partition.eof"] = True  # the fetcher's end of a partition, for draining
+        config["error_cb"] = self._on_error
         self._consumer = Consumer(config, logger=logging.getLogger("lakestream.kafka"))
         if self.topics:
             self._consumer.subscribe(self.topics, on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        else:
-            self._assigned = True
+            if self.options.until_idle:
+                self.drain.admin = admin_client(self.bootstrap, **self.settings.kafka.client_config)
         try:
-            self._loop()
+            failure = self._loop()
             self.flush_all()
             self.finish()
         finally:
             self._consumer.close()
+        if failure is not None:
+            raise failure
         return self.report
 
-    def _loop(self) -> None:
+    def _loop(self) -> DrainError | None:
         last_progress = time.monotonic()
         while not self.stopping:
             messages = (self._consumer.consume(num_messages=20_000, timeout=0.25) if self.topics
                         else _nap(0.25))
-            for m in messages:
-                if m.error() is not None:
-                    log.warning("kafka: %s", m.error())
-                    continue
-                buf = self.buffers.get((m.topic(), m.partition()))
-                if buf is not None:  # else: a partition we no longer own
-                    buf.add(m.value(), m.key(), m.offset(), m.timestamp()[1])
+            consumed = self._buffer(messages) if messages else 0
             extra = self.poll_more()
-            if messages or extra:
-                self.report.consumed += len(messages) + extra
+            if consumed or extra:
+                self.report.consumed += consumed + extra
                 self._last_message = time.monotonic()
             if self._should_flush():
                 self.flush_all()
@@ -153,10 +168,75 @@ class BatchingConsumer(ABC):
                 self.options.progress(self.report, self.lag())
                 last_progress = now
             if self.options.until_idle and self._idle(now):
-                return
+                if self._drained(now):
+                    return None
+                if self.drain.stalled_for() >= self.options.drain_timeout_s:
+                    return self.drain.failure(self._verdict)
+        return None
+
+    def _buffer(self, messages: list[Any]) -> int:
+        """Add the records to their partitions' buffers; returns how many were records."""
+        from confluent_kafka import KafkaError
+
+        before = {key: len(buf) for key, buf in self.buffers.items()}
+        records = 0
+        for m in messages:
+            error = m.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self.drain.end_of_partition((m.topic(), m.partition()), m.offset())
+                else:
+                    log.warning("kafka: %s", error)
+                continue
+            records += 1
+            buf = self.buffers.get((m.topic(), m.partition()))
+            if buf is not None:  # else: a partition we no longer own
+                buf.add(m.value(), m.key(), m.offset(), m.timestamp()[1])
+        for key, buf in self.buffers.items():
+            start = before.get(key, 0)
+            if len(buf) > start:
+                self.drain.records(key, buf.offsets[start], buf.offsets[-1], len(buf) - start)
+        return records
 
     def _idle(self, now: float) -> bool:
-        return self._assigned and now - self._last_message >= self.options.idle_timeout_s
+        """No record for the idle timeout (the drain check then decides, assigned or not)."""
+        return now - self._last_message >= self.options.idle_timeout_s
+
+    def _drained(self, now: float) -> bool:
+        """Whether every partition is drained here or owned by a live member (says why not)."""
+        if not self.topics:
+            return True
+        if now - self._checked_at < 0.5:
+            return False
+        self._checked_at = now
+        verdict = self._verdict = self.drain.verdict(self._consumer)
+        if verdict.done:
+            if verdict.others:
+                self._say(f"drained; {describe_partitions(verdict.others)} owned by other live "
+                          "members of the group, left to them")
+            return True
+        line = self.drain.waiting_line(verdict)
+        said, said_at = self._said
+        if (verdict.waiting_for != said and now - said_at >= 1.0) or (
+                now - said_at >= self.options.progress_every_s):
+            self._say(line)
+            self._said = (verdict.waiting_for, now)
+        return False
+
+    def _say(self, line: str) -> None:
+        if self.options.status is not None:
+            self.options.status(line)
+        else:
+            log.info("%s", line)
+
+    def _on_error(self, error: Any) -> None:
+        """librdkafka's error callback: a broker that cannot be reached is worth saying."""
+        from confluent_kafka import KafkaError
+
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                            KafkaError._RESOLVE):
+            self.drain.broker_failed(f"Kafka at {self.bootstrap} unreachable ({error.str()})")
+        log.debug("kafka error: %s", error)
 
     def _should_flush(self) -> bool:
         pending = [b for b in self.buffers.values() if len(b)]
@@ -182,6 +262,7 @@ class BatchingConsumer(ABC):
             return False
         self.flush_partition(buf)
         self.report.flushes += 1
+        self.drain.committed(key, len(buf))
         self._commit_kafka(*key)
         buf.clear()
         return True
@@ -212,13 +293,15 @@ class BatchingConsumer(ABC):
             log.debug("offset commit to Kafka failed: %s", exc)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        starts = []
         for tp in partitions:
             start = self._start(tp.topic, tp.partition)
             tp.offset = OFFSET_BEGINNING if start is None else start
             self.buffers[(tp.topic, tp.partition)] = PartitionBuffer(tp.topic, tp.partition)
+            starts.append(((tp.topic, tp.partition), start))
             log.info("assigned %s[%d] from offset %s", tp.topic, tp.partition, tp.offset)
         consumer.assign(partitions)
-        self._assigned = True
+        self.drain.assigned(starts)
         self._last_message = time.monotonic()
         if self.report.assigned_at is None:
             self.report.assigned_at = time.monotonic()
@@ -237,7 +320,7 @@ class BatchingConsumer(ABC):
                 log.warning("could not flush %s[%d] on revoke: %s", tp.topic, tp.partition, exc)
             self.buffers.pop(key, None)
             self.partition_revoked(*key)
-        self._assigned = False
+        self.drain.revoked((tp.topic, tp.partition) for tp in partitions)
 
     def lag(self) -> dict[str, int]:
         """Approximate lag per ``topic:partition`` from cached high watermarks.
