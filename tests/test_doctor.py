@@ -52,3 +52,57 @@ def test_broken_configurations_each_get_a_reason_and_a_fix(
     assert "Access denied" in out and "wrong-password" not in out
     assert "3 check(s) failed: kafka, lake, warehouse" in out
     assert "Traceback" not in done.stderr
+
+
+def test_a_consumer_group_stuck_rebalancing_is_named_with_the_way_out(
+        tmp_path: Path, broker: EmbeddedBroker) -> None:
+    """Members frozen with a long session keep the group rebalancing: doctor says so."""
+    import signal
+    import threading
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    from lakestream.kafka.client import ensure_topics
+
+    group, topic = f"stuck-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+    ensure_topics(broker.bootstrap_servers, [topic], 3)
+    member = ("import sys\nfrom confluent_kafka import Consumer\n"
+              "c = Consumer({'bootstrap.servers': sys.argv[1], 'group.id': sys.argv[2],"
+              " 'session.timeout.ms': 45000, 'heartbeat.interval.ms': 500})\n"
+              "c.subscribe([sys.argv[3]])\n"
+              "while True: c.consume(10, 0.5)\n")
+    frozen = subprocess.Popen([sys.executable, "-c", member, broker.bootstrap_servers, group,
+                               topic])
+    stop = threading.Event()
+
+    def join() -> None:  # a new member: the group rebalances and waits for the frozen one
+        joiner = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group,
+                           "session.timeout.ms": 2000})
+        joiner.subscribe([topic])
+        while not stop.is_set():
+            joiner.consume(10, 0.2)
+        joiner.close()
+
+    thread = threading.Thread(target=join)
+    try:
+        time.sleep(5)  # the first member owns the partitions
+        frozen.send_signal(signal.SIGSTOP)
+        thread.start()
+        time.sleep(2)
+        config = {"data_dir": str(tmp_path / "data"),
+                  "kafka": {"bootstrap_servers": broker.bootstrap_servers, "group_id": group,
+                            "session_timeout_ms": 2000},
+                  "lake": {"root": str(tmp_path / "lake")}}
+        done = doctor(tmp_path, config)
+    finally:
+        stop.set()
+        frozen.kill()
+        frozen.wait()
+        if thread.is_alive():
+            thread.join()
+    out = " ".join(done.stdout.split())
+    assert done.returncode == 1, out
+    assert f"consumer group(s) {group} still" in out, out  # the table wraps the cells
+    assert "rebalancing after" in out and "another --group" in out, out

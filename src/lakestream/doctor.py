@@ -77,7 +77,42 @@ def _kafka(api: Lakestream) -> tuple[str, str]:
         raise _Failed(servers, f"Kafka does not answer: {reason}",
                       "check kafka.bootstrap_servers / LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS, "
                       "or start the embedded one: lakestream broker start") from None
-    return servers, f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s)"
+    groups = _groups(api, servers)
+    return servers, f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s); {groups}"
+
+
+REBALANCING = ("PREPARING_REBALANCE", "COMPLETING_REBALANCE", "UNKNOWN")
+
+
+def _groups(api: Lakestream, servers: str) -> str:
+    """The state of Lakestream's consumer groups; a group stuck rebalancing fails the check.
+
+    A rebalance normally ends within the session timeout of the members it
+    waits for; a group still rebalancing after that plus a margin (Tansu
+    reports such a group as UNKNOWN) never hands out partitions: `ingest`
+    and `process` in it would wait until their drain timeout.
+    """
+    from lakestream.kafka.client import admin_client
+    from lakestream.kafka.drain import expel_wait_s, group_states
+
+    group = api.settings.kafka.group_id
+    names = [group, f"{group}-warehouse", "lakestream-processor"]
+    admin = admin_client(servers, **api.settings.kafka.client_config)
+    states = group_states(admin, names)
+    window = expel_wait_s(api.settings.kafka.session_timeout_ms / 1000)
+    deadline = time.monotonic() + window
+    while any(s in REBALANCING for s in states.values()) and time.monotonic() < deadline:
+        time.sleep(1.0)
+        states = {**states, **group_states(admin, [n for n, s in states.items()
+                                                  if s in REBALANCING])}
+    stuck = [n for n, s in states.items() if s in REBALANCING]
+    if stuck:
+        raise _Failed(servers, f"consumer group(s) {', '.join(stuck)} still rebalancing after "
+                      f"{window:.0f}s: their consumers get no partitions",
+                      "start the consumers with another --group (e.g. `ingest --group "
+                      f"{group}-2`), or wait until the group's stale members expire")
+    in_use = [f"{n} {s.lower()}" for n, s in states.items() if s not in ("DEAD", "EMPTY")]
+    return "groups: " + (", ".join(in_use) if in_use else "none active")
 
 
 def _lake(api: Lakestream) -> tuple[str, str]:

@@ -110,8 +110,13 @@ def test_until_idle_after_kills_drains_every_partition(workdir: Path) -> None:
           f"worst {max(times):.1f}s over {len(times)} rounds (seed {seed})")
 
 
-def test_until_idle_waits_for_a_frozen_member_then_lands_its_partitions(workdir: Path) -> None:
-    """A member SIGSTOPped (alive, not heartbeating) holds partitions: wait, then drain them."""
+@pytest.mark.parametrize("freeze", ["before", "while"])
+def test_until_idle_waits_for_a_frozen_member_then_lands_its_partitions(
+        workdir: Path, freeze: str) -> None:
+    """A member SIGSTOPped (alive, not heartbeating) holds partitions: wait, then drain them.
+
+    Frozen before `--until-idle` starts, or while it joins the group.
+    """
     topic = unique_topic()
     write_feed(workdir / "feeds", "feed", topic)
     config = _small_batches(workdir)
@@ -120,23 +125,28 @@ def test_until_idle_waits_for_a_frozen_member_then_lands_its_partitions(workdir:
     produce({"bootstrap.servers": _bootstrap(workdir), "linger.ms": 5}, topic, messages)
     frozen = subprocess.Popen(_ingest(config, "frozen"), cwd=workdir, env=subprocess_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd = _ingest(config, "frozen", "--until-idle", "--idle-timeout", "2")
     try:
         _wait_for_rows(workdir / "lake", 1)  # it owns the partitions and has committed some
-        frozen.send_signal(signal.SIGSTOP)
-        final = subprocess.run(_ingest(config, "frozen", "--until-idle", "--idle-timeout", "2"),
-                               cwd=workdir, env=subprocess_env(), capture_output=True,
-                               text=True, timeout=180)
+        if freeze == "before":
+            frozen.send_signal(signal.SIGSTOP)
+        final = subprocess.Popen(cmd, cwd=workdir, env=subprocess_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if freeze == "while":
+            time.sleep(1.0)
+            frozen.send_signal(signal.SIGSTOP)
+        out, err = final.communicate(timeout=180)
     finally:
         frozen.send_signal(signal.SIGCONT)
         frozen.kill()
         frozen.wait()
-    print(final.stderr)
-    assert final.returncode == 0, final.stderr
-    assert "waiting for" in final.stderr, "the wait for the group is said, not silent"
+    assert final.returncode == 0, err
     ids = Counter(r[0] for r in lake_rows(workdir / "lake", columns="transaction_id"))
     assert sum(ids.values()) == len(messages) and max(ids.values()) == 1
     assert set(ids) == set(transaction_ids(messages))
-    assert re.search(r"per partition: .*\[0\]", final.stdout), final.stdout
+    assert re.search(r"per partition: .*\[0\]", out), out
+    if freeze == "before":
+        assert "waiting for" in err, "the wait for the group is said, not silent"
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ def doctor(ctx: Context) -> None:
     """Check every configured connection and say what is wrong and how to fix it.
 
     \b
-    Checks: Kafka (or the embedded broker), the lake (write/read/delete a probe
+    Checks: Kafka (or the embedded broker, and whether Lakestream's consumer
+    groups — kafka.group_id, its -warehouse twin, lakestream-processor — are
+    stuck rebalancing), the lake (write/read/delete a probe
     object, local or S3), the warehouse, the gold store and ksqlDB when
     configured, and the secrets the pipelines need. Exit 1 if any check fails.
     """

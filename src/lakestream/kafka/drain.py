@@ -376,6 +376,23 @@ def group_members(admin: Any, group_id: str) -> list[set[TopicPartitionKey]]:
             for member in description.members if member.assignment is not None]
 
 
+def group_states(admin: Any, group_ids: list[str]) -> dict[str, str]:
+    """Each group's state as the broker reports it (``STABLE``, ``UNKNOWN`` …; ``DEAD``: none)."""
+    from confluent_kafka import KafkaException
+
+    if not group_ids:
+        return {}
+    states = {}
+    for group_id, future in admin.describe_consumer_groups(group_ids,
+                                                           request_timeout=5.0).items():
+        try:
+            states[group_id] = future.result(timeout=6.0).state.name
+        except (KafkaException, TimeoutError) as exc:
+            log.debug("cannot describe group %s: %s", group_id, exc)
+            states[group_id] = "DEAD"
+    return states
+
+
 def describe_progress(partitions: dict[TopicPartitionKey, PartitionProgress],
                       compact: bool = False) -> str:
     """Records read and committed per partition this run: ``t[0] 1,200 read, 1,200 committed``.
