@@ -1,4 +1,9 @@
 -- The aggregate tables of SPEC §3.3 (completed events only, amounts in USD / EUR).
+--
+-- LATEST_BY_OFFSET(name/category): `lakestream process` takes the attributes of the key's
+-- latest counted event by event_time, then input offset, then partition, all from that one
+-- event (nulls included). ksqlDB takes the last non-null value it reads, in arrival order:
+-- with late or out-of-order events the two can differ (docs/ksqldb.md).
 
 CREATE TABLE user_transaction_summary WITH (
   KAFKA_TOPIC = 'user_transaction_summary', KEY_FORMAT = 'JSON', VALUE_FORMAT = 'JSON'

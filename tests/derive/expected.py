@@ -3,12 +3,16 @@
 Plain Python with Decimal arithmetic; the only rule shared with the processor is
 the documented one: each event's USD amount is rounded half-up to micro-dollars,
 and EUR amounts are the USD micro-amounts times the USD→EUR rate, rounded the same.
+Names and categories are those of the key's latest event: by event time, then
+input offset, then partition number.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -28,24 +32,36 @@ def _mean(micro: int, n: int) -> float:
     return round(micro / n / 1_000_000, 6)
 
 
-def expected_tables(values: list[bytes]) -> dict[str, dict[tuple[str, ...], dict[str, Any]]]:
-    """Every table's rows by key, from the raw event JSON."""
+def expected_tables(
+    values: list[bytes], positions: Sequence[tuple[int, int]] | None = None
+) -> dict[str, dict[tuple[str, ...], dict[str, Any]]]:
+    """Every table's rows by key, from the raw event JSON.
+
+    ``positions`` holds each value's (partition, offset) in the input topic. Without
+    it, the list order stands for the offset: right within a partition, so only
+    events of one key with the same event time in different partitions need it.
+    """
     users: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    pms: dict[str, list[Any]] = defaultdict(lambda: ["", 0, 0])
-    products: dict[str, list[Any]] = defaultdict(lambda: ["", "", 0, 0, 0, 0, set()])
-    for raw in values:
+    pms: dict[str, list[Any]] = defaultdict(lambda: ["", 0, 0, None])
+    products: dict[str, list[Any]] = defaultdict(lambda: ["", "", 0, 0, 0, 0, set(), None])
+    for i, raw in enumerate(values):
         e = json.loads(raw)
         if e["status"] != "completed":
             continue
+        partition, offset = positions[i] if positions is not None else (0, i)
+        recency = (datetime.fromisoformat(e["event_time"]), offset, partition)
         usd = _micro(e["amount"] * RATES[e["currency"]] * 1e6)
         eur = _micro(usd * USD_TO_EUR)
         u = users[(e["user"]["user_id"], e["transaction_type"])]
         u[0], u[1], u[2] = u[0] + usd, u[1] + 1, u[2] + eur
         p = pms[e["payment_method"]["payment_method_id"]]
-        p[0], p[1], p[2] = e["payment_method"]["name"], p[1] + usd, p[2] + 1
+        p[1], p[2] = p[1] + usd, p[2] + 1
+        if p[3] is None or recency > p[3]:
+            p[0], p[3] = e["payment_method"].get("name"), recency
         if e["transaction_type"] == "purchase":
             q = products[e["product"]["product_id"]]
-            q[0], q[1] = e["product"]["name"], e["product"]["category"]
+            if q[7] is None or recency > q[7]:
+                q[0], q[1], q[7] = e["product"].get("name"), e["product"].get("category"), recency
             q[2], q[3] = q[2] + 1, q[3] + usd
             q[4], q[5] = q[4] + _micro(e["product"]["unit_price"] * 1e6), q[5] + 1
             q[6].add(e["user"]["user_id"])
@@ -60,10 +76,10 @@ def expected_tables(values: list[bytes]) -> dict[str, dict[tuple[str, ...], dict
         "payment_method_totals": {
             (k,): {"payment_method_name": name, "total_amount": _money(t),
                    "transaction_count": n, "avg_amount": _mean(t, n)}
-            for k, (name, t, n) in pms.items()},
+            for k, (name, t, n, _) in pms.items()},
         "product_purchase_counts": {
             (k,): {"product_name": name, "product_category": cat, "purchase_count": n,
                    "total_revenue": _money(rev), "avg_price": _mean(pm, pn),
                    "unique_buyers": len(buyers)}
-            for k, (name, cat, n, rev, pm, pn, buyers) in products.items()},
+            for k, (name, cat, n, rev, pm, pn, buyers, _) in products.items()},
     }

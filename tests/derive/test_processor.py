@@ -59,8 +59,8 @@ def lake_table(workdir: Path, table: str) -> dict[tuple[Any, ...], dict[str, Any
     return out
 
 
-def topic_table(workdir: Path, table: str) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The latest value per key of the table's changelog topic."""
+def topic_records(workdir: Path, topic: str) -> list[tuple[int, int, bytes]]:
+    """Every record of ``topic`` as (partition, offset, value), in each partition's order."""
     from confluent_kafka import Consumer, TopicPartition
 
     from lakestream.kafka.client import topic_partitions
@@ -68,22 +68,33 @@ def topic_table(workdir: Path, table: str) -> dict[tuple[Any, ...], dict[str, An
     servers = bootstrap(workdir)
     consumer = Consumer({"bootstrap.servers": servers, "group.id": "check",
                          "enable.auto.commit": False})
-    consumer.assign([TopicPartition(table, p, -2) for p in topic_partitions(servers, table)])
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    consumer.assign([TopicPartition(topic, p, -2) for p in topic_partitions(servers, topic)])
+    records = []
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < 3:
         for m in consumer.consume(5000, 0.5):
             if m.error() is None:
-                value = json.loads(m.value())
-                latest[tuple(value[k] for k in TABLES[table][0])] = value
+                records.append((m.partition(), m.offset(), m.value()))
                 idle_since = time.monotonic()
     consumer.close()
+    return records
+
+
+def topic_table(workdir: Path, table: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The latest value per key of the table's changelog topic."""
     keys = TABLES[table][0]
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for _, _, raw in topic_records(workdir, table):
+        value = json.loads(raw)
+        latest[tuple(value[k] for k in keys)] = value
     return {k: {c: v for c, v in row.items() if c not in keys} for k, row in latest.items()}
 
 
 def assert_tables_exact(workdir: Path, values: list[bytes]) -> None:
-    expected = expected_tables(values)
+    """Lake tables and table topics equal the recomputation from the input topic."""
+    source = topic_records(workdir, "transactions")
+    assert sorted(v for _, _, v in source) == sorted(values), "the input is what was sent"
+    expected = expected_tables([v for _, _, v in source], [(p, o) for p, o, _ in source])
     for table, rows in expected.items():
         assert lake_table(workdir, table) == rows, f"lake table {table}"
         assert topic_table(workdir, table) == rows, f"topic {table}"
@@ -185,3 +196,58 @@ def test_process_without_an_anonymization_key_is_a_clear_error(pipeline: Path) -
                           cwd=pipeline, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "LAKESTREAM_ANON_KEY" in done.stderr and "Traceback" not in done.stderr
+
+
+def purchase(template: bytes, event_time: str, product: tuple[str, str, str],
+             method: tuple[str, str]) -> bytes:
+    """A completed purchase made from a generated event, with the given time and attributes."""
+    event = json.loads(template)
+    event.update(transaction_type="purchase", status="completed", event_time=event_time)
+    event["transaction_id"] = f"{event_time}-{product[1]}-{method[1]}"
+    event["product"].update(zip(("product_id", "name", "category"), product, strict=True))
+    event["payment_method"].update(payment_method_id=method[0], name=method[1], is_active=True)
+    return json.dumps(event).encode()
+
+
+def send_to(workdir: Path, records: list[tuple[int, bytes]]) -> None:
+    """Produce each value to the given partition of ``transactions``, acknowledged."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap(workdir), "enable.idempotence": True})
+    for partition, value in records:
+        producer.produce("transactions", value, key=b"U1", partition=partition)
+    assert producer.flush(30) == 0
+
+
+def test_tables_show_the_attributes_of_each_keys_latest_event(pipeline: Path) -> None:
+    template = generated(1, seed=26)[0][1]
+    zeta, alpha = ("P0205", "Zeta Lamp", "home"), ("P0205", "Alpha Lamp", "lighting")
+    old, new = ("PM90", "zz_old_wallet"), ("PM90", "aa_new_wallet")
+    send(bootstrap(pipeline), "transactions", [])
+    first = [(1, purchase(template, "2025-03-10T09:00:00.000Z", zeta, old)),
+             (3, purchase(template, "2025-03-10T08:00:00.000Z", zeta, old))]
+    send_to(pipeline, first)
+    process_and_ingest(pipeline)
+    assert lake_table(pipeline, "product_purchase_counts")[("P0205",)]["product_name"] == \
+        "Zeta Lamp"
+
+    # renamed later in event time, in other partitions; then late events with the old
+    # names arrive after them, in the same partitions and in others
+    second = [(0, purchase(template, "2025-03-10T12:00:00.000Z", alpha, new)),
+              (2, purchase(template, "2025-03-10T11:00:00.000Z", alpha, new)),
+              (0, purchase(template, "2025-03-10T10:00:00.000Z", zeta, old)),
+              (2, purchase(template, "2025-03-10T07:00:00.000Z", zeta, old)),
+              (1, purchase(template, "2025-03-10T09:30:00.000Z", zeta, old))]
+    send_to(pipeline, second)
+    process_and_ingest(pipeline)
+
+    for rows in (lake_table(pipeline, "product_purchase_counts"),
+                 topic_table(pipeline, "product_purchase_counts")):
+        product = rows[("P0205",)]
+        assert (product["product_name"], product["product_category"],
+                product["purchase_count"]) == ("Alpha Lamp", "lighting", 7)
+    for rows in (lake_table(pipeline, "payment_method_totals"),
+                 topic_table(pipeline, "payment_method_totals")):
+        assert (rows[("PM90",)]["payment_method_name"],
+                rows[("PM90",)]["transaction_count"]) == ("aa_new_wallet", 7)
+    assert_tables_exact(pipeline, [v for _, v in first + second])

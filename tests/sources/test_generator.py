@@ -261,3 +261,27 @@ def test_unseeded_generators_differ() -> None:
     first = list(TransactionGenerator(now=fixed_clock).messages(10))
     second = list(TransactionGenerator(now=fixed_clock).messages(10))
     assert first != second
+
+
+def _catalogue(seed: int, products: int = 300) -> dict[str, tuple[Any, ...]]:
+    """Product and payment-method id -> attributes, as seen in 20k events of ``seed``."""
+    gen = TransactionGenerator(seed, GeneratorConfig(products=products), fixed_clock)
+    seen: dict[str, set[tuple[Any, ...]]] = {}
+    for event in (gen.event() for _ in range(20_000)):
+        product, method = event["product"], event["payment_method"]
+        seen.setdefault(product["product_id"], set()).add(
+            (product["name"], product["category"], product["unit_price"]))
+        seen.setdefault(method["payment_method_id"], set()).add(
+            (method["name"], method["category"], method["is_active"]))
+    assert all(len(attributes) == 1 for attributes in seen.values()), "an id, two products"
+    return {key: attributes.pop() for key, attributes in seen.items()}
+
+
+def test_a_product_id_is_one_product_whatever_the_seed() -> None:
+    catalogues = [_catalogue(seed) for seed in (1, 2, 3, 4)] + [_catalogue(5, products=250)]
+    assert all("P0205" in c for c in catalogues)
+    assert len({c["P0205"] for c in catalogues}) == 1
+    for key in set.intersection(*(set(c) for c in catalogues)):
+        assert len({c[key] for c in catalogues}) == 1, key
+    assert {c["PM03"] for c in catalogues} == {("paypal", "wallet", True)}
+    assert len({name for c in catalogues for k, (name, *_) in c.items() if k[1] != "M"}) > 200

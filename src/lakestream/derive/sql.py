@@ -102,21 +102,35 @@ SELECT _source_partition AS part, user_id, transaction_type,
 FROM flattened WHERE status = 'completed' GROUP BY ALL
 """
 
-PAYMENT_DELTAS = """
+# A batch holds one partition's events. Within it, a key's latest event (by event time,
+# then offset) gives its non-key attributes, with the event's time and offset so the
+# state can compare them with the attributes it holds (LATEST_BY_OFFSET, see state.py).
+LATEST = ("row_number() OVER (PARTITION BY _source_partition, {key} "
+          "ORDER BY event_time DESC, _source_offset DESC) = 1 AS latest")
+
+PAYMENT_DELTAS = f"""
 SELECT _source_partition AS part, payment_method_id,
-       arg_max(payment_method_name, _source_offset) AS name,
+       max(payment_method_name) FILTER (WHERE latest) AS name,
+       max(epoch_us(event_time)) FILTER (WHERE latest) AS attr_time_us,
+       max(_source_offset) FILTER (WHERE latest) AS attr_offset,
        CAST(sum(amount_usd_micro) AS BIGINT) AS total_micro, count(*) AS n
-FROM flattened WHERE status = 'completed' GROUP BY ALL
+FROM (SELECT *, {LATEST.format(key="payment_method_id")}
+      FROM flattened WHERE status = 'completed')
+GROUP BY part, payment_method_id
 """
 
-PRODUCT_DELTAS = """
+PRODUCT_DELTAS = f"""
 SELECT _source_partition AS part, product_id,
-       arg_max(product_name, _source_offset) AS name,
-       arg_max(product_category, _source_offset) AS category,
+       max(product_name) FILTER (WHERE latest) AS name,
+       max(product_category) FILTER (WHERE latest) AS category,
+       max(epoch_us(event_time)) FILTER (WHERE latest) AS attr_time_us,
+       max(_source_offset) FILTER (WHERE latest) AS attr_offset,
        count(*) AS n, CAST(sum(amount_usd_micro) AS BIGINT) AS revenue_micro,
        CAST(sum(round(product_unit_price * 1e6)) AS BIGINT) AS price_micro,
        count(product_unit_price) AS price_n
-FROM flattened WHERE status = 'completed' AND transaction_type = 'purchase' GROUP BY ALL
+FROM (SELECT *, {LATEST.format(key="product_id")}
+      FROM flattened WHERE status = 'completed' AND transaction_type = 'purchase')
+GROUP BY part, product_id
 """
 
 PRODUCT_BUYERS = """

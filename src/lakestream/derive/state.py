@@ -5,6 +5,19 @@ is exactly "every event before the stored offsets" — never more, never less.
 Aggregates are kept per input partition as integer micro-units (exact), and a
 table's value for a key is the sum over partitions (distinct buyers are kept
 as a set and counted distinct across partitions).
+
+Non-key attributes (a payment method's name, a product's name and category)
+follow ``LATEST_BY_OFFSET``: they are the attributes of the key's latest
+event, taken together from that one event. "Latest" orders by event time, then
+by input offset, then by partition number (highest wins). Each partition's row
+keeps the attributes with the event time (``attr_time_us``) and offset
+(``attr_offset``) of the event that set them, so a late event (older event
+time, higher offset) never overwrites newer attributes, and reading a key picks
+the latest row across partitions. Offsets of different partitions are unrelated
+counters: comparing them only decides between events of the same key stamped
+with the same event time in different partitions, arbitrarily but the same way
+on every run. State files written before this rule have rows without
+``attr_time_us``; those attributes count as older than any new event.
 """
 
 from __future__ import annotations
@@ -26,12 +39,13 @@ CREATE TABLE IF NOT EXISTS user_summary (
   PRIMARY KEY (part, user_id, transaction_type));
 CREATE TABLE IF NOT EXISTS payment_totals (
   part INTEGER NOT NULL, payment_method_id TEXT NOT NULL, name TEXT,
-  total_micro INTEGER NOT NULL, n INTEGER NOT NULL,
+  total_micro INTEGER NOT NULL, n INTEGER NOT NULL, attr_time_us INTEGER, attr_offset INTEGER,
   PRIMARY KEY (part, payment_method_id));
 CREATE TABLE IF NOT EXISTS product_counts (
   part INTEGER NOT NULL, product_id TEXT NOT NULL, name TEXT, category TEXT,
   n INTEGER NOT NULL, revenue_micro INTEGER NOT NULL, price_micro INTEGER NOT NULL,
-  price_n INTEGER NOT NULL, PRIMARY KEY (part, product_id));
+  price_n INTEGER NOT NULL, attr_time_us INTEGER, attr_offset INTEGER,
+  PRIMARY KEY (part, product_id));
 CREATE TABLE IF NOT EXISTS product_buyers (
   part INTEGER NOT NULL, product_id TEXT NOT NULL, user_id TEXT NOT NULL,
   PRIMARY KEY (product_id, user_id, part));
@@ -39,19 +53,39 @@ CREATE TABLE IF NOT EXISTS pending_files (
   staging TEXT PRIMARY KEY, final TEXT NOT NULL);
 """
 
-_UPSERTS = {
-    "user": """INSERT INTO user_summary VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT DO UPDATE SET total_micro = total_micro + excluded.total_micro,
-          n = n + excluded.n, total_eur_micro = total_eur_micro + excluded.total_eur_micro""",
-    "payment": """INSERT INTO payment_totals VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT DO UPDATE SET name = excluded.name,
-          total_micro = total_micro + excluded.total_micro, n = n + excluded.n""",
-    "product": """INSERT INTO product_counts VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT DO UPDATE SET name = excluded.name, category = excluded.category,
-          n = n + excluded.n, revenue_micro = revenue_micro + excluded.revenue_micro,
-          price_micro = price_micro + excluded.price_micro, price_n = price_n + excluded.price_n""",
-    "buyers": "INSERT OR IGNORE INTO product_buyers VALUES (?, ?, ?)",
+# Columns added after the first release, created on older state files at open.
+_ADDED_COLUMNS = {
+    "payment_totals": ("attr_time_us INTEGER", "attr_offset INTEGER"),
+    "product_counts": ("attr_time_us INTEGER", "attr_offset INTEGER"),
 }
+
+# The stored attributes' event is older than the incoming one (legacy rows have no time).
+_NEWER = ("(attr_time_us IS NULL OR (excluded.attr_time_us, excluded.attr_offset) "
+          "> (attr_time_us, attr_offset))")
+
+
+def _latest(*columns: str) -> str:
+    """SET clauses that take ``columns`` (and their event's time and offset) when newer."""
+    return ", ".join(f"{c} = CASE WHEN {_NEWER} THEN excluded.{c} ELSE {c} END"
+                     for c in (*columns, "attr_time_us", "attr_offset"))
+
+
+# Delta name -> (state table, what a row of an already stored key does).
+_UPSERTS = {
+    "user": ("user_summary", """DO UPDATE SET total_micro = total_micro + excluded.total_micro,
+          n = n + excluded.n, total_eur_micro = total_eur_micro + excluded.total_eur_micro"""),
+    "payment": ("payment_totals", f"""DO UPDATE SET {_latest("name")},
+          total_micro = total_micro + excluded.total_micro, n = n + excluded.n"""),
+    "product": ("product_counts", f"""DO UPDATE SET {_latest("name", "category")},
+          n = n + excluded.n, revenue_micro = revenue_micro + excluded.revenue_micro,
+          price_micro = price_micro + excluded.price_micro,
+          price_n = price_n + excluded.price_n"""),
+    "buyers": ("product_buyers", "DO NOTHING"),
+}
+
+# Ranks each key's per-partition rows, 1 = the partition holding the latest attributes.
+_RECENCY = ("row_number() OVER (PARTITION BY {key} "
+            "ORDER BY attr_time_us DESC, attr_offset DESC, part DESC) AS recency")
 
 
 def money(micro: int) -> float:
@@ -73,6 +107,21 @@ class AggregateState:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a state file of an earlier version up to the current schema, in place."""
+        self.con.execute("BEGIN IMMEDIATE")  # several processors may open the file at once
+        try:
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {row[1] for row in self.con.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        self.con.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the connection (an open transaction is rolled back)."""
@@ -106,8 +155,12 @@ class AggregateState:
         """Add one batch's aggregate deltas (``user``, ``payment``, ``product``, ``buyers``)."""
         for name, table in deltas.items():
             if table.num_rows:
+                target, on_conflict = _UPSERTS[name]
+                columns = ", ".join(table.column_names)
+                marks = ", ".join("?" for _ in table.column_names)
                 rows = zip(*(c.to_pylist() for c in table.columns), strict=True)
-                self.con.executemany(_UPSERTS[name], rows)
+                self.con.executemany(f"INSERT INTO {target} ({columns}) VALUES ({marks}) "
+                                     f"ON CONFLICT {on_conflict}", rows)
 
     def add_pending(self, files: Iterable[tuple[str, str]]) -> None:
         """Remember staged files to move into place once the transaction committed."""
@@ -135,8 +188,10 @@ class AggregateState:
         """Current ``payment_method_totals`` rows for ``keys``."""
         self._keys("k_pm", ("payment_method_id",), [(k,) for k in keys])
         rows = self.con.execute(
-            "SELECT p.payment_method_id, max(name), sum(total_micro), sum(n) FROM payment_totals p "
-            "JOIN k_pm USING (payment_method_id) GROUP BY 1 ORDER BY 1").fetchall()
+            "SELECT payment_method_id, max(name) FILTER (WHERE recency = 1), sum(total_micro), "
+            f"sum(n) FROM (SELECT p.*, {_RECENCY.format(key='payment_method_id')} "
+            "FROM payment_totals p JOIN k_pm USING (payment_method_id)) GROUP BY 1 ORDER BY 1"
+        ).fetchall()
         return [{"payment_method_id": k, "payment_method_name": name,
                  "total_amount": money(tot), "transaction_count": n,
                  "avg_amount": mean(tot, n)} for k, name, tot, n in rows]
@@ -145,10 +200,12 @@ class AggregateState:
         """Current ``product_purchase_counts`` rows for ``keys``."""
         self._keys("k_prod", ("product_id",), [(k,) for k in keys])
         rows = self.con.execute(
-            "SELECT p.product_id, max(name), max(category), sum(n), sum(revenue_micro), "
+            "SELECT product_id, max(name) FILTER (WHERE recency = 1), "
+            "max(category) FILTER (WHERE recency = 1), sum(n), sum(revenue_micro), "
             "sum(price_micro), sum(price_n), (SELECT count(DISTINCT user_id) FROM product_buyers b "
-            "WHERE b.product_id = p.product_id) FROM product_counts p JOIN k_prod USING "
-            "(product_id) GROUP BY 1 ORDER BY 1").fetchall()
+            f"WHERE b.product_id = p.product_id) FROM (SELECT p.*, "
+            f"{_RECENCY.format(key='product_id')} FROM product_counts p JOIN k_prod USING "
+            "(product_id)) p GROUP BY 1 ORDER BY 1").fetchall()
         return [{"product_id": k, "product_name": name, "product_category": cat,
                  "purchase_count": n, "total_revenue": money(rev), "avg_price": mean(pm, pn),
                  "unique_buyers": buyers} for k, name, cat, n, rev, pm, pn, buyers in rows]

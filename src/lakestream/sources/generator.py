@@ -11,6 +11,10 @@ downstream data-quality checks can rely on them):
 
 * A user's name, email, country, city, card, preferred payment method and
   device are fixed for a given seed.
+* A product id is one product (name, category, unit price) whatever the seed,
+  and a payment method id one method: the catalogue depends on the id alone, so
+  streams generated with different seeds agree on what ``P0205`` is. The seed
+  drives only which products are popular and everything else.
 * ``card_last4`` is set if and only if the payment method category is
   ``"card"``; wallet, bank and crypto payments carry ``null``.
 * A payment through an inactive method always has status ``"failed"``.
@@ -54,6 +58,7 @@ _RECENT_MAX_MS = 3_000
 _MS_PER_HOUR = 3_600_000
 _LATE_MIN_MS = _MS_PER_HOUR
 _RESERVED_FIRST_OCTETS = frozenset({10, 100, 127, 169, 172, 192, 198, 203})
+_CATALOGUE_SEED = 20250115  # fixed: product ids mean the same product in every stream
 
 # (country, home currency, population weight, cities)
 _COUNTRIES: tuple[tuple[str, str, float, tuple[str, ...]], ...] = (
@@ -395,8 +400,13 @@ def _build_payment_methods() -> list[PaymentMethod]:
     ]
 
 
-def _build_products(rng: random.Random, count: int) -> list[Product]:
-    """Draw ``count`` products from brand x noun combinations across categories."""
+def _build_products(count: int) -> list[Product]:
+    """The first ``count`` products of the catalogue (brand x noun across categories).
+
+    Drawn from a fixed seed, one product after the other, so product ``i`` is the
+    same whatever ``count`` and the generator's seed.
+    """
+    rng = random.Random(_CATALOGUE_SEED)
     combos = [
         (category, noun, price, brand)
         for category, items in _CATALOG.items()
@@ -476,7 +486,7 @@ class TransactionGenerator:
         self._now = now if now is not None else _utc_now
         self._methods = _build_payment_methods()
         self._users = tuple(_build_users(self._rng, self.config.users))
-        products = _build_products(self._rng, self.config.products)
+        products = _build_products(self.config.products)
         self._method_dicts = [m.as_dict() for m in self._methods]
         self._user_dicts = [u.as_dict() for u in self._users]
         self._user_picker = _Weighted(
