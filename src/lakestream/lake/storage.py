@@ -45,10 +45,13 @@ class Storage:
         filesystem: ``LocalFileSystem`` or ``S3FileSystem``.
         base: The root's path on that filesystem (``/abs/folder`` or ``bucket/prefix``).
         uri: The root as the user wrote it (shown in messages and metadata).
+        s3: The object store's settings (for engines that open it themselves: Delta).
     """
 
-    def __init__(self, filesystem: pafs.FileSystem, base: str, uri: str) -> None:
+    def __init__(self, filesystem: pafs.FileSystem, base: str, uri: str,
+                 s3: S3Settings | None = None) -> None:
         self.fs = filesystem
+        self.s3 = s3
         self.base = base.rstrip("/")
         self.uri = uri.rstrip("/")
         self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
@@ -182,7 +185,8 @@ def open_storage(root: str, s3: S3Settings) -> Storage:
     if not parsed.netloc:
         raise ConfigError(f"lake.root '{root}': missing bucket name", "use s3://bucket/prefix")
     return Storage(
-        s3_filesystem(s3), f"{parsed.netloc}{parsed.path}", f"s3://{parsed.netloc}{parsed.path}"
+        s3_filesystem(s3), f"{parsed.netloc}{parsed.path}", f"s3://{parsed.netloc}{parsed.path}",
+        s3,
     )
 
 

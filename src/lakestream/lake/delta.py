@@ -1,0 +1,234 @@
+"""Delta Lake tables: the lake's one commit path, with Kafka offsets in the log (issue #16).
+
+Every dataset is a Delta table (``deltalake``, delta-rs): the data files stay
+hive-partitioned Parquet, and ``_delta_log/`` beside them decides which files
+are live, so every Delta reader (Spark, Trino, DuckDB's delta extension,
+polars) sees whole commits only.
+
+**Offsets in the log.** A commit that lands Kafka records carries one
+application transaction per (topic, partition) it covers: app id
+``lakestream/<topic>/<partition>``, version = the last offset landed. The
+consumer resumes each partition at that version + 1: the table, not Kafka, is
+the truth, so any consumer group landing into the same table goes on from
+where the table is.
+
+**Fencing (why no duplicate and no gap is ever visible).** delta-rs accepts
+two commits carrying the same app id (delta-rs #2580), so it cannot stop a
+writer that lost its partition — killed, or frozen past its session timeout
+and woken with a stale batch — from landing that batch again after the new
+owner did. Lakestream makes each commit a compare-and-swap on the whole log:
+
+1. A writer remembers, per partition, the transaction version it expects the
+   table to hold: the one it read when it was given the partition, then the
+   one of its own last commit.
+2. To commit, it reads the latest table version ``V`` and checks that every
+   partition of the batch still holds the expected transaction version. If
+   one does not, another writer landed that partition since: the batch is
+   dropped (:class:`~lakestream.errors.FencedError`) and nothing is written
+   to the log.
+3. It commits as version ``V + 1`` with ``max_commit_retries=0``. The log's
+   next entry is created only if absent (a rename that never replaces
+   locally; a conditional put on S3, ``aws_conditional_put: etag``), so if
+   any other commit took ``V + 1`` in between, this one fails instead of
+   being rebased on top, and the writer goes back to step 2 with the newer
+   log.
+
+So between the check of step 2 and the log entry of step 3 no other commit
+can have happened, and a commit lands offsets ``a..b`` of a partition only if
+the table held exactly ``a - 1`` for it: each offset lands at most once, and
+the consumer's resume point (version + 1) makes it at least once. Data files
+of a refused commit are never referenced by the log: no reader sees them, and
+``vacuum`` deletes them after the grace period.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+
+from lakestream.errors import FencedError, StorageError, StorageFullError
+from lakestream.lake.storage import Storage
+
+log = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS = 50
+
+
+def app_id(topic: str, partition: int) -> str:
+    """The application-transaction id of one Kafka partition."""
+    return f"lakestream/{topic}/{partition}"
+
+
+def storage_options(storage: Storage) -> dict[str, str] | None:
+    """What delta-rs needs to open the lake's object store (``None`` for a local lake).
+
+    ``aws_conditional_put: etag`` makes every log entry a put-if-absent: AWS
+    S3, MinIO and SeaweedFS honour it; a store that does not must be given a
+    locking provider instead (see docs/lake.md).
+    """
+    if storage.is_local:
+        return None
+    s3 = storage.s3
+    options = {"aws_conditional_put": "etag"}
+    if s3 is None:
+        return options
+    options["AWS_REGION"] = s3.region
+    if s3.endpoint:
+        endpoint = s3.endpoint if "://" in s3.endpoint else f"http://{s3.endpoint}"
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if urlparse(endpoint).scheme == "http":
+            options["AWS_ALLOW_HTTP"] = "true"
+    if s3.access_key and s3.secret_key:
+        options["AWS_ACCESS_KEY_ID"] = s3.access_key.get_secret_value()
+        options["AWS_SECRET_ACCESS_KEY"] = s3.secret_key.get_secret_value()
+    return options
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """Offsets ``first..last`` of one partition, landed on top of ``expected`` (``None``: none)."""
+
+    topic: str
+    partition: int
+    expected: int | None
+    last: int
+
+    @property
+    def app_id(self) -> str:
+        """The partition's application-transaction id."""
+        return app_id(self.topic, self.partition)
+
+
+class DeltaDataset:
+    """One dataset of the lake as a Delta table.
+
+    Args:
+        storage: The lake.
+        rel: The dataset's folder below the lake root (``streams/transaction_stream``).
+        partition_by: Partition columns (zero-padded strings give ``year=2026/`` folders).
+    """
+
+    def __init__(self, storage: Storage, rel: str, partition_by: Sequence[str] = ()) -> None:
+        self.storage = storage
+        self.rel = rel
+        self.partition_by = list(partition_by)
+        self.uri = storage.url(rel)
+        self.options = storage_options(storage)
+        self._table: Any = None
+
+    # -- reading the log --------------------------------------------------------------------
+
+    def table(self, refresh: bool = True) -> Any:
+        """The table at its latest version (``None`` before the first commit)."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        if self._table is not None:
+            if refresh:
+                with delta_errors(f"read the log of {self.uri}"):
+                    self._table.update_incremental()
+            return self._table
+        try:
+            with delta_errors(f"open {self.uri}"):
+                self._table = DeltaTable(self.uri, storage_options=self.options)
+        except TableNotFoundError:
+            return None
+        return self._table
+
+    def transaction_versions(self, app_ids: Iterable[str]) -> dict[str, int | None]:
+        """The version each application transaction holds in the latest log."""
+        table = self.table()
+        if table is None:
+            return dict.fromkeys(app_ids)
+        with delta_errors(f"read the log of {self.uri}"):
+            return {a: table.transaction_version(a) for a in app_ids}
+
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """Where a consumer resumes ``topic[partition]`` (``None``: nothing landed yet)."""
+        version = self.transaction_versions([app_id(topic, partition)])[app_id(topic, partition)]
+        return None if version is None else version + 1
+
+    # -- committing -------------------------------------------------------------------------
+
+    def append(self, data: pa.Table, ranges: Sequence[OffsetRange] = (),
+               metadata: Mapping[str, Any] | None = None) -> int:
+        """Commit ``data`` and its offsets as one new version; returns that version.
+
+        Raises:
+            FencedError: A partition of ``ranges`` no longer holds its expected
+                version: another writer landed it (nothing was committed).
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake.exceptions import CommitFailedError
+
+        txns = [Transaction(r.app_id, r.last) for r in ranges]
+        for attempt in range(COMMIT_ATTEMPTS):
+            table = self.table()
+            self._check_fence(table, ranges)
+            props = CommitProperties(app_transactions=txns or None, max_commit_retries=0,
+                                     custom_metadata=dict(metadata) if metadata else None)
+            try:
+                with delta_errors(f"commit to {self.uri}"):
+                    write_deltalake(table if table is not None else self.uri, data,
+                                    mode="append", partition_by=self.partition_by or None,
+                                    schema_mode="merge", storage_options=self.options,
+                                    commit_properties=props)
+            except CommitFailedError as exc:  # another commit took the next version: re-check
+                log.debug("%s: commit raced (%s), attempt %d", self.uri, exc, attempt + 1)
+                time.sleep(min(0.01 * 2 ** attempt, 0.5))
+                continue
+            committed = self.table()
+            return int(committed.version())
+        raise StorageError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
+                           "for the next log version", "retry; is something rewriting the table?")
+
+    def _check_fence(self, table: Any, ranges: Sequence[OffsetRange]) -> None:
+        if not ranges:
+            return
+        current = ({r.app_id: None for r in ranges} if table is None
+                   else {r.app_id: table.transaction_version(r.app_id) for r in ranges})
+        stale = [r for r in ranges if current[r.app_id] != r.expected]
+        if stale:
+            r = stale[0]
+            raise FencedError(
+                f"{r.topic}[{r.partition}] was landed by another consumer in {self.rel} "
+                f"(the table holds offset {current[r.app_id]}, this batch expected "
+                f"{r.expected}): this consumer's batch is dropped")
+
+
+@contextmanager
+def delta_errors(what: str) -> Iterator[None]:
+    """Turns delta-rs I/O failures into the lake's errors (transient or terminal).
+
+    Commit races and a missing table pass through: the callers handle them.
+    """
+    from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+    try:
+        yield
+    except (CommitFailedError, TableNotFoundError):
+        raise
+    except (OSError, DeltaError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS,
+                                                          errno.EDQUOT)
+        if full or "No space left" in message or "Read-only file system" in message:
+            raise StorageFullError(f"cannot {what}: {message}") from exc
+        if isinstance(exc, DeltaError) and not _is_io(message):
+            raise
+        raise StorageError(f"cannot {what}: {message}") from exc
+
+
+def _is_io(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in ("generic", "error sending request", "connection",
+                                            "timed out", "timeout", "i/o", "io error",
+                                            "object store", "s3", "dispatch failure"))
