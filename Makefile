@@ -21,8 +21,8 @@ demo: setup            ## the main job on embedded defaults; ends with the dashb
 serve: setup           ## the demo, then its dashboard until Ctrl-C (prints a login token)
 	$(BIN)/lakestream demo --serve
 
-test: lint typecheck   ## lint, types, then every test (integration included)
-	$(BIN)/pytest -q
+test: lint typecheck   ## lint, types, then every test (integration included), on 3 workers
+	$(BIN)/pytest -q -n 3
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
