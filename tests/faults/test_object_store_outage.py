@@ -6,23 +6,22 @@ again on the same ports a few seconds later; then the network path hangs (the
 proxy accepts connections and answers nothing, open ones freeze), which only
 the S3 client's own timeouts can end. The same `ingest` process must wait,
 retry and resume; meanwhile a plain reader lists the dataset and reads every
-file it sees in full (no partial file may ever be visible); at the end every
-record of the topic is in the lake exactly once and no staged file is left.
+file it sees in full (no partial file may ever be visible; a read the store
+itself fails while it restarts is tried again, see ``visibility.py``); at the
+end every record of the topic is in the lake exactly once and no staged file
+is left.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 
 from lakestream.kafka.broker import EmbeddedBroker
@@ -39,57 +38,12 @@ from tests.faults.chaos import (
 )
 from tests.faults.conftest import SEED, FaultCounts
 from tests.faults.proxy import TcpProxy
+from tests.faults.visibility import VisibilityChecker, parquet_files
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 BUCKET, PREFIX = "lake", "lake"
 DATASET = f"{BUCKET}/{PREFIX}/streams/feed"
-
-
-class VisibilityChecker(threading.Thread):
-    """A plain reader: lists the dataset again and again and reads each new file whole."""
-
-    def __init__(self, fs: pafs.S3FileSystem) -> None:
-        super().__init__(name="visibility-checker", daemon=True)
-        self.fs = fs
-        self.read: set[str] = set()
-        self.broken: list[tuple[str, str]] = []
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(30)
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.3):
-            try:
-                self.check_all()
-            except OSError:
-                continue  # the store is down: nothing is visible, nothing to check
-
-    def check_all(self) -> None:
-        """Read every listed file not read yet."""
-        for path in parquet_files(self.fs):
-            if path in self.read:
-                continue
-            try:
-                table = pq.read_table(path, filesystem=self.fs)
-            except OSError as exc:
-                if "NETWORK_CONNECTION" in str(exc) or "curlCode" in str(exc):
-                    return  # went down while reading: try again later
-                self.broken.append((path, str(exc)))
-            except pa.ArrowException as exc:
-                self.broken.append((path, str(exc)))
-            else:
-                assert table.num_rows > 0
-            self.read.add(path)
-
-
-def parquet_files(fs: pafs.S3FileSystem) -> list[str]:
-    """The dataset's visible Parquet files (what a hive-partitioned glob would read)."""
-    infos = fs.get_file_info(pafs.FileSelector(DATASET, recursive=True, allow_not_found=True))
-    return sorted(i.path for i in infos
-                  if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
 
 def manifests(fs: pafs.S3FileSystem) -> frozenset[str]:
@@ -104,7 +58,7 @@ def manifests(fs: pafs.S3FileSystem) -> frozenset[str]:
 
 def coordinates(fs: pafs.S3FileSystem) -> list[tuple[int, int]]:
     """(partition, offset) of every row in the lake, read straight from the files."""
-    files = parquet_files(fs)
+    files = parquet_files(fs, DATASET)
     if not files:
         return []
     table = pads.dataset(files, filesystem=fs, format="parquet").to_table(
@@ -143,7 +97,7 @@ def test_ingest_waits_out_a_crashed_then_hung_object_store(
     ingest = children.spawn("ingest", ["--config", str(config), "ingest", "--feed", "feed",
                                        "--group", "faults-s3"], tmp_path, **keys)
     wait_until(lambda: bool(manifests(fs)), 60, "the first commits", children=[ingest])
-    checker = VisibilityChecker(fs)
+    checker = VisibilityChecker(fs, DATASET)
     checker.start()
 
     # 1. crash in the middle of the flushes (they run every 0.3 s), back on the same ports
@@ -178,13 +132,13 @@ def test_ingest_waits_out_a_crashed_then_hung_object_store(
                                                 "feed", "--group", "faults-s3", "--until-idle"],
                                tmp_path, **keys)
     assert code == 0, final[-3000:]
-    checker.stop()
-    checker.check_all()  # every file, once more, now that nothing moves
+    checker.finish()  # every file the store could not serve yet, now that nothing moves
 
     landed = Counter(coordinates(fs))
     assert landed and landed.most_common(1)[0][1] == 1, "a record landed twice"
     assert set(landed) == expected, f"{len(expected - set(landed))} records lost"
     assert not checker.broken, f"partial files were visible: {checker.broken[:3]}"
+    assert set(parquet_files(fs, DATASET)) <= checker.read, "files the checker never judged"
     staged = fs.get_file_info(pafs.FileSelector(f"{BUCKET}/{PREFIX}/_staging", recursive=True,
                                                 allow_not_found=True))
     assert not [i.path for i in staged if i.type == pafs.FileType.File], "staged orphans left"
@@ -195,3 +149,4 @@ def test_ingest_waits_out_a_crashed_then_hung_object_store(
     counts.faults["object store: network path hung"] += 1
     counts.notes["S3 hang: ingest committed again after"] = f"{stall:.0f}s"
     counts.records["object store outage"] += sum(landed.values()) + len(checker.read)
+    counts.notes["S3 outage: reads the store failed, retried"] = str(checker.store_errors)
