@@ -13,8 +13,8 @@ from rich.markup import escape
 from lakestream.cli.root import Context, cli, pass_ctx
 from lakestream.errors import LakestreamError
 from lakestream.ingest.engine import IngestReport
-from lakestream.kafka.consumer import run_all
 from lakestream.kafka.drain import describe_progress
+from lakestream.kafka.parallel import run_all
 from lakestream.output import console, err_console, print_ingest_report, print_rows, progress_bar
 
 

@@ -40,7 +40,13 @@ class IngestReport(ConsumeReport):
 
 
 class IngestEngine(BatchingConsumer):
-    """Consumes the topics of some feeds and lands them in the lake exactly once."""
+    """Consumes the topics of some feeds and lands them in the lake exactly once.
+
+    Its batches are written beside consuming (``background_flush``): the sinks
+    are touched by the loop only on (re)assignment, after the round in flight.
+    """
+
+    background_flush = True
 
     def __init__(self, settings: Settings, bootstrap: str, storage: Storage,
                  feeds: Sequence[Feed], options: ConsumeOptions,

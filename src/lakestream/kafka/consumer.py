@@ -15,7 +15,6 @@ Tansu's watermarks, and why it holds after a crash left dead members behind.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from lakestream.kafka.drain import (
     PartitionProgress,
     describe_partitions,
 )
+from lakestream.kafka.flusher import BackgroundFlusher
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,14 @@ class ConsumeOptions:
 
 
 class BatchingConsumer(ABC):
-    """Consume ``topics`` in a group and flush per-partition batches to a sink."""
+    """Consume ``topics`` in a group and flush per-partition batches to a sink.
+
+    A subclass whose :meth:`flush_partition` and :meth:`after_flush` may run in
+    another thread than the loop sets ``background_flush``: its rounds are then
+    written beside consuming (:mod:`lakestream.kafka.flusher`).
+    """
+
+    background_flush = False
 
     def __init__(self, settings: Settings, bootstrap: str, topics: Sequence[str],
                  options: ConsumeOptions, report: ConsumeReport) -> None:
@@ -93,6 +100,8 @@ class BatchingConsumer(ABC):
         self._checked_at = 0.0
         self._said = ("", 0.0)
         self._verdict = DrainVerdict(False, "the group to assign partitions")
+        self._flusher: BackgroundFlusher | None = None
+        self._round_error: BaseException | None = None
 
     # -- what a subclass provides ---------------------------------------------------------
 
@@ -140,11 +149,15 @@ class BatchingConsumer(ABC):
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
             if self.options.until_idle:
                 self.drain.admin = admin_client(self.bootstrap, **self.settings.kafka.client_config)
+        if self.background_flush:
+            self._flusher = BackgroundFlusher(self._flush_round)
         try:
             failure = self._loop()
             self.flush_all()
             self.finish()
         finally:
+            if self._flusher is not None:
+                self._flusher.close()
             self._consumer.close()
         if failure is not None:
             raise failure
@@ -160,7 +173,12 @@ class BatchingConsumer(ABC):
             if consumed or extra:
                 self.report.consumed += consumed + extra
                 self._last_message = time.monotonic()
-            if self._should_flush():
+            if self._round_error is not None:
+                raise self._round_error
+            if self._flusher is not None:
+                if self._should_flush():
+                    self._flush_beside()
+            elif self._should_flush():
                 self.flush_all()
                 self._last_message = time.monotonic()  # idle time counts waiting, not flushing
             now = time.monotonic()
@@ -242,14 +260,49 @@ class BatchingConsumer(ABC):
         pending = [b for b in self.buffers.values() if len(b)]
         if not pending:
             return False
-        if sum(b.nbytes for b in pending) >= self.options.max_batch_bytes:
-            return True
-        if any(len(b) >= self.options.max_batch_records for b in pending):
+        if self._batch_full(pending):
             return True
         return time.monotonic() - min(b.first_at for b in pending) >= self.options.flush_interval_s
 
+    def _flush_beside(self) -> None:
+        """Hand the full buffers to the flush thread; wait only if a round is still running
+        and the new buffers outgrew the batch size (back-pressure)."""
+        assert self._flusher is not None
+        if self._flusher.busy and not self._batch_full(list(self.buffers.values())):
+            return
+        self._collect_round()
+        full = []
+        for key, buf in list(self.buffers.items()):
+            if len(buf):
+                self.buffers[key] = PartitionBuffer(*key)
+                full.append(buf)
+        if full:
+            self._flusher.submit(full)
+
+    def _batch_full(self, buffers: list[PartitionBuffer]) -> bool:
+        return (sum(b.nbytes for b in buffers) >= self.options.max_batch_bytes
+                or any(len(b) >= self.options.max_batch_records for b in buffers))
+
+    def _flush_round(self, buffers: list[PartitionBuffer]) -> list[tuple[str, int]]:
+        """One round, in the flush thread: commit each buffer, then the after-flush hook."""
+        for buf in buffers:
+            self.flush_partition(buf)
+            self.report.flushes += 1
+            self.drain.committed((buf.topic, buf.partition), len(buf))
+        self.after_flush()
+        return [(b.topic, b.partition) for b in buffers]
+
+    def _collect_round(self) -> None:
+        """Wait for the round in flight, then tell Kafka what it made durable."""
+        if self._flusher is None:
+            return
+        for key in self._flusher.wait():
+            if key in self.buffers:
+                self._commit_kafka(*key)
+
     def flush_all(self) -> None:
         """Flush every partition that has buffered messages, then the after-flush hook."""
+        self._collect_round()
         flushed = False
         for key in list(self.buffers):
             flushed |= self._flush(key)
@@ -312,6 +365,10 @@ class BatchingConsumer(ABC):
         return start
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        try:
+            self._collect_round()  # never hand a partition over with its batch half written
+        except BaseException as exc:  # raised in the loop, outside librdkafka's callback
+            self._round_error = exc
         for tp in partitions:
             key = (tp.topic, tp.partition)
             try:
@@ -337,36 +394,6 @@ class BatchingConsumer(ABC):
             if high is not None and high >= 0:
                 lag[f"{topic}:{partition}"] = max(0, high - position)
         return lag
-
-
-def run_all(consumers: Sequence[BatchingConsumer]) -> list[Any]:
-    """Run several consumers side by side (one thread each); their reports, in order.
-
-    A failure of one stops the others and is raised once all have returned.
-    """
-    if len(consumers) == 1:
-        return [consumers[0].run()]
-    reports: list[Any] = [None] * len(consumers)
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            reports[i] = consumers[i].run()
-        except BaseException as exc:
-            errors.append(exc)
-            for other in consumers:
-                other.stop()
-
-    threads = [threading.Thread(target=work, args=(i,), name=f"consumer-{i}")
-               for i in range(len(consumers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)
-    if errors:
-        raise errors[0]
-    return reports
 
 
 def _nap(seconds: float) -> list[Any]:
