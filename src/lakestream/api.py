@@ -303,7 +303,7 @@ class Lakestream:
         if principal is not None:
             result = self.governance.query(principal, sql)
             return result.columns, result.rows
-        reader = LakeReader(self.storage)
+        reader = LakeReader(self.storage, feeds=self.feeds)
         try:
             return reader.query(sql)
         finally:
@@ -311,7 +311,7 @@ class Lakestream:
 
     def datasets(self) -> list[str]:
         """Names of the lake's datasets (the views ``query`` offers)."""
-        reader = LakeReader(self.storage)
+        reader = LakeReader(self.storage, feeds=self.feeds)
         try:
             return [d.name for d in reader.datasets]
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from lakestream.errors import TerminalError
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.export.rebuild import DayRebuild, ledger_view
 from lakestream.ingest.sink import LakeSink
-from tests.lake.lakegen import FEED, batches, checksums, land, local_lake
+from lakestream.lake.reader import LakeReader
+from tests.lake.lakegen import FEED, batches, checksums, forget_types, land, local_lake
 
 DAY = dt.date(2025, 1, 15)
 FOLDER = "streams/feed/year=2025/month=01/day=15"
@@ -71,6 +73,66 @@ def test_a_source_that_lost_records_of_the_day_is_refused(tmp_path: Path) -> Non
     with pytest.raises(TerminalError, match="no longer holds"):
         DayRebuild(storage, FEED, DAY).run(ScriptedSource(4, available_from={0: 20}))
     assert sorted(p.name for p in (tmp_path / FOLDER).iterdir()) == before
+
+
+class Replay:
+    """A scripted partition 0: the given messages at offsets 0.., minus ``dropped``."""
+
+    def __init__(self, values: list[bytes], dropped: frozenset[int] = frozenset()) -> None:
+        self.values, self.dropped = values, dropped
+
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+        first, last = ranges.get(0, (0, -1))
+        keep = [o for o in range(first, last + 1) if o not in self.dropped]
+        yield PartitionChunk(FEED.topic, 0, [self.values[o] for o in keep], [b"k"] * len(keep),
+                             keep, [1736935200000] * len(keep))
+
+
+def _orders(root: Path, n: int, text: int = 0) -> list[bytes]:
+    """``n`` records of 2025-01-15 in two batches; the last ``text`` have a text ``note``.
+
+    The two batches are written as a lake from before the type contract would have
+    (the committed types forgotten in between), so a text ``note`` lands too.
+    """
+    values = [json.dumps({"id": f"e{i}", "at": "2025-01-15T10:00:00Z", "amount": i,
+                          "note": "late" if i >= n - text else i / 2}).encode() for i in range(n)]
+    split = n - text if text else n // 2
+    for lo, hi in ((0, split), (split, n)):
+        sink = LakeSink(local_lake(root), FEED)
+        sink.recover(FEED.topic, 0)
+        sink.write(FEED.topic, 0, values[lo:hi], [b"k"] * (hi - lo), list(range(lo, hi)),
+                   [1736935200000] * (hi - lo))
+        forget_types(root)
+    return values
+
+
+def test_a_rebuild_sends_what_no_longer_fits_its_types_to_the_dlq(tmp_path: Path) -> None:
+    values = _orders(tmp_path, 20, text=5)
+    storage = local_lake(tmp_path)
+    assert LakeReader(storage).query("SELECT count(*) FROM feed")[1] == [(20,)]
+    declared = FEED.model_copy(update={"schema_spec": {**FEED.schema_spec, "note": "double"}})
+
+    report = DayRebuild(storage, declared, DAY).run(Replay(values))
+
+    assert (report.read, report.records_after, report.dead_letters) == (20, 15, 5)
+    assert report.records_before == 20 and report.new_dead_letters == 5
+    reader = LakeReader(storage, feeds=[declared])
+    assert reader.query("SELECT count(*), typeof(any_value(note)) FROM feed")[1] == [
+        (15, "DOUBLE")]
+    assert reader.query("SELECT _kafka_offset, reason FROM dlq_feed ORDER BY 1")[1] == [
+        (o, "field note: expected double, found string") for o in range(15, 20)]
+    again = DayRebuild(storage, declared, DAY).run(Replay(values))
+    assert (again.read, again.dead_letters, again.new_dead_letters) == (20, 5, 0)
+    assert LakeReader(storage).query("SELECT count(*) FROM dlq_feed")[1] == [(5,)]
+
+
+def test_a_rebuild_that_would_lose_records_of_the_day_commits_nothing(tmp_path: Path) -> None:
+    values = _orders(tmp_path, 20)
+    before = checksums(tmp_path)
+    with pytest.raises(TerminalError, match="would lose 2 of the records the day holds"):
+        DayRebuild(local_lake(tmp_path), FEED, DAY).run(Replay(values, dropped=frozenset({3, 11})))
+    assert checksums(tmp_path) == before
+    assert not (tmp_path / "_dlq").exists()
 
 
 def test_a_table_has_no_days(tmp_path: Path) -> None:

@@ -122,7 +122,9 @@ def test_new_feed_folders_are_created_with_their_mode(project: Path) -> None:
     assert mode(project / "lake" / "streams" / "events") == 0o750
     assert mode(project / "lake" / "streams" / "events_anon") == 0o755
     assert mode(project / "lake" / "_dlq" / "events_anon") == 0o750
-    assert api.datasets() == []  # empty folders are no datasets
+    views = set(api.datasets())  # declared datasets are views before their first file
+    assert {"events", "events_anon", "dlq_events_anon", "totals", "totals_history"} <= views
+    assert api.query("SELECT count(*) FROM events")[1] == [(0,)]
 
 
 def test_governance_tables_on_every_backend(project: Path, database_url: str) -> None:
@@ -139,3 +141,16 @@ def test_governance_tables_on_every_backend(project: Path, database_url: str) ->
     actions = [e.action for e in governance.audit_entries(principal="alice")]
     assert actions == ["revoke", "grant", "grant"]
     governance.warehouse.close()
+
+
+def test_grants_on_the_views_of_a_clean_lake_work(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for view in ("dlq_events", "totals_history"):
+        assert run(project, "permissions", "grant", "bob", view) == 0
+        assert capsys.readouterr().out == f"granted read on {view} to bob\n"
+    sql = "SELECT (SELECT count(*) FROM dlq_events) + (SELECT count(*) FROM totals_history) AS n"
+    assert run(project, "query", sql, "--as", "bob", "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "0"]
+    assert run(project, "query", "SELECT count(*) FROM events", "--as", "bob") == 1
+    assert "may not read 'events'" in capsys.readouterr().err

@@ -59,6 +59,14 @@ def land(storage: Storage, batches_: int, per_batch: int = 10, partitions: int =
     return sink
 
 
+def forget_types(root: Path, dataset: str = "streams/feed") -> None:
+    """Drop the committed types from the ledger, as a lake written before the type contract."""
+    for manifest in (root / dataset / "_ledger").rglob("*.json"):
+        data = json.loads(manifest.read_text())
+        data.pop("contract", None)
+        manifest.write_text(json.dumps(data))
+
+
 def checksums(root: Path, dataset: str = "streams/feed") -> list[tuple[Any, ...]]:
     """Row count and a checksum of every column (plain DuckDB glob over local files)."""
     glob = f"{root}/{dataset}/**/*.parquet"

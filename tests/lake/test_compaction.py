@@ -15,7 +15,7 @@ from lakestream.lake.compaction import compact_dataset, protected_files
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import open_storage
 from lakestream.lake.swap import visible_files
-from tests.lake.lakegen import FEED, checksums, land, local_lake
+from tests.lake.lakegen import FEED, checksums, forget_types, land, local_lake
 
 DAY = "streams/feed/year=2025/month=01/day=15"
 
@@ -85,6 +85,7 @@ def test_files_with_a_new_column_merge_and_conflicting_types_stay_apart(tmp_path
     storage = local_lake(tmp_path)
     land(storage, 3, days=("2025-01-15",), extra={"note": 7})
     land(storage, 3, days=("2025-01-15",), extra={"note": 7, "region": "eu"})
+    forget_types(tmp_path)  # a lake written before types were a contract may hold both
     land(storage, 3, days=("2025-01-15",), extra={"note": "seven"})
     before = checksums(tmp_path)
 

@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from lakestream.cli.root import Context, cli, pass_ctx
+from lakestream.export.rebuild import RebuildReport
 from lakestream.export.service import Runner, Source
 from lakestream.lake.report import LakeReport, report_csv, report_json, stats_json
 from lakestream.output import console, progress_bar
@@ -79,10 +80,20 @@ def export(ctx: Context, everything: bool, stream: str | None, day: dt.date | No
         if r.version:
             line += f", version {r.version}"
         if r.rebuild is not None:
-            b = r.rebuild
-            line += (f" on {b.date} ({b.mode}; was {b.records_before:,} in {b.files_before} "
-                     f"files, now {b.records_after:,} in {b.files_after})")
+            line = f"{r.feed}: day from {r.source}, {_accounting(r.rebuild)}"
         console.print(f"{line} [{r.seconds:.1f}s]", soft_wrap=True)
+
+
+def _accounting(b: RebuildReport) -> str:
+    """``2025-05-01: read 434 = 400 landed + 34 dead letters (34 new in the DLQ); …``."""
+    text = (f"{b.date}: read {b.read:,} = {b.records_after:,} landed + "
+            f"{b.dead_letters:,} dead letters")
+    if b.replays:
+        text += f" + {b.replays:,} replays dropped"
+    if b.new_dead_letters:
+        text += f" ({b.new_dead_letters:,} new in the DLQ)"
+    return (f"{text}; was {b.records_before:,} in {b.files_before} files, now "
+            f"{b.records_after:,} in {b.files_after} ({b.mode})")
 
 
 # -- metadata -------------------------------------------------------------------------------

@@ -14,6 +14,14 @@ batch out of staging, it overwrites the file with the same records).
 
 Output files are named like the ingest's, ``<topic>-<partition>-<first>-<last>.parquet``
 by the offsets they hold, so the same rebuild twice writes the same files.
+
+A rebuild accounts for every record of the day: what it read is what it lands
+plus the day's dead letters (records that no longer fit the feed's types, a
+required field, …). A record the lake's day held that now is a dead letter is
+written to the DLQ before the day is swapped (a crash in between leaves it in
+both until the rebuild runs again, never in neither); a record the day held
+that the source no longer returns, or returns for another day, stops the
+rebuild: nothing is committed.
 """
 
 from __future__ import annotations
@@ -30,13 +38,13 @@ import pyarrow.parquet as pq
 
 from lakestream.errors import TerminalError
 from lakestream.export.kafka_scan import PartitionChunk
-from lakestream.export.records import FeedRows, concat
+from lakestream.export.records import DeadLetters, FeedRows, concat
 from lakestream.feeds import Feed
 from lakestream.lake.layout import date_partition
 from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import Storage
 from lakestream.lake.swap import DayReplace, maintenance_lock, visible_files
-from lakestream.lake.writer import parquet_bytes
+from lakestream.lake.writer import BatchId, dlq_table, parquet_bytes, write_dlq
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +67,11 @@ class LedgerView:
 
 @dataclass
 class RebuildReport:
-    """What a day rebuild changed."""
+    """What a day rebuild changed.
+
+    ``read`` = ``records_after`` (landed) + ``dead_letters`` + ``replays`` (records
+    a derived stream's processor sent twice, dropped as the ingest drops them).
+    """
 
     feed: str
     date: str
@@ -69,6 +81,10 @@ class RebuildReport:
     files_before: int = 0
     files_after: int = 0
     offsets: dict[str, dict[str, int]] = field(default_factory=dict)
+    read: int = 0
+    dead_letters: int = 0
+    new_dead_letters: int = 0
+    replays: int = 0
 
 
 def ledger_view(storage: Storage, feed: Feed, day_dir: str) -> LedgerView:
@@ -113,25 +129,39 @@ class DayRebuild:
         with maintenance_lock(self.storage, self.feed.dataset):
             view = ledger_view(self.storage, self.feed, self.day_dir)
             ranges = {p: (view.first.get(p, 0), b - 1) for p, b in view.bounds.items() if b > 0}
-            rows = self._collect(read(ranges))
-            self._refuse_losses(view, getattr(read, "available_from", {}))
-            return self._replace(view, rows, source)
+            held = self._held(view)
+            decoded = FeedRows(self.storage, self.feed, self.day, held)
+            rows = self._collect(decoded, read(ranges))
+            self._refuse_losses(held, view, getattr(read, "available_from", {}))
+            moving = self._account(held, rows, decoded.dead)
+            new_dead = self._to_dlq(decoded.dead, moving)
+            report = self._replace(view, rows, source)
+            report.dead_letters, report.replays = decoded.rejected, decoded.replays
+            report.new_dead_letters = new_dead
+            report.read = report.records_after + report.dead_letters + report.replays
+            return report
 
-    def _refuse_losses(self, view: LedgerView, available_from: dict[int, int]) -> None:
-        """Stop if the source no longer holds records the lake's day holds (retention)."""
-        gone = {p: low for p, low in available_from.items() if low > view.first.get(p, 0)}
-        if not gone:
-            return
-        lost = 0
+    def _held(self, view: LedgerView) -> dict[int, pa.Array]:
+        """Per Kafka partition, the offsets the lake's day holds (below the ledger's bounds)."""
+        found: dict[int, list[pa.Array]] = {}
         for f in visible_files(self.storage, self.day_dir):
             if not f.path.endswith(".parquet"):
                 continue
             with self.storage.fs.open_input_file(self.storage.full(f.path)) as handle:
                 table = pq.read_table(handle, columns=["_kafka_partition", "_kafka_offset"])
-            for p, low in gone.items():
-                mask = pc.and_(pc.equal(table.column("_kafka_partition"), p),
-                               pc.less(table.column("_kafka_offset"), low))
-                lost += int(pc.sum(mask).as_py() or 0)
+            for p in pc.unique(table.column("_kafka_partition")).to_pylist():
+                offsets = table.filter(pc.equal(table.column("_kafka_partition"), p)).column(
+                    "_kafka_offset").combine_chunks()
+                offsets = offsets.filter(pc.less(offsets, view.bounds.get(p, 0)))
+                found.setdefault(p, []).append(offsets)
+        return {p: pa.concat_arrays(arrays) for p, arrays in found.items()}
+
+    def _refuse_losses(self, held: dict[int, pa.Array], view: LedgerView,
+                       available_from: dict[int, int]) -> None:
+        """Stop if the source no longer holds records the lake's day holds (retention)."""
+        gone = {p: low for p, low in available_from.items() if low > view.first.get(p, 0)}
+        lost = sum(int(pc.sum(pc.less(held[p], low)).as_py() or 0)
+                   for p, low in gone.items() if p in held)
         if lost:
             p, low = next(iter(gone.items()))
             raise TerminalError(
@@ -139,8 +169,53 @@ class DayRebuild:
                 f"{self.day} (partition {p} now starts at offset {low})",
                 "the day was left unchanged; Kafka's retention deleted its source")
 
-    def _collect(self, chunks: Iterable[PartitionChunk]) -> dict[int, pa.Table]:
-        decoder = FeedRows(self.storage, self.feed, self.day)
+    def _account(self, held: dict[int, pa.Array], rows: dict[int, pa.Table],
+                 dead: dict[int, DeadLetters]) -> dict[int, pa.Array]:
+        """Which of the day's dead letters the day held (to move to the DLQ), per partition.
+
+        Raises:
+            TerminalError: The day holds records the rebuild would neither land
+                nor send to the DLQ.
+        """
+        lost: list[tuple[int, int, int]] = []
+        moving: dict[int, pa.Array] = {}
+        for p, offsets in held.items():
+            landed = rows[p].column("_kafka_offset").combine_chunks() if p in rows \
+                else pa.array([], pa.int64())
+            dead_offsets = pa.array(dead[p].offsets if p in dead else [], pa.int64())
+            accounted = pa.concat_arrays([landed, dead_offsets])
+            missing = offsets.filter(pc.invert(pc.is_in(offsets, value_set=accounted)))
+            if len(missing):
+                lost.append((p, len(missing), pc.min(missing).as_py()))
+            moving[p] = pc.is_in(dead_offsets, value_set=offsets)
+        if lost:
+            total = sum(n for _, n, _ in lost)
+            where = ", ".join(f"partition {p} from offset {o}" for p, _, o in lost[:3])
+            raise TerminalError(
+                f"rebuilding {self.feed.name} {self.day} would lose {total} of the records the "
+                f"day holds: the source did not return them ({where})",
+                "the day was left unchanged; check that the source still holds the topic's "
+                "records as they were ingested")
+        return moving
+
+    def _to_dlq(self, dead: dict[int, DeadLetters], moving: dict[int, pa.Array]) -> int:
+        """Write the dead letters the day held to the DLQ; how many."""
+        written = 0
+        for p, mask in sorted(moving.items()):
+            letters = dead.get(p)
+            picked = pc.indices_nonzero(mask).to_pylist() if letters is not None else []
+            if letters is None or not picked:
+                continue
+            offsets = [letters.offsets[i] for i in picked]
+            batch = BatchId(self.feed.dataset, self.feed.name, self.feed.topic, p,
+                            min(offsets), max(offsets))
+            rejects = dlq_table(batch, [(i, letters.reasons[i]) for i in picked], letters.values,
+                                letters.keys, letters.offsets, letters.timestamps)
+            write_dlq(self.storage, batch, rejects, f"rebuild-{self.day.isoformat()}")
+            written += len(picked)
+        return written
+
+    def _collect(self, decoder: FeedRows, chunks: Iterable[PartitionChunk]) -> dict[int, pa.Table]:
         found: dict[int, list[pa.Table]] = {}
         for chunk in chunks:
             table = decoder.decode(chunk)

@@ -217,8 +217,9 @@ class ExportService:
         entry = {k: v for k, v in asdict(result).items() if k not in ("rebuild", "feed")}
         entry["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         if result.rebuild is not None:
-            entry["date"] = result.rebuild.date
-            entry["records_before"] = result.rebuild.records_before
+            b = result.rebuild
+            entry.update(date=b.date, records_before=b.records_before, read=b.read,
+                         dead_letters=b.dead_letters, new_dead_letters=b.new_dead_letters)
         previous = read_export_log(self.storage, feed.dataset)
         history = [entry, *previous.get("history", [])][:HISTORY]
         self.storage.write_atomic(f"{feed.dataset}/{EXPORT_LOG}", json.dumps(

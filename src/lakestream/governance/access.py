@@ -21,10 +21,10 @@ from typing import Any
 from lakestream.errors import LakestreamError
 from lakestream.feeds import Feed
 from lakestream.governance.audit import AuditEvent, AuditLog
-from lakestream.governance.catalog import DatasetInfo, build_catalog
+from lakestream.governance.catalog import DatasetInfo, lake_catalog
 from lakestream.governance.permissions import Access, PermissionStore, check_principal
 from lakestream.governance.sqlguard import AccessDeniedError, statement_refs
-from lakestream.lake.reader import LakeReader, discover
+from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage
 
 _SQL_IN_AUDIT = 1000
@@ -58,7 +58,7 @@ class AccessGate:
 
     def catalog(self) -> dict[str, DatasetInfo]:
         """Every dataset of the registry and the lake, by view name."""
-        return build_catalog(self.feeds, discover(self.storage))
+        return lake_catalog(self.storage, self.feeds)
 
     def access(self, principal: str) -> dict[str, Access]:
         """``principal``'s effective access to every dataset."""
@@ -78,11 +78,11 @@ class AccessGate:
         check_principal(principal)
         catalog = self.catalog()
         access = self.permissions.effective(principal, catalog)
-        allowed = sorted(n for n, a in access.items() if a.allows("read") and catalog[n].in_lake)
+        allowed = sorted(n for n, a in access.items() if a.allows("read"))
         try:
             refs = statement_refs(sql, {n: self.storage.url(i.path) for n, i in catalog.items()})
             self._refuse_unpermitted(principal, refs.datasets | refs.unknown, access, allowed)
-            reader = LakeReader(self.storage, only=allowed)
+            reader = LakeReader(self.storage, only=allowed, feeds=self.feeds)
             try:
                 columns, rows = reader.query(sql)
             finally:

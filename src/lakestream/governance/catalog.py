@@ -2,7 +2,9 @@
 
 A dataset's name is the name of its view in ``lakestream query`` (see
 :mod:`lakestream.lake.reader`): ``transaction_stream``, ``payment_method_totals``,
-``bronze_weather``, ``silver_weather_cleaned``, ``dlq_transaction_stream`` ...
+``payment_method_totals_history``, ``bronze_weather``, ``silver_weather_cleaned``,
+``dlq_transaction_stream`` ... Every feed's dataset and dead letters are in it
+from the moment the feed is declared, before any data arrives.
 Its sensitivity decides the default permissions (SPEC §6):
 
 - streams, tables and bronze take their feed's ``sensitivity``;
@@ -20,7 +22,8 @@ from typing import Literal
 
 from lakestream.feeds import Feed
 from lakestream.lake.layout import DLQ, STREAMS, TABLES
-from lakestream.lake.reader import Dataset
+from lakestream.lake.reader import Dataset, lake_views
+from lakestream.lake.storage import Storage
 
 Sensitivity = Literal["restricted", "shared"]
 
@@ -34,7 +37,8 @@ class DatasetInfo:
         path: Its folder below the lake root.
         sensitivity: ``restricted`` (needs a grant) or ``shared`` (readable by ``analyst``).
         feed: The feed it comes from, if any.
-        in_lake: Whether the lake holds Parquet files of it yet.
+        in_lake: Whether the lake holds Parquet files of it yet (a declared
+            dataset is a view, empty, before that).
     """
 
     name: str
@@ -45,7 +49,10 @@ class DatasetInfo:
 
 
 def view_name(path: str) -> str:
-    """The view name of a dataset folder (``bronze/weather`` → ``bronze_weather``)."""
+    """The view name of a dataset folder (``bronze/weather`` → ``bronze_weather``).
+
+    A table's folder also has the view ``<name>_history`` (every version).
+    """
     area, _, name = path.partition("/")
     if area in (STREAMS, TABLES):
         return name
@@ -54,12 +61,14 @@ def view_name(path: str) -> str:
     return f"{area}_{name}"
 
 
-def build_catalog(feeds: Iterable[Feed], found: Iterable[Dataset]) -> dict[str, DatasetInfo]:
+def build_catalog(feeds: Iterable[Feed], views: Iterable[Dataset]) -> dict[str, DatasetInfo]:
     """Every dataset of the registry and of the lake, by view name.
 
     Args:
         feeds: The feed registry.
-        found: Datasets discovered in the lake (:func:`lakestream.lake.reader.discover`).
+        views: The lake's views (:func:`lakestream.lake.reader.lake_views`): the
+            datasets found and the declared ones, ``<table>_history`` and
+            ``dlq_<feed>`` included.
     """
     feeds = list(feeds)
     by_path = {f.dataset: f for f in feeds}
@@ -67,16 +76,18 @@ def build_catalog(feeds: Iterable[Feed], found: Iterable[Dataset]) -> dict[str, 
     if any(f.layer == "bronze" and f.sensitivity == "restricted" for f in feeds):
         refined = "restricted"
     catalog: dict[str, DatasetInfo] = {}
-    for f in feeds:
-        name = view_name(f.dataset)
-        catalog[name] = DatasetInfo(name, f.dataset, f.sensitivity, f.name, False)
-    for ds in found:
+    for ds in views:
         name = ds.name.lower()
         feed = by_path.get(ds.path)
-        catalog[name] = DatasetInfo(
-            name, ds.path, _sensitivity(ds, feed, refined), feed.name if feed else None, True
-        )
+        catalog[name] = DatasetInfo(name, ds.path, _sensitivity(ds, feed, refined),
+                                    feed.name if feed else None, ds.columns is None)
     return catalog
+
+
+def lake_catalog(storage: Storage, feeds: Iterable[Feed]) -> dict[str, DatasetInfo]:
+    """The catalog of ``storage``'s lake and the feed registry (every view, by name)."""
+    feeds = list(feeds)
+    return build_catalog(feeds, lake_views(storage, feeds))
 
 
 def _sensitivity(ds: Dataset, feed: Feed | None, refined: Sensitivity) -> Sensitivity:

@@ -167,7 +167,7 @@ def check_dataset(dataset: str, known: Iterable[str]) -> str:
     names = sorted(set(known))
     if any(ch in dataset for ch in "*?[") or dataset in names:
         return dataset
-    close = fnmatch.filter(names, f"*{dataset}*")[:1] or _close(dataset, names)
+    close = _close(dataset, names) or fnmatch.filter(names, f"*{dataset}*")[:1]
     hint = f"did you mean '{close[0]}'?" if close else "see `lakestream permissions list`"
     raise UsageError(f"unknown dataset '{dataset}'", hint)
 

@@ -12,7 +12,7 @@ from lakestream.errors import UsageError
 from lakestream.feeds import Feed
 from lakestream.governance.access import AccessGate, QueryResult
 from lakestream.governance.audit import AuditEntry, AuditEvent, AuditLog
-from lakestream.governance.catalog import DatasetInfo, build_catalog
+from lakestream.governance.catalog import DatasetInfo, lake_catalog
 from lakestream.governance.gold_retention import GoldRetention, gold_database_url
 from lakestream.governance.modes import ModeChange, apply_modes
 from lakestream.governance.permissions import (
@@ -29,7 +29,6 @@ from lakestream.governance.retention_run import DatasetOutcome, RetentionExecuto
 from lakestream.governance.secrets import redact, secret_values
 from lakestream.governance.store import GovernanceDB
 from lakestream.governance.tokens import TokenStore
-from lakestream.lake.reader import discover
 from lakestream.lake.storage import Storage
 from lakestream.warehouse.service import WarehouseService
 
@@ -89,7 +88,7 @@ class Governance:
 
     def catalog(self) -> dict[str, DatasetInfo]:
         """Every dataset by view name, with its sensitivity."""
-        return build_catalog(self.feeds, discover(self.storage))
+        return lake_catalog(self.storage, self.feeds)
 
     def grant(self, principal: str, dataset: str, level: str, actor: str | None = None) -> Grant:
         """Give ``principal`` ``level`` on ``dataset`` (or membership of ``role:<name>``)."""

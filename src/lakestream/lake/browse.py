@@ -4,15 +4,14 @@ Unlike :class:`~lakestream.lake.reader.LakeReader`, which offers every dataset
 as a view over all its files, a page of rows is read through a view built over
 only the files that can match: a date filter becomes the ``year=/month=/day=``
 folder of that day (``year=/month=`` on silver, which then filters on ``day``),
-and a table is read at its current version. So asking for one day of a stream
-opens that day's files and no others (SPEC §9), whatever the engine would have
-pruned by itself.
+and a table is read at its current version (``<t>_history``: every version). So
+asking for one day of a stream opens that day's files and no others (SPEC §9),
+whatever the engine would have pruned by itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +19,7 @@ import duckdb
 import pyarrow.dataset as pads
 
 from lakestream.errors import QueryError, UsageError
-from lakestream.lake.layout import METADATA
-from lakestream.lake.reader import Dataset
+from lakestream.lake.reader import Dataset, current_version
 from lakestream.lake.storage import FileInfo, Storage
 from lakestream.lake.swap import visible_files
 
@@ -96,23 +94,13 @@ def parse_day(text: str) -> dt.date:
         raise UsageError(f"'{text}' is not a date", "use YYYY-MM-DD, e.g. 2025-01-15") from None
 
 
-def current_version(storage: Storage, ds: Dataset) -> str | None:
-    """The version a table's ``_metadata.json`` names as current."""
-    try:
-        meta = json.loads(storage.read(f"{ds.path}/{METADATA}"))
-    except (FileNotFoundError, ValueError):
-        return None
-    return str(meta["current_version"]) if isinstance(meta, dict) and meta.get(
-        "current_version") else None
-
-
 def _scope(storage: Storage, ds: Dataset, day: dt.date | None) -> tuple[str, str | None]:
     """(folder to read, extra SQL filter) for ``ds`` restricted to ``day``."""
     if ds.area == "tables":
         if day is not None:
             raise UsageError(f"dataset '{ds.name}' is a table (versions, not dates)",
                              "leave out the date filter")
-        version = current_version(storage, ds)
+        version = None if ds.history else current_version(storage, ds.path)
         return (f"{ds.path}/version={version}" if version else ds.path), None
     if day is None:
         return ds.path, None

@@ -21,6 +21,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
+from lakestream.decode.contract import contract_schema, merge_committed
 from lakestream.errors import FencedError
 from lakestream.lake.layout import ledger_path, manifest_name, staging_path
 from lakestream.lake.storage import Storage
@@ -86,6 +89,8 @@ class Manifest:
     totals: Totals
     committed_at: str
     schema: list[dict[str, str]] = field(default_factory=list)
+    contract: dict[str, Any] = field(default_factory=dict)
+    """The types the dataset's data committed so far, in the feeds' schema notation."""
 
     def to_json(self) -> bytes:
         """Serialized form."""
@@ -126,6 +131,11 @@ class OffsetLedger:
                 folder = f.path.rsplit("/", 1)[0]
                 latest[folder] = max(latest.get(folder, ""), f.path)
         return [Manifest.from_json(self.storage.read(p)) for p in sorted(latest.values())]
+
+    def committed_schema(self) -> pa.Schema:
+        """The types the dataset's committed data established (every partition's, first wins)."""
+        manifests = sorted(self.all_latest(), key=lambda m: m.committed_at)
+        return merge_committed(contract_schema(m.contract) for m in manifests if m.contract)
 
     def recover(self, topic: str, partition: int, delete_orphans: bool = True) -> int | None:
         """Finish or undo whatever a crash left for this partition.

@@ -9,13 +9,18 @@ Days replaced by a rebuild or a compaction stay consistent here: S3 datasets
 (and local ones with day manifests) list only the files the ``_day.json``
 manifests name as live (``lake/swap.py``), and a query that meets a file
 deleted by a replacement committing meanwhile runs again on a fresh listing.
+
+Given the feed registry, every declared dataset has its view before its first
+file (empty, with its declared columns), and so has every feed's dead-letter
+dataset ``dlq_<feed>``. A table ``t`` is its current version; ``t_history`` is
+every version kept, with its ``version`` column.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +28,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.errors import QueryError
-from lakestream.lake.layout import DLQ, METADATA, STREAMS, TABLES
+from lakestream.feeds import Feed
+from lakestream.lake.layout import DLQ, METADATA, STREAMS, TABLES, dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.swap import DAY_MANIFEST, visible_files
+from lakestream.lake.writer import DLQ_SCHEMA
 
 _VANISHED = re.compile(
     r"No such file|No files found|Failed to open|NoSuchKey|Path does not exist", re.I
@@ -36,13 +44,28 @@ _RETRIES = 3
 AREAS = (STREAMS, TABLES, "bronze", "silver", "gold")
 
 
+HISTORY = "_history"
+_DAY_COLUMNS = (("year", pa.int32()), ("month", pa.int32()), ("day", pa.int32()))
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset found in the lake: its view name and folder."""
+    """A dataset of the lake: its view name and folder.
+
+    Attributes:
+        name: The view name.
+        path: The dataset's folder below the lake root.
+        area: ``streams``, ``tables``, ``bronze``, ``silver``, ``gold`` or ``_dlq``.
+        history: For a table: the view holds every version (else the current one).
+        columns: The view's columns while the dataset has no file yet (``None``:
+            it has files, the columns come from them).
+    """
 
     name: str
     path: str
     area: str
+    history: bool = False
+    columns: pa.Schema | None = None
 
 
 def discover(storage: Storage) -> list[Dataset]:
@@ -63,13 +86,53 @@ def discover(storage: Storage) -> list[Dataset]:
     return [d for d in found if _has_parquet(storage, d.path)]
 
 
-def _current_version(storage: Storage, path: str) -> str | None:
+def lake_views(storage: Storage, feeds: Iterable[Feed] = ()) -> list[Dataset]:
+    """Every view of the lake: the datasets found, and each feed's dataset and dead letters.
+
+    A declared dataset without files is a view with its declared columns; a table
+    is two views, ``<t>_history`` (every version, listed first so that a path
+    into the table needs the wider grant) and ``<t>`` (the current version).
+    """
+    views = {d.path: d for d in discover(storage)}
+    for feed in feeds:
+        if feed.dataset not in views:
+            name = feed.name if feed.layer in (STREAMS, TABLES) else f"{feed.layer}_{feed.name}"
+            views[feed.dataset] = Dataset(name, feed.dataset, feed.layer,
+                                          columns=declared_columns(feed))
+        if dlq_path(feed.name) not in views:
+            views[dlq_path(feed.name)] = Dataset(
+                f"dlq_{feed.name}", dlq_path(feed.name), DLQ,
+                columns=pa.schema([*DLQ_SCHEMA, *_DAY_COLUMNS]))
+    found: list[Dataset] = []
+    for ds in views.values():
+        if ds.area == TABLES:
+            columns = ds.columns
+            found.append(Dataset(f"{ds.name}{HISTORY}", ds.path, ds.area, True, columns))
+        found.append(ds)
+    return found
+
+
+def declared_columns(feed: Feed) -> pa.Schema:
+    """The columns of a feed's dataset before its first file: declared ones, then ours."""
+    declared = list(arrow_schema(feed.schema_spec, feed.time_field))
+    if feed.kind == "table":
+        return pa.schema([*declared, ("version", pa.string())])
+    topic = [("_kafka_topic", pa.string())] if feed.layer == "bronze" else []
+    return pa.schema([*declared, *KAFKA_COLUMNS, *topic, *_DAY_COLUMNS])
+
+
+def current_version(storage: Storage, path: str) -> str | None:
+    """The version a table's view shows: ``current_version`` of its metadata, else the newest."""
     try:
         meta = json.loads(storage.read(f"{path}/{METADATA}"))
     except (FileNotFoundError, ValueError):
-        return None
+        meta = None
     current = meta.get("current_version") if isinstance(meta, dict) else None
-    return str(current) if current else None
+    if current:
+        return str(current)
+    versions = [d.split("=", 1)[1] for d in storage.list_dirs(path) if d.startswith("version=v")]
+    numbered = [v for v in versions if v[1:].isdigit()]
+    return max(numbered, key=lambda v: int(v[1:])) if numbered else None
 
 
 def _has_parquet(storage: Storage, path: str) -> bool:
@@ -87,9 +150,11 @@ class LakeReader:
             loading, configuration locked, one ``SELECT`` statement per query.
     """
 
-    def __init__(self, storage: Storage, only: Collection[str] | None = None) -> None:
+    def __init__(self, storage: Storage, only: Collection[str] | None = None,
+                 feeds: Iterable[Feed] = ()) -> None:
         self.storage = storage
         self.only = None if only is None else frozenset(n.lower() for n in only)
+        self.feeds = list(feeds)
         self.datasets: list[Dataset] = []
         self.con = duckdb.connect(":memory:")
         self._open()
@@ -107,7 +172,7 @@ class LakeReader:
                 self.con = duckdb.connect(":memory:")
 
     def _open_views(self) -> None:
-        self.datasets = [d for d in discover(self.storage)
+        self.datasets = [d for d in lake_views(self.storage, self.feeds)
                          if self.only is None or d.name.lower() in self.only]
         for ds in self.datasets:
             self._register(ds)
@@ -137,11 +202,18 @@ class LakeReader:
 
     def _register(self, ds: Dataset) -> None:
         hive = _hive_schema(ds)
+        folder = ds.path
+        if ds.area == TABLES and not ds.history and ds.columns is None:
+            version = current_version(self.storage, ds.path)
+            folder = f"{ds.path}/version={version}" if version else ds.path
+        if ds.columns is not None:
+            self._register_arrow(ds, ds.columns.empty_table())
+            return
         if self.storage.is_local and not self._has_day_manifests(ds):
-            glob = self.storage.url(ds.path).replace("'", "''") + "/**/*.parquet"
+            glob = self.storage.url(folder).replace("'", "''") + "/**/*.parquet"
             self._register_local(ds, f"'{glob}'", hive)
             return
-        live = [f.path for f in visible_files(self.storage, ds.path) if f.path.endswith(".parquet")]
+        live = [f.path for f in visible_files(self.storage, folder) if f.path.endswith(".parquet")]
         if not live:
             return
         if self.storage.is_local:
@@ -158,7 +230,10 @@ class LakeReader:
                                partitioning=pads.partitioning(flavor="hive", schema=hive)
                                if len(hive) else None,
                                partition_base_dir=base)
-        self.con.register(f"__arrow_{ds.name}", unified)
+        self._register_arrow(ds, unified)
+
+    def _register_arrow(self, ds: Dataset, data: pa.Table | pads.Dataset) -> None:
+        self.con.register(f"__arrow_{ds.name}", data)
         self.con.execute(f'CREATE VIEW "{ds.name}" AS SELECT * FROM "__arrow_{ds.name}"')
 
     def _has_day_manifests(self, ds: Dataset) -> bool:

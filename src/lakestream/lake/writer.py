@@ -62,10 +62,12 @@ def parquet_bytes(table: pa.Table) -> pa.Buffer:
 
 
 def storable(table: pa.Table) -> pa.Table:
-    """``table`` without what Parquet cannot store: objects with no field (``{}``), at any depth.
+    """``table`` without columns that hold no type: objects with no field (``{}``, which
+    Parquet cannot store) and fields null in every record, at any depth.
 
-    An object that is empty in every record of a batch carries no value; it becomes a
-    column as soon as a record gives it a field (SPEC §8, schema evolution).
+    Either becomes a column as soon as a record gives it a value (SPEC §8, schema
+    evolution), so a column's existence and type never depend on how records were
+    batched. Arrays keep their item type, even an unknown one (``[]``).
     """
     pruned = [(field, _without_empty_structs(field.type)) for field in table.schema]
     if all(kind == field.type for field, kind in pruned):
@@ -75,12 +77,16 @@ def storable(table: pa.Table) -> pa.Table:
 
 
 def _without_empty_structs(kind: pa.DataType) -> pa.DataType | None:
-    """``kind`` with its field-less structs removed (``None``: nothing is left)."""
+    """``kind`` with its field-less structs and null fields removed (``None``: nothing left)."""
+    if pa.types.is_null(kind):
+        return None
     if pa.types.is_struct(kind):
         fields = [kind.field(i) for i in range(kind.num_fields)]
         kept = [f.with_type(t) for f in fields if (t := _without_empty_structs(f.type)) is not None]
         return pa.struct(kept) if kept else None
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if pa.types.is_null(kind.value_type):
+            return kind
         inner = _without_empty_structs(kind.value_type)
         if inner is None:
             return None
@@ -110,14 +116,31 @@ def stage_data(
 
 def stage_dlq(storage: Storage, batch: BatchId, rejects: pa.Table) -> list[StagedFile]:
     """Write the batch's rejected records to the feed's dead-letter dataset, by Kafka date."""
+    return [_stage(storage, batch, part, folder, day, "dlq")
+            for day, folder, part in _dlq_days(batch, rejects)]
+
+
+def write_dlq(storage: Storage, batch: BatchId, rejects: pa.Table, tag: str) -> list[str]:
+    """Write dead letters straight into the DLQ, by Kafka date (no ledger: a day rebuild's).
+
+    Files are named ``<tag>-<topic>-<partition>-<first>-<last>.parquet``: the same
+    records written again replace their file rather than adding a copy.
+    """
+    written = []
+    for _, folder, part in _dlq_days(batch, rejects):
+        path = f"{folder}/{tag}-{batch.file_name}"
+        storage.write_atomic(path, memoryview(parquet_bytes(part)))
+        written.append(path)
+    return written
+
+
+def _dlq_days(batch: BatchId, rejects: pa.Table) -> list[tuple[dt.date, str, pa.Table]]:
+    """(day, DLQ folder, rows) of rejected records by the date of their Kafka timestamp."""
     days = pc.cast(rejects.column("_kafka_timestamp"), pa.date32())
     days = pc.fill_null(days, pa.scalar(dt.datetime.now(dt.UTC).date(), pa.date32()))
-    staged = []
-    for day in sorted(pc.unique(days).to_pylist()):
-        part = rejects.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-        folder = f"{dlq_path(batch.feed)}/{date_partition(day)}"
-        staged.append(_stage(storage, batch, part, folder, day, "dlq"))
-    return staged
+    return [(day, f"{dlq_path(batch.feed)}/{date_partition(day)}",
+             rejects.filter(pc.equal(days, pa.scalar(day, pa.date32()))))
+            for day in sorted(pc.unique(days).to_pylist())]
 
 
 def dlq_table(
