@@ -330,3 +330,24 @@ def test_broker_status_without_a_broker_exits_1(project: Path) -> None:
     assert done.returncode == 1
     assert "error: no embedded broker is running" in done.stderr
     assert "lakestream broker start" in done.stderr
+
+
+@pytest.mark.integration
+def test_broker_start_prints_the_pid_of_the_running_broker(tmp_path: Path) -> None:
+    import re
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKESTREAM_")}
+    env["LAKESTREAM_DATA_DIR"] = str(tmp_path / "data")
+    started = subprocess.run([str(LAKESTREAM_BIN), "broker", "start"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+    try:
+        assert started.returncode == 0, started.stderr
+        found = re.search(r"\(pid (\d+)\)", started.stdout)
+        assert found, started.stdout
+        os.kill(int(found.group(1)), 0)  # that process is alive
+        status = subprocess.run([str(LAKESTREAM_BIN), "broker", "status"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert f"pid {found.group(1)}" in status.stdout
+    finally:
+        subprocess.run([str(LAKESTREAM_BIN), "broker", "stop"], cwd=tmp_path, env=env,
+                       capture_output=True, timeout=60)

@@ -112,12 +112,13 @@ class Lakestream:
             return {**running, "already_running": True}
         broker = EmbeddedBroker(self.data_dir / "broker", storage_engine=storage_engine)
         broker.start()
-        assert broker.pid is not None
-        write_state(self.data_dir, broker.bootstrap_servers, broker.pid, storage_engine)
+        pid = broker.pid
+        assert pid is not None
+        write_state(self.data_dir, broker.bootstrap_servers, pid, storage_engine)
         broker.process = None  # keep it running after we return
         return {
             "bootstrap_servers": broker.bootstrap_servers,
-            "pid": broker.pid,
+            "pid": pid,
             "storage_engine": storage_engine,
             "already_running": False,
         }
