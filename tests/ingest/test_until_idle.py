@@ -216,3 +216,50 @@ def _wait_for_rows(lake: Path, at_least: int, timeout: float = 60) -> None:
         time.sleep(0.3)
     raise AssertionError("the first consumer never committed a batch")
 
+
+
+def test_a_table_feed_is_drained_only_once_read_to_its_end(
+        workdir: Path, durable_broker: EmbeddedBroker) -> None:
+    """Table feeds are read by manual assignment: a broker that goes away is not 'the end'."""
+    import json
+
+    bootstrap = durable_broker.bootstrap_servers
+    config_path = _small_batches(workdir)
+    config = yaml.safe_load(config_path.read_text())
+    config["kafka"]["bootstrap_servers"] = bootstrap
+    config_path.write_text(yaml.safe_dump(config))
+    table = "payment_method_totals"
+    ensure_topics(bootstrap, [table], 3)
+
+    def changes(first: int, n: int) -> list[tuple[bytes, bytes]]:
+        return [(f"PM{i:02d}".encode(), json.dumps(
+            {"payment_method_id": f"PM{i:02d}", "payment_method_name": f"m{i}",
+             "total_amount": 10.0 * i, "transaction_count": i, "avg_amount": 10.0}).encode())
+            for i in range(first, first + n)]
+
+    produce({"bootstrap.servers": bootstrap, "linger.ms": 5}, table, changes(0, 30))
+    cmd = [*LAKESTREAM, "--config", str(config_path), "ingest", "--feed", table,
+           "--until-idle", "--idle-timeout", "3", "--drain-timeout", "15"]
+    run = subprocess.Popen(cmd, cwd=workdir, env=subprocess_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)  # started and reading; the idle timeout has not passed
+        assert durable_broker.process is not None
+        durable_broker.process.kill()
+        durable_broker.process.wait(15)
+        durable_broker.process = None
+        _out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 1, err
+    assert f"{table}[" in err and "not drained" in err, err
+
+    durable_broker.start()
+    produce({"bootstrap.servers": bootstrap, "linger.ms": 5}, table, changes(30, 10))
+    done = subprocess.run(cmd, cwd=workdir, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    rows = subprocess.run([*LAKESTREAM, "--config", str(config_path), "query",
+                           f"SELECT count(*) FROM {table}", "--format", "csv"], cwd=workdir,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert rows.stdout.strip().splitlines()[-1] == "40", rows.stdout + rows.stderr

@@ -80,6 +80,10 @@ class IngestEngine(BatchingConsumer):
         self.retry(self.tables.snapshot_due, "write table versions")
         return applied
 
+    def unfinished_sources(self) -> list[tuple[str, int]]:
+        """The table feeds' partitions not read to their end yet."""
+        return self.tables.unfinished() if self.tables is not None else []
+
     def finish(self) -> None:
         """Write the final table versions."""
         if self.tables is not None:

@@ -235,6 +235,28 @@ class TableIngest:
         self.applied += len(messages)
         return len(messages)
 
+    def unfinished(self) -> list[tuple[str, int]]:
+        """The partitions not read to their end: the next offset below the high watermark.
+
+        A partition whose watermark cannot be read (the broker is down) counts as
+        unfinished: ``--until-idle`` then waits, bounded by its drain timeout.
+        Tansu's watermark is never above the true end (SPEC §2); the caller's
+        quiet time covers one that is too low.
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        left = []
+        for topic, partition in self.partitions:
+            try:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=2.0, cached=False)
+            except KafkaException:  # the broker is unreachable: no need to ask for the rest
+                return list(self.partitions)
+            position = self.sinks[topic].offsets.get(partition, low)
+            if high is None or high < 0 or position < high:
+                left.append((topic, partition))
+        return left
+
     def snapshot_due(self, force: bool = False) -> None:
         """Write a version of every changed table whose interval passed (or all, if forced)."""
         now = time.monotonic()

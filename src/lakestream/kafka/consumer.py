@@ -124,6 +124,10 @@ class BatchingConsumer(ABC):
         """Called every loop turn: other sources to poll; returns records read."""
         return 0
 
+    def unfinished_sources(self) -> list[tuple[str, int]]:
+        """Partitions of :meth:`poll_more`'s own sources not read to their end (drain check)."""
+        return []
+
     def finish(self) -> None:  # noqa: B027 - optional hook
         """Called once after the last flush, before the consumer closes."""
 
@@ -173,6 +177,8 @@ class BatchingConsumer(ABC):
             if consumed or extra:
                 self.report.consumed += consumed + extra
                 self._last_message = time.monotonic()
+                if extra:
+                    self.drain.progress_at = self._last_message
             if self._round_error is not None:
                 raise self._round_error
             if self._flusher is not None:
@@ -222,12 +228,18 @@ class BatchingConsumer(ABC):
 
     def _drained(self, now: float) -> bool:
         """Whether every partition is drained here or owned by a live member (says why not)."""
-        if not self.topics:
-            return True
         if now - self._checked_at < 0.5:
             return False
         self._checked_at = now
-        verdict = self._verdict = self.drain.verdict(self._consumer)
+        unfinished = self.unfinished_sources()
+        if not self.topics and not unfinished:
+            return True
+        verdict = self._verdict = (self.drain.verdict(self._consumer) if self.topics
+                                   else DrainVerdict(True))
+        if unfinished:
+            verdict = self._verdict = DrainVerdict(
+                False, f"the end of {describe_partitions(unfinished)}",
+                left=sorted({*verdict.left, *unfinished}), others=verdict.others)
         if verdict.done:
             if verdict.others:
                 self._say(f"drained; {describe_partitions(verdict.others)} owned by other live "
