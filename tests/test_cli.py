@@ -217,13 +217,17 @@ def test_lakestream_errors_from_commands_exit_1(
 # -- query -----------------------------------------------------------------------------------
 
 
-def test_query_of_an_unknown_table_in_an_empty_lake_hints_at_ingest(
+def test_an_empty_lake_has_the_declared_datasets_as_empty_views(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(project, "query", "SELECT * FROM transaction_stream") == 1
+    sql = ("SELECT count(*) AS n FROM transaction_stream "
+           "JOIN dlq_transaction_stream USING (_kafka_offset)")
+    assert run(project, "query", sql, "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "0"]
+    assert run(project, "query", "SELECT * FROM nope") == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("error: ") and "transaction_stream" in err[0]
-    assert err[1] == "  hint: datasets in this lake: none yet (run `lakestream ingest`)"
+    assert err[0].startswith("error: ") and "nope" in err[0]
+    assert err[1].startswith("  hint: datasets in this lake: none yet (run `lakestream ingest`); ")
     assert not (project / "lake").exists()  # a query creates nothing
 
 
@@ -231,7 +235,9 @@ def test_query_of_an_unknown_table_lists_the_datasets(
     tiny_lake: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(tiny_lake, "query", "SELECT * FROM y") == 1
-    assert "  hint: datasets in this lake: x" in capsys.readouterr().err.splitlines()
+    hint = capsys.readouterr().err.splitlines()[1]
+    assert hint.startswith("  hint: datasets in this lake: x; ")
+    assert "more declared, empty until data arrives" in hint
 
 
 def test_bad_sql_is_one_line(tiny_lake: Path, capsys: pytest.CaptureFixture[str]) -> None:

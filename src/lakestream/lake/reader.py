@@ -276,8 +276,14 @@ class LakeReader:
 
     def _error(self, exc: duckdb.Error) -> QueryError:
         message = str(exc).strip().splitlines()[0]
-        names = ", ".join(d.name for d in self.datasets) or "none yet (run `lakestream ingest`)"
-        hint = f"datasets in this lake: {names}" if "does not exist" in message else None
+        if "does not exist" not in message:
+            return QueryError(message)
+        names = ", ".join(d.name for d in self.datasets if d.columns is None) \
+            or "none yet (run `lakestream ingest`)"
+        empty = sum(d.columns is not None for d in self.datasets)
+        hint = f"datasets in this lake: {names}"
+        if empty:
+            hint += f"; {empty} more declared, empty until data arrives (`lakestream feeds list`)"
         return QueryError(message, hint)
 
     def close(self) -> None:
