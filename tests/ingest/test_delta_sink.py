@@ -1,0 +1,129 @@
+"""The Delta lake sink: rows and dead letters exactly once, fencing, types, replays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lakestream.config import S3Settings
+from lakestream.errors import FencedError
+from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.storage import Storage, open_storage
+from tests.ingest.helpers import event
+
+FEED = Feed(name="feed", topic="t", pipeline="test", schema="transactions",
+            time_field="event_time", required=("transaction_id", "event_time", "user.user_id"))
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Storage:
+    return open_storage(str(tmp_path / "lake"), S3Settings())
+
+
+def _batch(messages: list[tuple[bytes, bytes]], first: int) -> tuple[list[bytes], list[bytes],
+                                                                        list[int], list[int]]:
+    keys = [k for k, _ in messages]
+    values = [v for _, v in messages]
+    offsets = list(range(first, first + len(messages)))
+    return values, keys, offsets, [1_741_600_000_000] * len(messages)
+
+
+def _rows(lake: Storage, rel: str, column: str) -> list[object]:
+    table = DeltaDataset(lake, rel).table()
+    if table is None:
+        return []
+    return sorted(table.to_pyarrow_dataset().to_table(columns=[column]).column(column)
+                  .to_pylist())
+
+
+def test_rows_and_dead_letters_land_in_their_tables_with_the_offsets(lake: Storage) -> None:
+    sink = DeltaLakeSink(lake, FEED)
+    assert sink.recover("t", 0) is None
+    good = [event(f"a{i}", f"2026-12-0{1 + i % 3}T10:00:00Z") for i in range(6)]
+    bad = [(b"U1", b"{not json"), (b"U1", json.dumps({"event_time": "2026-12-01T00:00:00Z"})
+                                   .encode())]
+    stats = sink.write("t", 0, *_batch(good + bad, 0))
+    assert (stats.records, stats.rejected) == (6, 2)
+    assert _rows(lake, "streams/feed", "transaction_id") == [f"a{i}" for i in range(6)]
+    assert _rows(lake, "_dlq/feed", "_kafka_offset") == [6, 7]
+    assert DeltaLakeSink(lake, FEED).recover("t", 0) == 8
+    files = DeltaDataset(lake, "streams/feed").table().file_uris()
+    assert {f.split("/streams/feed/")[1].rsplit("/", 1)[0] for f in files} == {
+        f"year=2026/month=12/day=0{d}" for d in (1, 2, 3)}
+
+
+def test_a_crash_between_the_two_commits_replays_without_doubling(lake: Storage) -> None:
+    messages = [event("a0", "2026-12-01T10:00:00Z"), (b"U1", b"garbage"),
+                event("a1", "2026-12-01T11:00:00Z")]
+    crashed = DeltaLakeSink(lake, FEED)
+    crashed.recover("t", 0)
+    values, keys, offsets, times = _batch(messages, 0)
+    result = crashed.decoder.decode(values)
+    from lakestream.ingest.sink import _keys
+
+    # the dead letters committed, then the process died before the rows' commit
+    crashed._commit_dead_letters("t", 0, result.rejected, values, _keys(keys), offsets, times)
+    restarted = DeltaLakeSink(lake, FEED)
+    assert restarted.recover("t", 0) is None, "the rows table is the resume point"
+    restarted.write("t", 0, values, keys, offsets, times)
+    assert _rows(lake, "_dlq/feed", "_kafka_offset") == [1]
+    assert _rows(lake, "streams/feed", "transaction_id") == ["a0", "a1"]
+
+
+def test_a_writer_that_lost_its_partition_is_fenced(lake: Storage) -> None:
+    stale, owner = DeltaLakeSink(lake, FEED), DeltaLakeSink(lake, FEED)
+    stale.recover("t", 0)
+    owner.recover("t", 0)
+    batch = _batch([event(f"a{i}", "2026-12-01T10:00:00Z") for i in range(5)], 0)
+    owner.write("t", 0, *batch)
+    with pytest.raises(FencedError):
+        stale.write("t", 0, *batch)
+    assert _rows(lake, "streams/feed", "transaction_id") == [f"a{i}" for i in range(5)]
+
+
+def test_a_field_keeps_the_type_the_table_holds_whatever_batch_it_comes_in(
+        lake: Storage) -> None:
+    first = DeltaLakeSink(lake, FEED)
+    first.recover("t", 0)
+    first.write("t", 0, *_batch([event("a0", "2026-12-01T10:00:00Z", score=3)], 0))
+    restarted = DeltaLakeSink(lake, FEED)  # types come back from the table's schema
+    restarted.recover("t", 0)
+    stats = restarted.write("t", 0, *_batch([event("a1", "2026-12-01T10:00:00Z",
+                                                   score="high")], 1))
+    assert stats.rejected == 1
+    reasons = DeltaDataset(lake, "_dlq/feed").table().to_pyarrow_dataset().to_table(
+        columns=["reason"]).column("reason").to_pylist()
+    assert len(reasons) == 1 and "score" in reasons[0], reasons
+    schema = pa.schema(DeltaDataset(lake, "streams/feed").table().schema().to_arrow())
+    assert pa.types.is_integer(schema.field("score").type)
+
+
+def test_a_derived_stream_drops_replayed_source_records_across_restarts(lake: Storage) -> None:
+    feed = Feed(name="derived", topic="d", pipeline="test", schema="transactions",
+                time_field="event_time", required=("transaction_id", "event_time"),
+                dedupe_source=True)
+
+    def derived(i: int) -> tuple[bytes, bytes]:
+        return event(f"s{i}", "2026-12-01T10:00:00Z", _source_partition=0, _source_offset=i)
+
+    sink = DeltaLakeSink(lake, feed)
+    sink.recover("d", 0)
+    sink.write("d", 0, *_batch([derived(i) for i in range(5)], 0))
+    again = DeltaLakeSink(lake, feed)  # `process` replayed source offsets 3..6 after a crash
+    assert again.recover("d", 0) == 5
+    again.write("d", 0, *_batch([derived(i) for i in range(3, 7)], 5))
+    assert _rows(lake, "streams/derived", "transaction_id") == [f"s{i}" for i in range(7)]
+
+
+def test_a_batch_of_only_bad_records_still_moves_the_offsets(lake: Storage) -> None:
+    sink = DeltaLakeSink(lake, FEED)
+    sink.recover("t", 2)
+    sink.write("t", 2, *_batch([(b"k", b"nope"), (b"k", b"[]")], 40))
+    assert DeltaLakeSink(lake, FEED).recover("t", 2) == 42
+    assert _rows(lake, "_dlq/feed", "_kafka_offset") == [40, 41]
+    assert _rows(lake, "streams/feed", "transaction_id") == []
