@@ -104,6 +104,21 @@ class WeatherSettings(_Model):
     gold_retention_days: int = Field(default=365, ge=1, description="days of gold kept")
 
 
+class MetricsSettings(_Model):
+    """Who may scrape ``/metrics`` without a token, and what it is shown (docs/api.md)."""
+
+    principal: str | None = Field(
+        default=None,
+        description="a scrape without a token gets the per-dataset series of the datasets "
+        "this principal may read; unset = per-dataset series only for a token",
+    )
+    open: bool = Field(
+        default=False,
+        description="serve the process-level series (broker up, lag approximate) to a scrape "
+        "without a token; off = a scrape without a token (and no principal) gets a 401",
+    )
+
+
 class Settings(_Model):
     """All of Lakestream's configuration."""
 
@@ -131,6 +146,7 @@ class Settings(_Model):
         default=None, description="env OPENWEATHER_API_KEY"
     )
     weather: WeatherSettings = Field(default_factory=WeatherSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     source: str = Field(default="defaults", description="where this configuration came from")
 
 
@@ -151,6 +167,8 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "LAKESTREAM_S3_REGION": "s3.region",
     "LAKESTREAM_S3_ACCESS_KEY": "s3.access_key",
     "LAKESTREAM_S3_SECRET_KEY": "s3.secret_key",
+    "LAKESTREAM_METRICS_PRINCIPAL": "metrics.principal",
+    "LAKESTREAM_METRICS_OPEN": "metrics.open",
     "LAKESTREAM_ANON_KEY": "anon_key",
     "OPENWEATHER_API_KEY": "openweather_api_key",
 }

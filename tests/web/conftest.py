@@ -45,6 +45,8 @@ class Tokens:
     analyst: str  # member of role:analyst: shared datasets only
     nobody: str  # no grant at all
     revoked: str  # was admin's, revoked
+    single: str  # one grant: silver_weather_cleaned
+    pattern: str  # a pattern grant: transaction_*
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +74,12 @@ def tokens(demo_lake: DemoLake) -> Tokens:
     gov, issue = demo_lake.api.governance, demo_lake.api.tokens.issue
     gov.grant("admin", "*", "read", actor="tests")
     gov.grant("ana", "role:analyst", "read", actor="tests")
+    gov.grant("solo", "silver_weather_cleaned", "read", actor="tests")
+    gov.grant("pat", "transaction_*", "read", actor="tests")
     revoked, info = issue("admin")
     demo_lake.api.tokens.revoke(info.token_id)
-    return Tokens(issue("admin")[0], issue("ana")[0], issue("nobody")[0], revoked)
+    return Tokens(issue("admin")[0], issue("ana")[0], issue("nobody")[0], revoked,
+                  issue("solo")[0], issue("pat")[0])
 
 
 @pytest.fixture(scope="session")

@@ -114,7 +114,9 @@ def test_serve_answers_until_terminated(project: Path, run: Callable[..., Result
         assert health.status_code == 200
         me = httpx.get(f"{base}/api/whoami", headers={"Authorization": f"Bearer {token}"})
         assert me.json() == {"principal": "carol", "readable": []}
-        assert httpx.get(f"{base}/metrics").status_code == 200
+        assert httpx.get(f"{base}/metrics").status_code == 401
+        scraped = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200 and "lakestream_broker_up" in scraped.text
         assert httpx.get(f"{base}/", follow_redirects=False).status_code == 303
     finally:
         os.kill(process.pid, signal.SIGTERM)

@@ -17,8 +17,8 @@ from tests.web.conftest import WEATHER_RUNS, DemoLake
 pytestmark = pytest.mark.integration
 
 
-def samples(client: TestClient) -> dict[str, list[Any]]:
-    response = client.get("/metrics")
+def samples(client: TestClient, headers: dict[str, str]) -> dict[str, list[Any]]:
+    response = client.get("/metrics", headers=headers)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found: dict[str, list[Any]] = {}
@@ -56,9 +56,9 @@ def broker_says(demo_lake: DemoLake) -> Iterator[dict[str, Any]]:
     lag.forget()
 
 
-def test_dataset_metrics_equal_the_lake_metadata(client: TestClient,
-                                                 demo_lake: DemoLake) -> None:
-    found = samples(client)
+def test_dataset_metrics_equal_the_lake_metadata(client: TestClient, demo_lake: DemoLake,
+                                                 admin: dict[str, str]) -> None:
+    found = samples(client, admin)
     for name, path in [("transaction_stream", "streams/transaction_stream"),
                        ("payment_method_totals", "tables/payment_method_totals")]:
         meta = read_metadata(demo_lake.api.storage, path)
@@ -72,9 +72,10 @@ def test_dataset_metrics_equal_the_lake_metadata(client: TestClient,
 
 
 def test_lag_metrics_are_the_watermark_minus_the_committed_position(
-        client: TestClient, demo_lake: DemoLake, broker_says: dict[str, Any]) -> None:
+        client: TestClient, demo_lake: DemoLake, broker_says: dict[str, Any],
+        admin: dict[str, str]) -> None:
     broker_says["extra"] = 25
-    found = samples(client)
+    found = samples(client, admin)
     positions = sink_positions(demo_lake.api.storage, demo_lake.api.feeds)
     for (sink, topic, part), pos in positions.items():
         labels = {"sink": sink, "topic": topic, "partition": str(part)}
@@ -99,7 +100,7 @@ def test_the_lag_route_adds_up_and_flags_tansu(client: TestClient, admin: dict[s
 
 
 def test_run_metrics_count_the_run_log(client: TestClient, admin: dict[str, str]) -> None:
-    found = samples(client)
+    found = samples(client, admin)
     runs = client.get("/api/runs", headers=admin).json()["runs"]
     weather_gold = [t for r in runs if r["pipeline"] == "weather" for t in r["tasks"]
                     if t["task"] == "load_gold"]
@@ -114,7 +115,7 @@ def test_run_metrics_count_the_run_log(client: TestClient, admin: dict[str, str]
 
 def test_quality_metrics_follow_the_latest_run(client: TestClient,
                                                admin: dict[str, str]) -> None:
-    found = samples(client)
+    found = samples(client, admin)
     results = client.get("/api/quality", params={"limit": 1}, headers=admin).json()["results"]
     for r in results:
         assert value(found, "lakestream_quality_check_passed", pipeline=r["pipeline"],

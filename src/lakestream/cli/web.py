@@ -77,7 +77,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     \b
     Pages:   /  (overview), /datasets/NAME, /runs, /quality, /charts
     API:     /api/...  described by /openapi.json (Bearer token)
-    Metrics: /metrics  (Prometheus text format, no token)
+    Metrics: /metrics  (Prometheus text; a token, or metrics.principal: docs/api.md)
     Log in with a token:  lakestream tokens create --principal NAME
     What a token may read: lakestream permissions grant NAME DATASET
     """

@@ -38,6 +38,7 @@ class Run:
     duration_s: float | None
     tasks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    figures_withheld: bool = False
 
 
 class LogDatabase:

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lakestream.errors import UsageError
 from lakestream.feeds import Feed, FeedRegistry
+from lakestream.governance.sqlguard import AccessDeniedError
 from lakestream.lake import browse
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.storage import Storage
 from lakestream.observe import runs as runlog
 from lakestream.observe.charts import chart as find_chart
-from lakestream.observe.datasets import DatasetDetail, DatasetSummary, LakeCatalog
+from lakestream.observe.datasets import (
+    DatasetDetail,
+    DatasetSummary,
+    LakeCatalog,
+    UnknownDatasetError,
+)
 from lakestream.observe.lag import LagMonitor, LagReport
+from lakestream.observe.visibility import Visibility
 
 MAX_RUNS = 200
+ANONYMOUS = "(anonymous)"
+"""The principal the audit log names for a request without a token."""
 
 
 class Gate(Protocol):
@@ -45,12 +55,12 @@ class Monitor:
         gate: Permission checks and the audit log.
         lag: Lag of the lake's sinks.
         log_dbs: Databases holding ``pipeline_execution_log`` / quality results.
-        audit: Records a non-dataset read: ``(principal, action, detail)``.
+        audit: Records a list or a refusal: ``(principal, action, dataset, detail)``.
     """
 
     def __init__(self, storage: Storage, feeds: FeedRegistry, gate: Gate, lag: LagMonitor,
                  log_dbs: list[runlog.LogDatabase],
-                 audit: Callable[[str, str, dict[str, Any]], None]) -> None:
+                 audit: Callable[[str, str, str | None, dict[str, Any]], None]) -> None:
         self.catalog = LakeCatalog(storage, feeds)
         self.storage = storage
         self.feeds = feeds
@@ -71,7 +81,7 @@ class Monitor:
         now = _now()
         found = [self.catalog.summary(ds, feed, now)
                  for name, (ds, feed) in self.catalog.datasets().items() if name in readable]
-        self.audit(principal, "list", {"via": "api:datasets", "datasets": len(found)})
+        self.audit(principal, "list", None, {"via": "api:datasets", "datasets": len(found)})
         return found
 
     def dataset(self, principal: str, name: str) -> DatasetDetail:
@@ -100,13 +110,23 @@ class Monitor:
         _, feed = self._authorized(principal, name, "dlq")
         if feed is None:
             raise UsageError(f"dataset '{name}' is not written by a feed: it has no DLQ")
-        self.gate.authorize_read(principal, f"dlq_{feed.name}", "api:dlq")
+        self._authorize(principal, f"dlq_{feed.name}", "api:dlq")
         return self.catalog.dlq_samples(feed, limit)
 
     def _authorized(self, principal: str, name: str, what: str) -> tuple[Any, Feed | None]:
-        found = self.catalog.get(name)
-        self.gate.authorize_read(principal, name, f"api:{what}")
-        return found
+        known = self.catalog.datasets()
+        self._authorize(principal, name, f"api:{what}", name in known)
+        return known[name]
+
+    def _authorize(self, principal: str, name: str, via: str, exists: bool = True) -> None:
+        """Allow one read, or refuse it the same way whether ``name`` exists or not (audited)."""
+        if not exists:
+            self.audit(principal, "read_denied", name, {"via": via, "reason": "unknown dataset"})
+            raise refusal(principal, name)
+        try:
+            self.gate.authorize_read(principal, name, via)
+        except AccessDeniedError:
+            raise refusal(principal, name) from None
 
     # -- charts, lag, runs, quality ----------------------------------------------------------
 
@@ -114,11 +134,9 @@ class Monitor:
         """The rows behind one chart (its dataset must be readable)."""
         spec = find_chart(name)
         found = self.catalog.datasets().get(spec.dataset)
-        columns: list[str] = []
-        rows: list[tuple[Any, ...]] = []
-        if found is not None:  # a dataset not written yet has nothing to hide or show
-            self.gate.authorize_read(principal, spec.dataset, f"api:chart:{name}")
-            columns, rows = browse.query_dataset(self.storage, found[0], spec.sql)
+        self._authorize(principal, spec.dataset, f"api:chart:{name}", found is not None)
+        assert found is not None
+        columns, rows = browse.query_dataset(self.storage, found[0], spec.sql)
         return {"chart": spec.name, "title": spec.title, "dataset": spec.dataset,
                 "kind": spec.kind, "x": spec.x, "y": list(spec.y), "series": spec.series,
                 "columns": columns, "rows": rows}
@@ -128,59 +146,97 @@ class Monitor:
         readable = set(self.gate.readable(principal))
         feeds = [f for name, (_, f) in self.catalog.datasets().items()
                  if f is not None and name in readable]
-        self.audit(principal, "list", {"via": "api:lag"})
+        self.audit(principal, "list", None, {"via": "api:lag"})
         return self.lag_monitor.report(feeds)
 
+    def visibility(self, principal: str) -> Visibility:
+        """What ``principal`` may see of the run logs."""
+        return Visibility.of(self.gate.readable(principal), self.catalog.datasets())
+
     def runs(self, principal: str, pipeline: str | None, limit: int) -> dict[str, Any]:
-        """The most recent runs (newest first), with their tasks."""
+        """The most recent runs (newest first) the principal may see, with their tasks."""
         _check_limit(limit, MAX_RUNS)
-        found, error = runlog.safe(runlog.recent_runs, self.log_dbs, pipeline, limit)
-        self.audit(principal, "list", {"via": "api:runs"})
-        return {"runs": found, "error": error}
+        seen = self.visibility(principal)
+        found, error = runlog.safe(runlog.recent_runs, self.log_dbs, pipeline, MAX_RUNS)
+        shown = seen.runs(found)[:limit]
+        self._audit_list(principal, "api:runs", len(found), len(shown))
+        return {"runs": shown, "error": error}
 
     def quality(self, principal: str, pipeline: str | None, limit: int) -> dict[str, Any]:
-        """Quality results of the most recent ``limit`` check runs."""
+        """Quality results (of readable datasets) of the most recent ``limit`` check runs."""
         _check_limit(limit, MAX_RUNS)
         found, error = runlog.safe(runlog.quality_results, self.log_dbs, pipeline, limit)
-        self.audit(principal, "list", {"via": "api:quality"})
-        return {"results": found, "error": error}
+        shown = self.visibility(principal).quality(found)
+        self._audit_list(principal, "api:quality", len(found), len(shown))
+        return {"results": shown, "error": error}
 
     def overview(self, principal: str) -> dict[str, Any]:
         """The overview page: datasets, lag, the last runs and the failing quality checks."""
         readable = set(self.gate.readable(principal))
         now = _now()
         known = self.catalog.datasets()
+        seen = Visibility.of(readable, known)
         summaries = [self.catalog.summary(ds, feed, now)
                      for name, (ds, feed) in known.items() if name in readable]
         feeds = [f for name, (_, f) in known.items() if f is not None and name in readable]
-        runs, runs_error = runlog.safe(runlog.recent_runs, self.log_dbs, None, 8)
+        runs, runs_error = runlog.safe(runlog.recent_runs, self.log_dbs, None, MAX_RUNS)
         checks, quality_error = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
-        self.audit(principal, "list", {"via": "api:overview", "datasets": len(summaries)})
+        shown_checks = seen.quality(checks)
+        self.audit(principal, "list", None, {"via": "api:overview", "datasets": len(summaries)})
         return {"datasets": summaries, "lag": self.lag_monitor.report(feeds).as_dict(),
-                "runs": runs,
-                "failing_checks": [c for c in checks if c["status"] != "pass"],
-                "checks": len(checks), "errors": [e for e in (runs_error, quality_error) if e]}
+                "runs": seen.runs(runs)[:8],
+                "failing_checks": [c for c in shown_checks if c["status"] != "pass"],
+                "checks": len(shown_checks),
+                "errors": [e for e in (runs_error, quality_error) if e]}
 
-    def all_quality(self) -> list[dict[str, Any]]:
-        """The latest quality run's results, for ``/metrics``."""
-        found, _ = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
-        return list(found)
+    def _audit_list(self, principal: str, via: str, found: int, shown: int) -> None:
+        detail: dict[str, Any] = {"via": via, "shown": shown}
+        if shown < found:
+            detail["withheld"] = found - shown
+        self.audit(principal, "list", None, detail)
 
-    def all_summaries(self) -> list[DatasetSummary]:
-        """Every dataset's totals, for ``/metrics`` (counts only, no rows)."""
+    # -- /metrics ---------------------------------------------------------------------------
+
+    def metrics(self, principal: str | None, via: str = "metrics") -> MetricsView:
+        """What a scrape of ``/metrics`` shows: ``None`` gets the process-level series only."""
+        if principal is None:
+            return MetricsView([], self.lag_monitor.report([]), [], {}, [])
+        readable = set(self.gate.readable(principal))
+        known = self.catalog.datasets()
+        seen = Visibility.of(readable, known)
         now = _now()
-        return [self.catalog.summary(ds, feed, now)
-                for ds, feed in self.catalog.datasets().values()]
-
-    def all_lag(self) -> LagReport:
-        """Lag of every feed's lake sink, for ``/metrics``."""
-        return self.lag_monitor.report(list(self.feeds))
-
-    def all_runs(self, limit: int = 50) -> tuple[list[runlog.Run], dict[tuple[str, str, str], int]]:
-        """Recent runs and all-time task outcomes, for ``/metrics`` (none when unreachable)."""
-        found, _ = runlog.safe(runlog.recent_runs, self.log_dbs, None, limit)
+        summaries = [self.catalog.summary(ds, feed, now)
+                     for name, (ds, feed) in known.items() if name in readable]
+        feeds = [f for name, (_, f) in known.items() if f is not None and name in readable]
+        runs, _ = runlog.safe(runlog.recent_runs, self.log_dbs, None, 50)
         outcomes, _ = runlog.safe(runlog.task_outcomes, self.log_dbs)
-        return list(found), dict(outcomes)
+        checks, _ = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
+        self.audit(principal, "list", None, {"via": via, "datasets": len(summaries)})
+        return MetricsView(summaries, self.lag_monitor.report(feeds), seen.runs(runs),
+                           seen.outcomes(outcomes), seen.quality(checks))
+
+    def refuse_metrics(self, reason: str) -> None:
+        """Record a refused scrape of ``/metrics``."""
+        self.audit(ANONYMOUS, "read_denied", None, {"via": "metrics", "reason": reason})
+
+
+@dataclass(frozen=True)
+class MetricsView:
+    """The figures of one ``/metrics`` scrape, already filtered for its principal."""
+
+    summaries: list[DatasetSummary]
+    lag: LagReport
+    runs: list[runlog.Run]
+    outcomes: dict[tuple[str, str, str], int]
+    quality: list[dict[str, Any]]
+
+
+def refusal(principal: str, name: str) -> UnknownDatasetError:
+    """The one answer to a dataset that does not exist and to one ``principal`` may not read."""
+    return UnknownDatasetError(
+        f"no dataset '{name}' that '{principal}' may read",
+        f"GET /api/datasets lists the datasets you may read; an admin can grant one: "
+        f"lakestream permissions grant {principal} {name} --level read")
 
 
 def _check_limit(limit: int, most: int) -> None:

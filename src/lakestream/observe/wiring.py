@@ -52,4 +52,4 @@ def build_monitor(settings: Settings, storage: Storage, feeds: FeedRegistry, gat
     logs = [LogDatabase("warehouse", warehouse_url(settings)),
             LogDatabase("gold", gold_url(settings))]
     return Monitor(storage, feeds, gate, LagMonitor(storage, fetch, broker), logs,
-                   lambda who, action, detail: audit.record(who, action, None, detail))
+                   audit.record)

@@ -20,7 +20,9 @@ consumer lag, runs and quality results.
 Every route but `/api/health` needs `Authorization: Bearer <token>`, a token
 created with `lakestream tokens create --principal NAME`. Routes that read a
 dataset check the principal's permissions (`lakestream permissions grant`)
-and are written to the audit log. Errors are JSON: `{"error", "hint", "status"}`.
+and are written to the audit log; a dataset the principal may not read is
+answered like one that does not exist (404), and lists, runs and quality
+results leave out what it may not read. Errors are JSON: `{"error", "hint", "status"}`.
 """
 
 # The pages load nothing from elsewhere: no CDN, no inline script.

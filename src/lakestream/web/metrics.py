@@ -4,22 +4,28 @@ Nothing is counted in this process: ``serve`` runs beside the pipelines, not
 inside them, so every value is read when Prometheus asks, from the lake's
 metadata (records, bytes, dead letters, last commit), the broker and the
 lake's ledger (lag), and ``pipeline_execution_log`` (runs). The endpoint
-serves counts, never rows, and needs no token (Prometheus scrapes it).
+serves counts, never rows, and only what the scraper's principal may read:
+a token's principal (Prometheus' ``authorization`` scrape config), else the
+configured ``metrics.principal``; with ``metrics.open`` and neither, only the
+process-level series (broker up, lag approximate).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from lakestream.api import Lakestream
 from lakestream.observe import DatasetSummary, LagReport, Run
-from lakestream.web.auth import Api
+from lakestream.observe.service import MetricsView
+from lakestream.web.auth import COOKIE, Api, NotAuthenticatedError, api_principal, bearer
 
 router = APIRouter()
 
@@ -107,29 +113,57 @@ def run_metrics(runs: Iterable[Run], outcomes: dict[tuple[str, str, str], int]) 
 
 
 class LakestreamCollector(Collector):
-    """Reads every metric from the facade when Prometheus scrapes."""
+    """Yields the metric families of one scrape's (already filtered) figures."""
 
-    def __init__(self, api: Lakestream) -> None:
-        self.api = api
+    def __init__(self, view: MetricsView) -> None:
+        self.view = view
 
     def collect(self) -> Iterator[Metric]:
         """The metric families of this scrape."""
-        monitor = self.api.monitor
-        yield from dataset_metrics(monitor.all_summaries())
-        yield from lag_metrics(monitor.all_lag())
-        yield from run_metrics(*monitor.all_runs())
+        view = self.view
+        yield from dataset_metrics(view.summaries)
+        yield from lag_metrics(view.lag)
+        yield from run_metrics(view.runs, view.outcomes)
         checks = GaugeMetricFamily("lakestream_quality_check_passed",
                                    "1 when the check passed in the latest quality run",
                                    labels=["pipeline", "check", "status"])
-        for c in monitor.all_quality():
+        for c in view.quality:
             checks.add_metric([c["pipeline"], c["check_name"], c["status"]],
                               1.0 if c["status"] == "pass" else 0.0)
         yield checks
 
 
+def scraper(request: Request, api: Lakestream,
+            credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """Whose view a scrape gets: the token's principal, the configured one, or ``None``.
+
+    ``None`` (process-level series only) needs ``metrics.open``; without it, a
+    scrape with no token and no configured principal is refused (401, audited).
+    """
+    settings = api.settings.metrics
+    if credentials is None and request.cookies.get(COOKIE) is None:
+        if settings.principal:
+            return settings.principal
+        if settings.open:
+            return None
+        api.monitor.refuse_metrics("no token")
+        raise NotAuthenticatedError(
+            "no token: /metrics needs 'Authorization: Bearer <token>' (Prometheus: the "
+            "scrape config's `authorization` block), or metrics.principal / metrics.open "
+            "in the configuration (docs/api.md)")
+    try:
+        return api_principal(request, credentials)
+    except NotAuthenticatedError:
+        api.monitor.refuse_metrics("invalid token")
+        raise
+
+
 @router.get("/metrics", include_in_schema=False)
-def metrics(api: Api) -> Response:
-    """Prometheus text exposition of the lake, the lag and the runs."""
+def metrics(request: Request, api: Api,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+            ) -> Response:
+    """Prometheus text exposition of what the scraper may see of the lake, lag and runs."""
+    view = api.monitor.metrics(scraper(request, api, credentials))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LakestreamCollector(api))
+    registry.register(LakestreamCollector(view))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

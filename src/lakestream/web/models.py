@@ -18,8 +18,8 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "bad parameter"},
     401: {"model": ErrorBody, "description": "no token, or an invalid or revoked one"},
-    403: {"model": ErrorBody, "description": "the principal may not read this dataset"},
-    404: {"model": ErrorBody, "description": "no such dataset, partition or chart"},
+    404: {"model": ErrorBody, "description": "no such dataset, partition or chart, or a "
+          "dataset the principal may not read (both answered alike)"},
     503: {"model": ErrorBody, "description": "a store the answer needs is unavailable"},
 }
 
@@ -183,6 +183,9 @@ class Run(BaseModel):
     duration_s: float | None
     tasks: list[TaskRun]
     error: str | None
+    figures_withheld: bool = Field(
+        default=False, description="true when the principal may not read every dataset of the "
+        "pipeline: rows and errors are withheld (null)")
 
 
 class RunList(BaseModel):

@@ -1,7 +1,9 @@
 """The JSON API: thin routes over :attr:`Lakestream.monitor`, one call each.
 
 Every route needs a token; every route that reads a dataset goes through the
-governance permission check and the audit log (inside the monitor).
+governance permission check and the audit log (inside the monitor). A dataset
+the principal may not read is answered like one that does not exist (404), and
+lists (datasets, lag, runs, quality, charts) leave out what it may not read.
 """
 
 from __future__ import annotations
@@ -126,9 +128,11 @@ def quality(api: Api, principal: Principal, pipeline: Pipeline = None,
 
 
 @router.get("/charts", response_model=list[models.ChartInfo], tags=["charts"])
-def charts(principal: Principal) -> Any:
-    """The charts the dashboard draws, and the dataset each reads."""
-    return [{"name": c.name, "title": c.title, "dataset": c.dataset} for c in CHARTS.values()]
+def charts(api: Api, principal: Principal) -> Any:
+    """The charts the dashboard draws of datasets the principal may read."""
+    readable = set(api.monitor.readable(principal))
+    return [{"name": c.name, "title": c.title, "dataset": c.dataset} for c in CHARTS.values()
+            if c.dataset in readable]
 
 
 @router.get("/charts/{chart}", response_model=models.ChartData, tags=["charts"])

@@ -85,7 +85,7 @@
   // Resolves to the body, or to the error (for sections that may be forbidden or empty).
   const attempt = (url) => get(url).catch((err) => err);
   const failed = (x) => x instanceof Error;
-  const problem = (err) => banner(err.status === 403 ? "warn" : "bad",
+  const problem = (err) => banner([403, 404].includes(err.status) ? "warn" : "bad",
     err.message + (err.hint ? ` — ${err.hint}` : ""));
 
   function keepOpen(root, render) {
