@@ -41,12 +41,12 @@ class DemoLake:
 class Tokens:
     """Tokens of the test principals."""
 
-    admin: str  # reads every dataset
+    admin: str  # the built-in admin role: reads every dataset
     analyst: str  # member of role:analyst: shared datasets only
     nobody: str  # no grant at all
     revoked: str  # was admin's, revoked
     single: str  # one grant: silver_weather_cleaned
-    pattern: str  # a pattern grant: transaction_*
+    pattern: str  # pattern grants: transaction_* and weather_* (silver's weather datasets)
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +72,10 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker) 
 def tokens(demo_lake: DemoLake) -> Tokens:
     """One token per kind of principal."""
     gov, issue = demo_lake.api.governance, demo_lake.api.tokens.issue
-    gov.grant("admin", "*", "read", actor="tests")
     gov.grant("ana", "role:analyst", "read", actor="tests")
     gov.grant("solo", "silver_weather_cleaned", "read", actor="tests")
     gov.grant("pat", "transaction_*", "read", actor="tests")
+    gov.grant("pat", "weather_*", "read", actor="tests")
     revoked, info = issue("admin")
     demo_lake.api.tokens.revoke(info.token_id)
     return Tokens(issue("admin")[0], issue("ana")[0], issue("nobody")[0], revoked,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -15,6 +15,9 @@ from lakestream.errors import LakestreamError
 from lakestream.governance.names import LEVELS
 from lakestream.governance.names import RETENTION_LAYERS as LAYERS
 from lakestream.output import console, print_rows
+
+if TYPE_CHECKING:
+    from lakestream.governance.permissions import Explanation
 
 _RELATIVE = re.compile(r"^(\d+)([dhm])$")
 
@@ -100,9 +103,13 @@ def permissions() -> None:
 
     \b
     Raw and restricted datasets need a grant; shared ones (anonymized
-    streams, aggregates, weather) are readable by the `analyst` role. A user
-    joins a role with a grant on `role:<name>`:
-      lakestream permissions grant alice role:analyst
+    streams, aggregates, weather) are readable by the `analyst` role, and
+    the `admin` role reads everything. Grants take names or patterns
+    (`transaction_*`, `streams/*`, `weather_*`):
+      lakestream permissions assign alice analyst
+      lakestream permissions assign root admin
+      lakestream permissions grant bob 'streams/*'
+      lakestream permissions explain bob transaction_stream
     Enforced by `lakestream query --as PRINCIPAL` and the API.
     """
 
@@ -117,9 +124,13 @@ def permissions_grant(ctx: Context, principal: str, dataset: str, level: str) ->
     """Give PRINCIPAL a level on DATASET (a view name, a pattern, or role:<name>).
 
     \b
+    A pattern with a / matches folders (streams/*, silver/*); without, view
+    names (transaction_*) and, in bronze/silver/gold, the name inside the
+    layer (weather_* covers silver_weather_cleaned).
     Examples:
       lakestream permissions grant bob transaction_stream --level read
       lakestream permissions grant ops 'transaction_*' --level admin
+      lakestream permissions grant feeds-reader 'streams/*'
       lakestream permissions grant alice role:analyst
     """
     grant = ctx.api.governance.grant(principal, dataset, level)
@@ -142,6 +153,65 @@ def permissions_revoke(ctx: Context, principal: str, dataset: str) -> None:
         console.print(f"revoked {principal}'s grant on {dataset}", soft_wrap=True)
     else:
         console.print(f"{principal} has no grant on {dataset}; nothing changed", soft_wrap=True)
+
+
+@permissions.command("assign")
+@click.argument("principal")
+@click.argument("role")
+@pass_ctx
+def permissions_assign(ctx: Context, principal: str, role: str) -> None:
+    """Make PRINCIPAL a member of ROLE: it reads what ROLE reads.
+
+    \b
+    Built-in roles: analyst (shared datasets), admin (every dataset). Any
+    principal holding grants is a role too. The membership is the grant
+    role:ROLE; `permissions revoke PRINCIPAL role:ROLE` ends it.
+    Examples:
+      lakestream permissions assign alice analyst
+      lakestream permissions assign root admin
+    """
+    ctx.api.governance.assign(principal, role)
+    console.print(f"{principal} is now a member of role {role}", soft_wrap=True)
+
+
+@permissions.command("explain")
+@click.argument("principal")
+@click.argument("dataset")
+@pass_ctx
+def permissions_explain(ctx: Context, principal: str, dataset: str) -> None:
+    """Say which grant, role or default allows PRINCIPAL to read DATASET, or why not.
+
+    \b
+    Example:
+      lakestream permissions explain alice silver_weather_cleaned
+    """
+    for line in explanation_lines(ctx.api.governance.explain(principal, dataset)):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def explanation_lines(found: Explanation) -> list[str]:
+    """The text of ``permissions explain``."""
+    from lakestream.governance.permissions import describe
+
+    access = found.access
+    who, name = access.principal, access.dataset
+    roles = ", ".join(found.roles) or "none"
+    if access.level is not None:
+        lines = [f"{who} may read {name}: level {access.level}, from the {access.via}",
+                 f"  roles of {who}: {roles}", "  grants that cover it (the highest decides):"]
+        lines += [f"    {g.level:<6} {describe(g, who)}" for g in found.allowing]
+    else:
+        lines = [f"{who} may not read {name}: no grant of {who} or of its roles covers it",
+                 f"  roles of {who}: {roles}",
+                 f"  {name} is {found.sensitivity}: " + (
+                     "the analyst role reads it (lakestream permissions assign "
+                     f"{who} analyst)" if found.sensitivity == "shared" else
+                     "only an explicit grant (or the admin role) opens it"),
+                 f"  to allow: lakestream permissions grant {who} {name} --level read"]
+    if found.others:
+        lines.append("  other grants (they do not cover it):")
+        lines += [f"    {g.level:<6} {describe(g, who)}" for g in found.others]
+    return lines
 
 
 @permissions.command("list")

@@ -4,14 +4,18 @@ The model (docs/governance.md):
 
 - A **grant** gives a principal a level on a dataset: ``read`` < ``write`` < ``admin``
   (a higher level includes the lower ones). The dataset is a view name or an
-  ``fnmatch`` pattern (``transaction_*``, ``*``).
+  ``fnmatch`` pattern: with a ``/`` it matches the dataset's folder
+  (``streams/*``, ``silver/*``); without, the view name (``transaction_*``,
+  ``*``) or, in bronze, silver and gold, the name inside the layer
+  (``weather_*`` matches ``silver_weather_cleaned``).
 - A **role** is a principal like any other (``analyst``). A user belongs to a
   role through a membership row: the dataset ``role:<name>``
-  (``lakestream permissions grant alice role:analyst``). Memberships are one
+  (``lakestream permissions assign alice analyst``). Memberships are one
   level deep: roles do not belong to roles.
 - **Defaults** (SPEC §6): the ``analyst`` role reads every ``shared`` dataset
   (anonymized streams, aggregates, weather); ``restricted`` datasets (raw
-  streams, dead letters) need an explicit grant.
+  streams, dead letters) need an explicit grant. The ``admin`` role has the
+  ``admin`` level on every dataset (``*``), so it reads everything.
 
 A principal's level on a dataset is the highest level given to it or to one of
 its roles, by grant or by default.
@@ -36,8 +40,12 @@ from lakestream.warehouse.schema import data_lake_permissions as table
 RANK = {level: i + 1 for i, level in enumerate(LEVELS)}
 ROLE_PREFIX = "role:"
 ANALYST = "analyst"
+ADMIN = "admin"
+BUILT_IN_ROLES = (ANALYST, ADMIN)
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
-_PATTERN = re.compile(r"^[a-z0-9_*?\[\]]{1,255}$")
+_PATTERN = re.compile(r"^[a-z0-9_*?\[\]/]{1,255}$")
+_WILDCARDS = "*?["
+_LAYERED = ("bronze", "silver", "gold")
 
 
 @dataclass(frozen=True)
@@ -121,38 +129,103 @@ class PermissionStore:
         return [Grant(r["principal"], r["dataset"], r["level"], r["granted_by"], r["granted_at"])
                 for r in rows]
 
-    def effective(self, principal: str, catalog: Mapping[str, DatasetInfo]) -> dict[str, Access]:
-        """``principal``'s access to every dataset of ``catalog`` (one query for all)."""
+    def memberships(self, principal: str) -> list[Grant]:
+        """``principal``'s role memberships (its ``role:<name>`` rows)."""
+        return [g for g in self.grants(principal) if g.dataset.startswith(ROLE_PREFIX)]
+
+    def applicable(self, principal: str, catalog: Mapping[str, DatasetInfo]
+                   ) -> tuple[list[str], list[Grant]]:
+        """``principal``'s roles, and every grant that applies to it or them (defaults too)."""
         stored = self.grants(principal)
         roles = [g.dataset[len(ROLE_PREFIX):] for g in stored if g.dataset.startswith(ROLE_PREFIX)]
         for role in roles:
             stored += self.grants(role)
         every = [*stored, *default_grants(catalog.values(), [principal, *roles])]
-        return {name: _resolve(principal, info, every, {principal, *roles})
-                for name, info in catalog.items()}
+        return roles, [g for g in every if not g.dataset.startswith(ROLE_PREFIX)]
+
+    def effective(self, principal: str, catalog: Mapping[str, DatasetInfo]) -> dict[str, Access]:
+        """``principal``'s access to every dataset of ``catalog`` (one query for all)."""
+        _, every = self.applicable(principal, catalog)
+        return {name: _resolve(principal, info, every) for name, info in catalog.items()}
 
 
 def default_grants(datasets: Iterable[DatasetInfo], principals: Iterable[str]) -> list[Grant]:
-    """The built-in grants that apply to ``principals``: ``analyst`` reads shared datasets."""
-    if ANALYST not in set(principals):
-        return []
-    return [Grant(ANALYST, d.name, "read", None, None, f"default ({d.sensitivity})")
-            for d in datasets if d.sensitivity == "shared"]
+    """The built-in grants that apply to ``principals``.
+
+    ``analyst`` reads every shared dataset; ``admin`` has the admin level on every dataset.
+    """
+    who = set(principals)
+    found = []
+    if ANALYST in who:
+        found += [Grant(ANALYST, d.name, "read", None, None, f"default ({d.sensitivity})")
+                  for d in datasets if d.sensitivity == "shared"]
+    if ADMIN in who:
+        found.append(Grant(ADMIN, "*", "admin", None, None, "default (admin role)"))
+    return found
 
 
-def _resolve(principal: str, info: DatasetInfo, grants: list[Grant],
-             principals: set[str]) -> Access:
+def matches(pattern: str, info: DatasetInfo) -> bool:
+    """Whether a grant's dataset (a name or a pattern) covers ``info``."""
+    pattern = pattern.lower()
+    if "/" in pattern:
+        return fnmatch.fnmatchcase(info.path.lower(), pattern)
+    if fnmatch.fnmatchcase(info.name, pattern):
+        return True
+    area, _, inner = info.path.lower().partition("/")
+    return any(ch in pattern for ch in _WILDCARDS) and area in _LAYERED and \
+        fnmatch.fnmatchcase(inner, pattern)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a principal may or may not use one dataset.
+
+    Attributes:
+        access: The effective access.
+        roles: The principal's roles.
+        allowing: The grants that cover the dataset, highest level first (the
+            first decides).
+        others: The principal's (and its roles') stored grants that do not cover it.
+        sensitivity: The dataset's sensitivity (what the defaults go by).
+    """
+
+    access: Access
+    roles: list[str]
+    allowing: list[Grant]
+    others: list[Grant]
+    sensitivity: str
+
+
+def explain(principal: str, info: DatasetInfo, roles: list[str],
+            grants: list[Grant]) -> Explanation:
+    """Which of ``grants`` (those applying to ``principal``) decide its access to ``info``."""
+    covering = sorted((g for g in grants if matches(g.dataset, info)),
+                      key=lambda g: -RANK[g.level])
+    others = [g for g in grants if g.source == "grant" and not matches(g.dataset, info)]
+    return Explanation(_resolve(principal, info, covering), roles, covering, others,
+                       info.sensitivity)
+
+
+def describe(grant: Grant, principal: str) -> str:
+    """How a grant reads in an explanation: what it is, and through which role."""
+    who = "" if grant.principal == principal else f" via role {grant.principal}"
+    if grant.source == "grant":
+        how = f"grant on {grant.dataset}"
+    elif grant.principal == ADMIN:
+        how = "default of the admin role (every dataset)"
+    else:
+        how = "default for shared datasets"
+    return f"{how}{who}"
+
+
+def _resolve(principal: str, info: DatasetInfo, grants: list[Grant]) -> Access:
     best: Grant | None = None
     for g in grants:
-        if g.principal in principals and not g.dataset.startswith(ROLE_PREFIX) \
-                and fnmatch.fnmatchcase(info.name, g.dataset.lower()) \
-                and (best is None or RANK[g.level] > RANK[best.level]):
+        if matches(g.dataset, info) and (best is None or RANK[g.level] > RANK[best.level]):
             best = g
     if best is None:
         return Access(principal, info.name, None, f"no grant; {info.sensitivity} dataset")
-    who = "" if best.principal == principal else f" via role {best.principal}"
-    how = "default for shared datasets" if best.source != "grant" else f"grant on {best.dataset}"
-    return Access(principal, info.name, best.level, f"{how}{who}")
+    return Access(principal, info.name, best.level, describe(best, principal))
 
 
 def check_dataset(dataset: str, known: Iterable[str]) -> str:
@@ -163,9 +236,9 @@ def check_dataset(dataset: str, known: Iterable[str]) -> str:
     if not _PATTERN.match(dataset):
         raise UsageError(f"'{dataset}' is not a dataset name or pattern",
                          "use a view name such as transaction_stream, a pattern such as "
-                         "transaction_*, or role:<name> for a role membership")
+                         "transaction_* or streams/*, or role:<name> for a role membership")
     names = sorted(set(known))
-    if any(ch in dataset for ch in "*?[") or dataset in names:
+    if any(ch in dataset for ch in f"{_WILDCARDS}/") or dataset in names:
         return dataset
     close = _close(dataset, names) or fnmatch.filter(names, f"*{dataset}*")[:1]
     hint = f"did you mean '{close[0]}'?" if close else "see `lakestream permissions list`"

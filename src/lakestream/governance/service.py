@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import getpass
 from collections.abc import Iterable
 from functools import cached_property
@@ -16,13 +17,17 @@ from lakestream.governance.catalog import DatasetInfo, lake_catalog
 from lakestream.governance.gold_retention import GoldRetention, gold_database_url
 from lakestream.governance.modes import ModeChange, apply_modes
 from lakestream.governance.permissions import (
+    BUILT_IN_ROLES,
+    ROLE_PREFIX,
     Access,
+    Explanation,
     Grant,
     PermissionStore,
     check_dataset,
     check_level,
     check_principal,
     default_grants,
+    explain,
 )
 from lakestream.governance.retention import LAYERS, RetentionPlan, RetentionPlanner
 from lakestream.governance.retention_run import DatasetOutcome, RetentionExecutor
@@ -109,12 +114,39 @@ class Governance:
             self.audit.record(actor, "revoke", dataset, {"principal": principal})
         return removed
 
+    def assign(self, principal: str, role: str, actor: str | None = None) -> Grant:
+        """Make ``principal`` a member of ``role`` (a built-in role or one with grants).
+
+        Raises:
+            UsageError: ``role`` is neither built in nor a principal holding grants.
+        """
+        check_principal(role)
+        known = sorted({*BUILT_IN_ROLES, *(g.principal for g in self.permissions.grants())})
+        if role not in known:
+            close = difflib.get_close_matches(role, known, n=1)
+            raise UsageError(f"unknown role '{role}'",
+                             f"did you mean '{close[0]}'?" if close else
+                             f"roles: {', '.join(known)}; a role is a principal with grants "
+                             f"(lakestream permissions grant {role} DATASET)")
+        return self.grant(principal, f"{ROLE_PREFIX}{role}", "read", actor)
+
+    def explain(self, principal: str, dataset: str) -> Explanation:
+        """Which grant, role or default allows or refuses ``principal`` on ``dataset``."""
+        check_principal(principal)
+        catalog = self.catalog()
+        info = catalog.get(dataset.lower())
+        if info is None:
+            check_dataset(dataset, catalog)  # an unknown name raises, with a suggestion
+            raise UsageError(f"'{dataset}' is a pattern", "explain one dataset name at a time")
+        roles, grants = self.permissions.applicable(principal, catalog)
+        return explain(principal, info, roles, grants)
+
     def grants(self, principal: str | None = None, dataset: str | None = None,
                defaults: bool = True) -> list[Grant]:
         """Stored grants, and (``defaults``) the built-in ones, filtered."""
         found = self.permissions.grants(principal, dataset)
         if defaults:
-            built_in = default_grants(self.catalog().values(), ["analyst"])
+            built_in = default_grants(self.catalog().values(), BUILT_IN_ROLES)
             found += [g for g in built_in if principal in (None, g.principal)
                       and dataset in (None, g.dataset)]
         return sorted(found, key=lambda g: (g.principal, g.dataset, g.source))
