@@ -281,7 +281,7 @@ def test_query_as_a_table_counts_rows(tiny_lake: Path, capsys: pytest.CaptureFix
 def test_ingest_of_an_unknown_feed_suggests_the_closest(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(project, "ingest", "--feed", "transaction_strem") == 1
+    assert run(project, "ingest", "--feed", "transaction_strem") == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: unknown feed 'transaction_strem'",
         "  hint: did you mean 'transaction_stream'?",
@@ -291,7 +291,7 @@ def test_ingest_of_an_unknown_feed_suggests_the_closest(
 def test_ingest_of_an_unknown_pipeline_lists_the_known_ones(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(project, "ingest", "--pipeline", "wether") == 1
+    assert run(project, "ingest", "--pipeline", "wether") == 2
     err = capsys.readouterr().err
     assert "unknown pipeline 'wether'" in err and "transactions" in err
 

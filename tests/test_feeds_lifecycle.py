@@ -135,7 +135,7 @@ def test_feed_lifecycle_end_to_end(workdir: Path, capsys: pytest.CaptureFixture[
                capsys).count('"n": 25') == 1
 
     # disable: ingest and export skip it
-    _fails(["feeds", "disable", "page_view"], capsys, "did you mean 'page_views'?")
+    _fails(["feeds", "disable", "page_view"], capsys, "did you mean 'page_views'?", code=2)
     _ok(["feeds", "disable", "page_views"], capsys)
     _fails(ingest, capsys, "feed 'page_views' is disabled")
     _fails(["export", "--stream", "page_views"], capsys, "feed 'page_views' is disabled")
@@ -147,9 +147,10 @@ def test_feed_lifecycle_end_to_end(workdir: Path, capsys: pytest.CaptureFixture[
     _ok(["feeds", "archive", "page_views"], capsys)
     assert "page_views" not in _ok(["feeds", "list", "--format", "json"], capsys)
     assert "archived" in _ok(["feeds", "list", "--archived"], capsys)
-    _fails(["feeds", "archive", "page_views"], capsys, "unknown feed 'page_views'")
+    _fails(["feeds", "archive", "page_views"], capsys, "unknown feed 'page_views'", code=2)
     _ok(["feeds", "restore", "page_views"], capsys)
-    _fails(["feeds", "restore", "page_views"], capsys, "no archived feed is named 'page_views'")
+    _fails(["feeds", "restore", "page_views"], capsys, "no archived feed is named 'page_views'",
+           code=2)
     assert json.loads(_ok(["feeds", "show", "page_views"], capsys))["feed"]["enabled"] is False
 
     # delete: refused while data exists, then purged
@@ -158,7 +159,7 @@ def test_feed_lifecycle_end_to_end(workdir: Path, capsys: pytest.CaptureFixture[
     assert "removed" in _ok(["feeds", "delete", "page_views", "--purge"], capsys)
     assert not (workdir / "lake/streams/page_views").exists()
     assert not (workdir / "feeds/active/page_views.yaml").exists()
-    _fails(["feeds", "delete", "page_views"], capsys, "unknown feed 'page_views'")
+    _fails(["feeds", "delete", "page_views"], capsys, "unknown feed 'page_views'", code=2)
     _fails(["feeds", "delete", "transaction_stream"], capsys, "built-in feed")
 
 

@@ -47,6 +47,10 @@ class FeedError(TerminalError):
     """An unknown, invalid or disabled feed."""
 
 
+class UnknownNameError(FeedError, UsageError):
+    """An unknown feed or pipeline name: a usage error (exit 2) wherever it is given."""
+
+
 class BrokerError(TransientError):
     """The Kafka broker cannot be reached or answered with an error."""
 

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lakestream.decode.schemas import TRANSACTION_REQUIRED, arrow_schema
-from lakestream.errors import FeedError
+from lakestream.errors import FeedError, UnknownNameError
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -163,13 +163,13 @@ class FeedRegistry:
         """The feed called ``name``.
 
         Raises:
-            FeedError: Unknown name, with the closest known one suggested.
+            UnknownNameError: Unknown name, with the closest known one suggested.
         """
         if name in self._feeds:
             return self._feeds[name]
         close = difflib.get_close_matches(name, list(self._feeds), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known feeds: {', '.join(self._feeds)}"
-        raise FeedError(f"unknown feed '{name}'", hint)
+        raise UnknownNameError(f"unknown feed '{name}'", hint)
 
     def select(self, pipeline: str | None = None, feed: str | None = None) -> list[Feed]:
         """Enabled feeds of a pipeline (or one named feed, which must be enabled)."""
@@ -180,7 +180,8 @@ class FeedRegistry:
             return [chosen]
         known = {f.pipeline for f in self}
         if pipeline is not None and pipeline not in known:
-            raise FeedError(f"unknown pipeline '{pipeline}'", f"known: {', '.join(sorted(known))}")
+            raise UnknownNameError(f"unknown pipeline '{pipeline}'",
+                                   f"known: {', '.join(sorted(known))}")
         return [f for f in self if f.enabled and (pipeline is None or f.pipeline == pipeline)]
 
     # -- lifecycle: every change is validated before it is written ---------------------------
@@ -269,8 +270,8 @@ class FeedRegistry:
         """Bring an archived feed back to ``active/``."""
         path = self.archived().get(name)
         if path is None:
-            raise FeedError(f"no archived feed is named '{name}'",
-                            "see `lakestream feeds list --archived`")
+            raise UnknownNameError(f"no archived feed is named '{name}'",
+                                   "see `lakestream feeds list --archived`")
         if name in self._feeds:
             raise FeedError(f"an active feed is already named '{name}'",
                             "archive or delete it first")
