@@ -182,6 +182,8 @@ class BatchingConsumer(ABC):
             if self._round_error is not None:
                 raise self._round_error
             if self._flusher is not None:
+                if self._flusher.finished:  # tell Kafka now; a failed round raises here
+                    self._collect_round()
                 if self._should_flush():
                     self._flush_beside()
             elif self._should_flush():

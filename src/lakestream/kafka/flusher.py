@@ -40,6 +40,11 @@ class BackgroundFlusher:
         """Whether a round is still being written."""
         return self._round is not None and not self._round.done()
 
+    @property
+    def finished(self) -> bool:
+        """Whether a round is over and waits to be collected (or raised) by :meth:`wait`."""
+        return self._round is not None and self._round.done()
+
     def submit(self, buffers: list[PartitionBuffer]) -> None:
         """Start a round (the previous one must have been collected with :meth:`wait`)."""
         if self._round is not None:
