@@ -17,7 +17,7 @@ from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import DuckDBEngine
 from lakestream.medallion.gold import GoldStore
 from lakestream.medallion.gold_schema import data_quality_results, execution_log
-from lakestream.medallion.silver import CLEANED, SilverBuilder
+from lakestream.medallion.silver import CLEANED, SilverBuilder, dataset_files
 from lakestream.quality import check_pipeline
 from tests.medallion.bronze import BronzeWriter, record
 from tests.medallion.conftest import make_settings
@@ -105,3 +105,27 @@ def test_no_data_at_all_fails_every_check(tmp_path: Path) -> None:
     storage = open_storage(str(tmp_path / "lake"), S3Settings())
     results = check_pipeline("weather", storage).results
     assert len(results) == 7 and {r.status for r in results} == {"fail"}
+
+
+@pytest.mark.parametrize(("check", "bad"), [
+    ("completeness.city", {"city": "   "}),
+    ("completeness.city", {"city": ""}),
+    ("completeness.city", {"city": None}),
+    ("completeness.timestamp", {"drop": ["dt"]}),
+    ("completeness.temperature", {"temp": None}),
+])
+def test_completeness_counts_missing_what_silver_drops(tmp_path: Path, check: str,
+                                                       bad: dict[str, Any]) -> None:
+    records = hourly(20, NOW)  # 40 good records, 6 bad ones: 86.96 % complete
+    city = bad.pop("city", "Paris")
+    records += [record(city, NOW - dt.timedelta(hours=30 + h), **bad) for h in range(6)]
+    storage = project(tmp_path, records)
+    results = {r.name: r for r in check_pipeline("weather", storage, now=NOW).results}
+    assert results[check].status == "fail" and results[check].observed == pytest.approx(86.96)
+    assert results[check].detail.startswith("40 of 46 records")
+    engine = DuckDBEngine(storage)
+    try:
+        engine.register("silver", dataset_files(storage, CLEANED))
+        assert engine.rows("SELECT COUNT(*) FROM silver")[0][0] == 40  # what silver kept
+    finally:
+        engine.close()

@@ -184,6 +184,22 @@ def clean_sql(d: Dialect, bronze: str) -> str:
     )
 
 
+KEY_FIELDS = (("city", "city"), ("timestamp", "dt"), ("temperature", "main.temp"))
+"""Silver's key columns and the raw fields they come from: a row missing one is dropped."""
+
+
+def key_presence_sql(d: Dialect, bronze: str) -> str:
+    """Rows of ``bronze`` and how many have each key column, read exactly as silver reads it.
+
+    One definition of "missing" for silver and the completeness check: a blank
+    city (``"   "``) is missing in both. Returns one row: (rows, then one count
+    per :data:`KEY_FIELDS`).
+    """
+    typed = {name: expr for expr, name in _typed_columns(d)}
+    counts = ", ".join(f"COUNT({typed[name]})" for name, _ in KEY_FIELDS)
+    return f"SELECT COUNT(*), {counts} FROM {d.quote(bronze)}"
+
+
 def drop_counts_sql(d: Dialect, bronze: str) -> str:
     """How many bronze rows each rule drops: (rows, no_key_field, out_of_range)."""
     q = d.quote

@@ -4,7 +4,9 @@
 check              dataset              passes when
 =================  ===================  ===========================================
 completeness.*     bronze/weather       ≥ 90 % of raw records have city, timestamp
-                                        (``dt``) and temperature (``main.temp``)
+                                        (``dt``) and temperature (``main.temp``),
+                                        read as silver reads them (a blank city
+                                        is missing in both)
 validity.*         silver/weather_...   every temperature in [-100, 60] °C and
                                         every humidity in [0, 100] %
 uniqueness         silver/weather_...   no two rows share (city, timestamp)
@@ -25,7 +27,12 @@ from lakestream.errors import TerminalError
 from lakestream.lake.storage import Storage
 from lakestream.medallion.engines import DuckDBEngine
 from lakestream.medallion.silver import BRONZE, CLEANED, bronze_files, dataset_files
-from lakestream.medallion.sql import HUMIDITY_RANGE, TEMPERATURE_RANGE
+from lakestream.medallion.sql import (
+    HUMIDITY_RANGE,
+    KEY_FIELDS,
+    TEMPERATURE_RANGE,
+    key_presence_sql,
+)
 
 COMPLETENESS_MIN_PCT = 90.0
 FRESHNESS_WARN_H = 2.0
@@ -79,18 +86,15 @@ def weather_checks(storage: Storage, now: dt.datetime | None = None) -> list[Che
 
 
 def _completeness(engine: DuckDBEngine, storage: Storage) -> list[CheckResult]:
-    fields = (("city", "city"), ("timestamp", "dt"), ("temperature", "main.temp"))
     files = list(bronze_files(storage))
     threshold = f">= {COMPLETENESS_MIN_PCT:g} %"
     if not files:
         return [CheckResult(f"completeness.{name}", BRONZE, "fail", None, threshold,
-                            "bronze holds no weather record yet") for name, _ in fields]
+                            "bronze holds no weather record yet") for name, _ in KEY_FIELDS]
     engine.register("q_bronze", files)
-    total, city, ts, temp = engine.rows(
-        "SELECT COUNT(*), COUNT(NULLIF(TRIM(CAST(city AS VARCHAR)), '')), COUNT(dt), "
-        "COUNT(main.temp) FROM q_bronze")[0]
+    total, *present_counts = engine.rows(key_presence_sql(engine.dialect, "q_bronze"))[0]
     results = []
-    for (name, source), present in zip(fields, (city, ts, temp), strict=True):
+    for (name, source), present in zip(KEY_FIELDS, present_counts, strict=True):
         pct = 100.0 * int(present) / int(total)
         status = "pass" if pct >= COMPLETENESS_MIN_PCT else "fail"
         results.append(CheckResult(f"completeness.{name}", BRONZE, status, round(pct, 2),
