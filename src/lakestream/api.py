@@ -177,6 +177,24 @@ class Lakestream:
             raise FeedError("no enabled feed matches", "see `lakestream feeds list`")
         return feeds
 
+    def lake_holdings(self, feeds: list[Feed]) -> tuple[int, int]:
+        """Files and bytes the lake holds of ``feeds``: their datasets and dead letters.
+
+        Counted by the code ``metadata report|stats`` counts with (table
+        versions included), so the ingest summary and ``metadata`` agree.
+        """
+        import datetime as dt
+
+        from lakestream.lake.layout import DLQ, dlq_path
+        from lakestream.lake.reader import Dataset
+        from lakestream.lake.report import dataset_stats
+
+        now = dt.datetime.now(dt.UTC)
+        datasets = [Dataset(f.name, f.dataset, f.layer) for f in feeds] + \
+            [Dataset(f"dlq_{f.name}", dlq_path(f.name), DLQ) for f in feeds]
+        stats = [dataset_stats(self.storage, ds, now) for ds in datasets]
+        return sum(s.files for s in stats), sum(s.bytes for s in stats)
+
     def ingest_engine(
         self,
         feeds: list[Feed],

@@ -81,11 +81,17 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) 
     console.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
-def print_ingest_report(report: IngestReport, feeds: Sequence[str]) -> None:
-    """The closing summary of an ingest run."""
+def print_ingest_report(report: IngestReport, feeds: Sequence[str],
+                        holdings: tuple[int, int]) -> None:
+    """The closing summary of an ingest run.
+
+    ``holdings`` (files, bytes) is what the lake holds of the feeds, counted as
+    ``metadata stats`` counts it (``Lakestream.lake_holdings``), so both agree.
+    """
+    files, size = holdings
     console.print(
         f"ingested {report.written:,} records into {len(feeds)} feed(s) "
-        f"({', '.join(feeds)}); {report.rejected:,} to the DLQ; {report.files:,} files, "
-        f"{report.bytes / 1e6:.1f} MB; {report.consumed:,} messages consumed in "
-        f"{report.elapsed:.1f}s"
+        f"({', '.join(feeds)}); {report.rejected:,} to the DLQ; {report.consumed:,} messages "
+        f"consumed in {report.elapsed:.1f}s; the lake holds {files:,} files, "
+        f"{size / 1e6:.1f} MB of these feeds (as `lakestream metadata stats` counts them)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -16,6 +16,9 @@ from lakestream.ingest.engine import IngestReport
 from lakestream.kafka.drain import describe_progress
 from lakestream.kafka.parallel import run_all
 from lakestream.output import console, err_console, print_ingest_report, print_rows, progress_bar
+
+if TYPE_CHECKING:
+    from lakestream.feeds import Feed
 
 
 def until_idle_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -184,6 +187,7 @@ def ingest(
     show = _progress_printer() if sys.stderr.isatty() else None
     consumers: list[Any] = []
     names: list[str] = []
+    feeds: list[Feed] = []
     if sink in ("lake", "all"):
         feeds = ctx.api.select_feeds(pipeline, feed)
         names = [f.name for f in feeds]
@@ -196,7 +200,7 @@ def ingest(
     on_signals(lambda *_: [c.stop() for c in consumers])
     for report in run_all(consumers):
         if isinstance(report, IngestReport):
-            print_ingest_report(report, names)
+            print_ingest_report(report, names, ctx.api.lake_holdings(feeds))
         else:
             from lakestream.warehouse.streaming import describe
 
