@@ -202,3 +202,37 @@ def test_overview_says_lag_is_approximate_on_tansu_and_updates_without_reload(
     assert after != before and int(after.replace(",", "")) > int(before.replace(",", ""))
     assert page.evaluate("performance.timeOrigin") == first_load  # the same page, no reload
     shot(page, "overview_tansu_lag")
+
+
+def test_the_demos_token_sees_every_page_filled(browser: Any, server: str,
+                                                demo_lake: DemoLake) -> None:
+    from lakestream.demo import dashboard_token
+
+    token = dashboard_token(str(demo_lake.config))  # what `make serve` prints
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=server)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto("/login")
+    tab.fill("#token", token)
+    tab.click("button[type=submit]")
+    tab.wait_for_url(f"{server}/")
+    charts = [f"#chart-{name} svg" for name in ("weather_temperature", "weather_daily",
+                                                "payment_methods", "top_products", "currencies")]
+    for path, filled in [("/", ["#datasets tbody tr", "#runs tbody tr"]),
+                         ("/datasets/transaction_stream",
+                          ["#partitions tbody tr", "#dlq tbody tr"]),
+                         ("/datasets/silver_weather_cleaned", ["#partitions tbody tr"]),
+                         ("/runs", ["#run-list details"]),
+                         ("/quality", ["#matrix tr", "#latest tr"]),
+                         ("/charts", charts)]:
+        load(tab, path)
+        assert tab.locator(".banner.bad").count() == 0, path
+        assert "may read" not in tab.inner_text("body"), path
+        for selector in filled:
+            assert tab.locator(selector).count() > 0, (path, selector)
+    load(tab, "/")
+    assert tab.locator("#datasets tbody tr").count() == len(
+        demo_lake.api.monitor.catalog.datasets())
+    context.close()
+    assert errors == []
