@@ -98,6 +98,8 @@ OVERRIDES: dict[str, tuple[str, str, Any]] = {
     "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS": ("kafka.bootstrap_servers", "k1:9092", "k1:9092"),
     "LAKESTREAM_KAFKA_GROUP_ID": ("kafka.group_id", "g2", "g2"),
     "LAKESTREAM_KAFKA_DRAIN_TIMEOUT_S": ("kafka.drain_timeout_s", "45", 45.0),
+    "LAKESTREAM_METRICS_PRINCIPAL": ("metrics.principal", "prometheus", "prometheus"),
+    "LAKESTREAM_METRICS_OPEN": ("metrics.open", "true", True),
     "LAKESTREAM_LAKE_ROOT": ("lake.root", "s3://b/lake", "s3://b/lake"),
     "LAKESTREAM_FLUSH_INTERVAL_S": ("lake.flush_interval_s", "0.5", 0.5),
     "LAKESTREAM_DATA_DIR": ("data_dir", "/srv/ls", "/srv/ls"),
