@@ -62,7 +62,7 @@ class _Failed(LakestreamError):
 def _kafka(api: Lakestream) -> tuple[str, str]:
     from confluent_kafka import KafkaException
 
-    from lakestream.kafka.client import admin_client
+    from lakestream.kafka.client import admin_client, kafka_reason
 
     try:
         servers = api.bootstrap()
@@ -72,9 +72,7 @@ def _kafka(api: Lakestream) -> tuple[str, str]:
         meta = admin_client(servers, **{"socket.connection.setup.timeout.ms": 3000}).list_topics(
             timeout=5)
     except KafkaException as exc:
-        first = exc.args[0] if exc.args else exc
-        reason = first.str() if hasattr(first, "str") else str(first)
-        raise _Failed(servers, f"Kafka does not answer: {reason}",
+        raise _Failed(servers, f"Kafka does not answer: {kafka_reason(exc)}",
                       "check kafka.bootstrap_servers / LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS, "
                       "or start the embedded one: lakestream broker start") from None
     groups = _groups(api, servers)

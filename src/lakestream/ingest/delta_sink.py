@@ -36,6 +36,7 @@ from lakestream.decode.schemas import KAFKA_COLUMNS, TIMESTAMP, arrow_schema
 from lakestream.feeds import Feed
 from lakestream.ingest.sink import _OURS, FlushStats, _keys, _with_kafka_columns, replay_mask
 from lakestream.lake.delta import DeltaDataset, OffsetRange
+from lakestream.lake.delta import app_id as _app
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
@@ -62,8 +63,8 @@ class DeltaLakeSink:
         self._dlq_last: dict[Key, int | None] = {}
         self._source_seen: dict[Key, int | None] = {}
 
-    def _committed_types(self) -> pa.Schema:
-        table = self.data.table()
+    def _committed_types(self, refresh: bool = True) -> pa.Schema:
+        table = self.data.table(refresh)
         if table is None:
             return pa.schema([])
         schema = pa.schema(table.schema().to_arrow())
@@ -125,8 +126,8 @@ class DeltaLakeSink:
         self.data.append(table if table is not None else self._no_rows(), ranges)
         self.next_offset[key] = offsets[-1] + 1
         self._source_seen[key] = seen
-        if table is not None:
-            committed = self._committed_types()
+        if table is not None:  # append() has just read the new log: no second read
+            committed = self._committed_types(refresh=False)
             if not committed.equals(self.decoder.committed):
                 self.decoder = dataclasses.replace(self.decoder, committed=committed)
         return FlushStats(rows, rejected, 0, 0)
@@ -158,12 +159,6 @@ class DeltaLakeSink:
                         [OffsetRange(topic, partition, last, offsets[-1])])
         self._dlq_last[key] = offsets[-1]
         return len(fresh)
-
-
-def _app(topic: str, partition: int) -> str:
-    from lakestream.lake.delta import app_id
-
-    return app_id(topic, partition)
 
 
 def _with_dates(table: pa.Table, times: pa.ChunkedArray | pa.Array) -> pa.Table:

@@ -39,6 +39,12 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+def kafka_reason(exc: Exception) -> str:
+    """librdkafka's own words for a ``KafkaException`` (not the ``KafkaError{…}`` repr)."""
+    error: Any = exc.args[0] if exc.args else None
+    return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """The configured Kafka, else the background embedded broker.
 

@@ -300,9 +300,7 @@ class BatchingConsumer(ABC):
     def _flush_round(self, buffers: list[PartitionBuffer]) -> list[tuple[str, int]]:
         """One round, in the flush thread: commit each buffer, then the after-flush hook."""
         for buf in buffers:
-            self.flush_partition(buf)
-            self.report.flushes += 1
-            self.drain.committed((buf.topic, buf.partition), len(buf))
+            self._commit_buffer(buf)
         self.after_flush()
         return [(b.topic, b.partition) for b in buffers]
 
@@ -327,12 +325,16 @@ class BatchingConsumer(ABC):
         buf = self.buffers.get(key)
         if buf is None or not len(buf):
             return False
-        self.flush_partition(buf)
-        self.report.flushes += 1
-        self.drain.committed(key, len(buf))
+        self._commit_buffer(buf)
         self._commit_kafka(*key)
         buf.clear()
         return True
+
+    def _commit_buffer(self, buf: PartitionBuffer) -> None:
+        """Make one buffer durable through the sink and count it."""
+        self.flush_partition(buf)
+        self.report.flushes += 1
+        self.drain.committed((buf.topic, buf.partition), len(buf))
 
     def retry(self, action: Callable[[], Any], what: str) -> Any:
         """Run ``action``, retrying transient failures with exponential backoff."""

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakestream.errors import TransientError
+from lakestream.kafka.client import kafka_reason
 
 log = logging.getLogger(__name__)
 
@@ -339,12 +340,6 @@ class DrainTracker:
     def per_partition(self) -> list[tuple[TopicPartitionKey, PartitionProgress]]:
         """What each partition read and committed in this run, in order."""
         return sorted(self.history.items())
-
-
-def kafka_reason(exc: Exception) -> str:
-    """librdkafka's own words for a ``KafkaException`` (not the ``KafkaError{…}`` repr)."""
-    error: Any = exc.args[0] if exc.args else None
-    return str(error.str()) if error is not None and hasattr(error, "str") else str(exc)
 
 
 def parse_generation(metadata: bytes | Any) -> int | None:
