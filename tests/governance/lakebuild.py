@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.ingest.sink import LakeSink
 from lakestream.ingest.tables import TableSink
 from lakestream.lake.storage import Storage
@@ -43,12 +44,14 @@ TABLE_SPEC: dict[str, Any] = {
 
 
 def build_stream(storage: Storage, feed: Feed, today: dt.date, days: int,
-                 batches: int = 2, per_day: int = 2, partitions: int = 1) -> dict[str, int]:
+                 batches: int = 2, per_day: int = 2, partitions: int = 1,
+                 delta: bool = False) -> dict[str, int]:
     """Commit records dated today, today-1, ... today-(days-1); returns records per date.
 
     Every 50th day also gets a dead letter (an unparsable record) stamped that day.
     """
-    sink = LakeSink(storage, feed)
+    sink: LakeSink | DeltaLakeSink = DeltaLakeSink(storage, feed) if delta \
+        else LakeSink(storage, feed)
     counts: dict[str, int] = {}
     day_list = [today - dt.timedelta(days=i) for i in range(days)]
     for partition in range(partitions):

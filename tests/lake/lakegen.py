@@ -11,6 +11,7 @@ import duckdb
 
 from lakestream.config import S3Settings
 from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.ingest.sink import LakeSink
 from lakestream.lake.storage import Storage, open_storage
 
@@ -45,9 +46,10 @@ def batches(count: int, per_batch: int = 10, partitions: int = 2,
 
 def land(storage: Storage, batches_: int, per_batch: int = 10, partitions: int = 2,
          days: tuple[str, ...] = ("2025-01-15", "2025-01-16"), feed: Feed = FEED,
-         extra: dict[str, Any] | None = None) -> LakeSink:
-    """Commit small batches per partition through the ingest's sink (after what it holds)."""
-    sink = LakeSink(storage, feed)
+         extra: dict[str, Any] | None = None, delta: bool = False) -> LakeSink | DeltaLakeSink:
+    """Commit small batches per partition through the ingest's sink (after what it holds);
+    ``delta``: the Delta sink (the lake's format from issue #16 on)."""
+    sink = DeltaLakeSink(storage, feed) if delta else LakeSink(storage, feed)
     for p in range(partitions):
         sink.recover(feed.topic, p)
     for p, offsets, values in batches(batches_, per_batch, partitions, days, extra):

@@ -37,6 +37,7 @@ from lakestream.feeds import Feed
 from lakestream.ingest.sink import _OURS, FlushStats, _keys, _with_kafka_columns, replay_mask
 from lakestream.lake.delta import DeltaDataset, OffsetRange
 from lakestream.lake.delta import app_id as _app
+from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
@@ -131,6 +132,10 @@ class DeltaLakeSink:
             if not committed.equals(self.decoder.committed):
                 self.decoder = dataclasses.replace(self.decoder, committed=committed)
         return FlushStats(rows, rejected, 0, 0)
+
+    def publish_metadata(self) -> None:
+        """Rewrite ``_metadata.json`` from the two tables' logs."""
+        delta_metadata(self.data.storage, self.feed)
 
     def _no_rows(self) -> pa.Table:
         """No rows, the declared columns: a commit that only moves the partition's offsets

@@ -60,11 +60,17 @@ from lakestream.lake.storage import Storage
 log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 50
+DELTA_LOG = "_delta_log"
 
 
 def app_id(topic: str, partition: int) -> str:
     """The application-transaction id of one Kafka partition."""
     return f"lakestream/{topic}/{partition}"
+
+
+def is_delta_table(storage: Storage, rel: str) -> bool:
+    """Whether the dataset at ``rel`` is a Delta table (it has a ``_delta_log/``)."""
+    return bool(storage.list_files(f"{rel}/{DELTA_LOG}", recursive=False))
 
 
 def storage_options(storage: Storage) -> dict[str, str] | None:

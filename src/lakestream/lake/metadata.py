@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 
 
 def rebuild_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
-    """Aggregate the ledger of ``feed`` into ``<dataset>/_metadata.json`` and return it."""
+    """Aggregate the ledger (or Delta log) of ``feed`` into ``<dataset>/_metadata.json``."""
+    from lakestream.lake.delta import is_delta_table
+    from lakestream.lake.delta_metadata import delta_metadata
+
+    if is_delta_table(storage, feed.dataset):
+        return delta_metadata(storage, feed)
     manifests = OffsetLedger(storage, feed.dataset).all_latest()
     dates: dict[str, int] = {}
     offsets: dict[str, dict[str, int | None]] = {}
