@@ -73,6 +73,16 @@ def is_delta_table(storage: Storage, rel: str) -> bool:
     return bool(storage.list_files(f"{rel}/{DELTA_LOG}", recursive=False))
 
 
+def new_datasets_are_delta() -> bool:
+    """Whether a dataset that does not exist yet is created as a Delta table.
+
+    The one switch of the move to Delta (issue #16): every writer that may
+    create a dataset (ingest, export, Beam) asks it; an existing dataset keeps
+    its format (:func:`is_delta_table`).
+    """
+    return False
+
+
 def storage_options(storage: Storage) -> dict[str, str] | None:
     """What delta-rs needs to open the lake's object store (``None`` for a local lake).
 
