@@ -20,8 +20,8 @@ import pyarrow.dataset as pads
 
 from lakestream.errors import QueryError, UsageError
 from lakestream.lake.reader import Dataset, current_version
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import FileInfo, Storage
-from lakestream.lake.swap import visible_files
 
 MAX_PAGE = 1000
 
@@ -78,7 +78,7 @@ def partitions(storage: Storage, ds: Dataset) -> list[Partition]:
 
 def _parquet_files(storage: Storage, folder: str, dataset_path: str) -> list[FileInfo]:
     """Live Parquet files below ``folder`` (day manifests respected; ``_ledger`` etc. skipped)."""
-    return [f for f in visible_files(storage, folder)
+    return [f for f in live_files(storage, folder)
             if f.path.endswith(".parquet") and "/_" not in f.path[len(dataset_path):]]
 
 

@@ -70,7 +70,13 @@ def app_id(topic: str, partition: int) -> str:
 
 def is_delta_table(storage: Storage, rel: str) -> bool:
     """Whether the dataset at ``rel`` is a Delta table (it has a ``_delta_log/``)."""
-    return bool(storage.list_files(f"{rel}/{DELTA_LOG}", recursive=False))
+    import pyarrow.fs as pafs
+
+    from lakestream.lake.storage import storage_errors
+
+    with storage_errors(f"stat {storage.url(rel)}/{DELTA_LOG}"):
+        info = storage.fs.get_file_info(storage.full(f"{rel}/{DELTA_LOG}"))
+    return bool(info.type == pafs.FileType.Directory)
 
 
 def new_datasets_are_delta() -> bool:

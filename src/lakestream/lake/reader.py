@@ -5,10 +5,12 @@ included). DuckDB cannot fetch its S3 extension offline (SPEC §2), so S3 lakes
 are scanned through pyarrow datasets registered in DuckDB, which push filters
 on ``year``/``month``/``day`` down to the partition paths.
 
-Days replaced by a rebuild or a compaction stay consistent here: S3 datasets
-(and local ones with day manifests) list only the files the ``_day.json``
-manifests name as live (``lake/swap.py``), and a query that meets a file
-deleted by a replacement committing meanwhile runs again on a fresh listing.
+A Delta dataset's view reads exactly the files of its snapshot
+(``lake/snapshot.py``): a compaction, a day rebuild or a retention run
+committing meanwhile is seen whole or not at all. Datasets written before the
+move to Delta follow their ``_day.json`` manifests (``lake/swap.py``), and a
+query that meets a file deleted by a replacement committing meanwhile runs
+again on a fresh listing.
 
 Given the feed registry, every declared dataset has its view before its first
 file (empty, with its declared columns), and so has every feed's dead-letter
@@ -31,9 +33,11 @@ import pyarrow.dataset as pads
 from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.errors import QueryError
 from lakestream.feeds import Feed
+from lakestream.lake.delta import DeltaDataset, is_delta_table
 from lakestream.lake.layout import DLQ, METADATA, STREAMS, TABLES, dlq_path
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage
-from lakestream.lake.swap import DAY_MANIFEST, visible_files
+from lakestream.lake.swap import DAY_MANIFEST
 from lakestream.lake.writer import DLQ_SCHEMA
 
 _VANISHED = re.compile(
@@ -209,12 +213,16 @@ class LakeReader:
         if ds.columns is not None:
             self._register_arrow(ds, ds.columns.empty_table())
             return
-        if self.storage.is_local and not self._has_day_manifests(ds):
+        delta = is_delta_table(self.storage, ds.path)
+        if self.storage.is_local and not delta and not self._has_day_manifests(ds):
             glob = self.storage.url(folder).replace("'", "''") + "/**/*.parquet"
             self._register_local(ds, f"'{glob}'", hive)
             return
-        live = [f.path for f in visible_files(self.storage, folder) if f.path.endswith(".parquet")]
+        live = [f.path for f in live_files(self.storage, folder) if f.path.endswith(".parquet")]
         if not live:
+            if delta:  # every file removed (retention): the table's columns, no rows
+                self._register_arrow(ds, _delta_columns(DeltaDataset(self.storage, ds.path),
+                                                        hive).empty_table())
             return
         if self.storage.is_local:
             paths = ", ".join("'" + self.storage.url(p).replace("'", "''") + "'" for p in live)
@@ -292,6 +300,15 @@ class LakeReader:
 
 
 _SQL_TYPES = {pa.int32(): "INTEGER", pa.string(): "VARCHAR"}
+
+
+def _delta_columns(dataset: DeltaDataset, hive: pa.Schema) -> pa.Schema:
+    """A Delta table's columns as the view shows them (partition columns typed as ``hive``)."""
+    table = dataset.table()
+    if table is None:
+        return hive
+    schema = pa.schema(table.schema().to_arrow())
+    return pa.schema([f for f in schema if f.name not in hive.names] + list(hive))
 
 
 def _hive_schema(ds: Dataset) -> pa.Schema:

@@ -1,6 +1,7 @@
 """What the lake holds, per dataset: ``lakestream metadata report|stats|export-csv``.
 
-Counts come from the files themselves (Parquet footers), not from the
+Counts come from the files themselves (a Delta log's statistics, else the
+Parquet footers), not from the
 ``_metadata.json`` summaries, so the report is right after a rebuild, a
 compaction or a retention run too; the summaries add what files cannot tell:
 the schema, the Kafka offsets covered, the current table version, and (from
@@ -23,8 +24,8 @@ import pyarrow.parquet as pq
 from lakestream.lake.layout import DLQ, TABLES, parse_date_partition
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.reader import Dataset, discover
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import FileInfo, Storage
-from lakestream.lake.swap import visible_files
 
 EXPORT_LOG = "_exports.json"
 STATS_FIELDS = ("name", "kind", "path", "records", "bytes", "files", "partitions", "first_date",
@@ -107,7 +108,7 @@ def dataset_stats(storage: Storage, ds: Dataset, now: dt.datetime) -> DatasetSta
     """Statistics of one dataset, from its files and its summaries."""
     kind = {TABLES: "table", DLQ: "dlq"}.get(ds.area, "stream" if ds.area == "streams" else ds.area)
     stats = DatasetStats(ds.name, kind, ds.path)
-    files = [f for f in visible_files(storage, ds.path) if f.path.endswith(".parquet")
+    files = [f for f in live_files(storage, ds.path) if f.path.endswith(".parquet")
              and "/_" not in f"/{f.path[len(ds.path) + 1:]}"]
     rows = _row_counts(storage, files)
     by_folder: dict[str, PartitionStats] = {}
@@ -168,6 +169,8 @@ def _date_of(folder: str) -> str | None:
 
 def _row_counts(storage: Storage, files: list[FileInfo]) -> dict[str, int]:
     def count(f: FileInfo) -> tuple[str, int]:
+        if f.records is not None:  # the Delta log's statistics
+            return f.path, f.records
         with storage.fs.open_input_file(storage.full(f.path)) as handle:
             return f.path, pq.ParquetFile(handle).metadata.num_rows
 

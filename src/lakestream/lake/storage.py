@@ -31,11 +31,13 @@ _TERMINAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.
 
 @dataclass(frozen=True)
 class FileInfo:
-    """A file below the lake root: relative path, size in bytes, mtime (epoch s)."""
+    """A file below the lake root: relative path, size in bytes, mtime (epoch s), and
+    its row count where a Delta log says it (``None``: read the Parquet footer)."""
 
     path: str
     size: int
     mtime: float
+    records: int | None = None
 
 
 class Storage:
