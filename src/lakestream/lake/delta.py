@@ -212,6 +212,44 @@ class DeltaDataset:
         raise StorageError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
                            "for the next log version", "retry; is something rewriting the table?")
 
+    def overwrite(self, data: pa.Table, predicate: str, ranges: Sequence[OffsetRange] = (),
+                  metadata: Mapping[str, Any] | None = None) -> int:
+        """Replace the rows matching ``predicate`` by ``data`` in one fenced commit.
+
+        The commit removes every live file the predicate matches and adds
+        ``data``'s files, with ``ranges`` as application transactions; it is
+        the same compare-and-swap on the log as :meth:`append` (a table
+        version's snapshot and the removal of the version past the kept ones
+        are this one commit). Every row of ``data`` must match ``predicate``.
+
+        Raises:
+            FencedError: A partition of ``ranges`` no longer holds its expected
+                version: another writer committed it (nothing was committed).
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake.exceptions import CommitFailedError
+
+        txns = [Transaction(r.app_id, r.last) for r in ranges]
+        for attempt in range(COMMIT_ATTEMPTS):
+            table = self.table()
+            self._check_fence(table, ranges)
+            props = CommitProperties(app_transactions=txns or None, max_commit_retries=0,
+                                     custom_metadata=dict(metadata) if metadata else None)
+            try:
+                with delta_errors(f"commit to {self.uri}"):
+                    write_deltalake(table if table is not None else self.uri, data,
+                                    mode="overwrite", predicate=predicate,
+                                    partition_by=self.partition_by or None,
+                                    schema_mode="merge", storage_options=self.options,
+                                    commit_properties=props)
+            except CommitFailedError as exc:  # another commit took the next version: re-check
+                log.debug("%s: overwrite raced (%s), attempt %d", self.uri, exc, attempt + 1)
+                time.sleep(min(0.01 * 2 ** attempt, 0.5))
+                continue
+            return int(self.table().version())
+        raise StorageError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
+                           "for the next log version", "retry; is something rewriting the table?")
+
     def _check_fence(self, table: Any, ranges: Sequence[OffsetRange]) -> None:
         if not ranges:
             return
