@@ -89,6 +89,16 @@ def new_datasets_are_delta() -> bool:
     return False
 
 
+def writes_delta(storage: Storage, rel: str) -> bool:
+    """Whether a writer of the dataset at ``rel`` writes Delta: it is a Delta table, or it
+    does not exist yet and new datasets are Delta (:func:`new_datasets_are_delta`)."""
+    if is_delta_table(storage, rel):
+        return True
+    if not new_datasets_are_delta():
+        return False
+    return not storage.list_dirs(rel) and not storage.list_files(rel, recursive=False)
+
+
 def storage_options(storage: Storage) -> dict[str, str] | None:
     """What delta-rs needs to open the lake's object store (``None`` for a local lake).
 
