@@ -34,7 +34,9 @@ from lakestream.derive.reference import ReferenceStore
 from lakestream.derive.state import AggregateState
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
-from lakestream.lake.layout import staging_path
+from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters
+from lakestream.lake.delta import DeltaDataset, app_id, writes_delta
+from lakestream.lake.layout import dlq_path, staging_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table, stage_dlq
 
@@ -74,9 +76,13 @@ class Processor(BatchingConsumer):
         self._reference_version: tuple[float, float] | None = None
         self._pseudonyms: dict[str, str] = {}
         self._usd_to_eur = 0.0
+        self.dead_letters = (DeltaDataset(storage, dlq_path(DLQ_FEED), DATE_COLUMNS)
+                             if writes_delta(storage, dlq_path(DLQ_FEED)) else None)
 
     def start_offset(self, topic: str, partition: int) -> int | None:
         """Finish moving committed DLQ files, delete uncommitted ones, resume from the state."""
+        if self.dead_letters is not None:  # a Delta table: nothing is ever half-committed
+            return self.state.next_offset(topic, partition)
         self._settle_pending()
         pending = {s for s, _ in self.state.pending()}
         for staged in self.storage.list_files(staging_path(DLQ_FEED, topic, partition)):
@@ -124,7 +130,11 @@ class Processor(BatchingConsumer):
             index_of = {o: i for i, o in enumerate(buf.offsets)}
             rejected += [(index_of[off], reason) for off, reason in invalid]
             counts = {"processed": outputs["processed"], "blacklisted": outputs["blacklisted"]}
-        staged = self._stage_rejects(buf, sorted(rejected))
+        if self.dead_letters is not None:
+            self._commit_rejects(buf, sorted(rejected))
+            staged = []
+        else:
+            staged = self._stage_rejects(buf, sorted(rejected))
         self.state.begin()
         try:
             published = self._publish(buf.partition, outputs)
@@ -189,6 +199,23 @@ class Processor(BatchingConsumer):
         keys = [k.decode("utf-8", "replace") if k is not None else None for k in buf.keys]
         table = dlq_table(batch, rejected, buf.values, keys, buf.offsets, buf.timestamps)
         return stage_dlq(self.storage, batch, table)
+
+    def _commit_rejects(self, buf: PartitionBuffer, rejected: list[tuple[int, str]]) -> None:
+        """Commit the batch's dead letters to the Delta table before the state commits.
+
+        The table's application transaction for the partition says how far it
+        holds: a batch replayed after a crash between this commit and the
+        state's adds only what lies past it.
+        """
+        if not rejected or self.dead_letters is None:
+            return
+        ident = app_id(buf.topic, buf.partition)
+        last = self.dead_letters.transaction_versions([ident])[ident]
+        batch = BatchId(DLQ_FEED, DLQ_FEED, buf.topic, buf.partition, buf.offsets[0],
+                        buf.offsets[-1])
+        keys = [k.decode("utf-8", "replace") if k is not None else None for k in buf.keys]
+        commit_dead_letters(self.dead_letters, batch, last, rejected, buf.values, keys,
+                            buf.offsets, buf.timestamps)
 
     def _settle_pending(self) -> None:
         for staging, final in self.state.pending():

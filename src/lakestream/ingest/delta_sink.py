@@ -29,20 +29,26 @@ import dataclasses
 from collections.abc import Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakestream.decode.json_batch import JsonDecoder
-from lakestream.decode.schemas import KAFKA_COLUMNS, TIMESTAMP, arrow_schema
+from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.feeds import Feed
-from lakestream.ingest.sink import _OURS, FlushStats, _keys, _with_kafka_columns, replay_mask
-from lakestream.lake.delta import DeltaDataset, OffsetRange
+from lakestream.ingest.sink import (
+    _OURS,
+    FlushStats,
+    LakeSink,
+    _keys,
+    _with_kafka_columns,
+    replay_mask,
+)
+from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters, with_dates
+from lakestream.lake.delta import DeltaDataset, OffsetRange, writes_delta
 from lakestream.lake.delta import app_id as _app
 from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
-from lakestream.lake.writer import BatchId, dlq_table
+from lakestream.lake.writer import BatchId
 
-DATE_COLUMNS = ("year", "month", "day")
 SOURCE_PREFIX = "source:"  # the derived streams' source offsets: app id of topic "source:<t>"
 
 Key = tuple[str, int]
@@ -121,7 +127,7 @@ class DeltaLakeSink:
             rows = table.num_rows
             table = _with_kafka_columns(table, indices, partition, offsets, timestamps,
                                         key_strings, topic if self.feed.layer == "bronze" else None)
-            table = _with_dates(table, table.column(self.feed.partition_field))
+            table = with_dates(table, table.column(self.feed.partition_field))
         else:
             table = None
         self.data.append(table if table is not None else self._no_rows(), ranges)
@@ -150,29 +156,16 @@ class DeltaLakeSink:
                              offsets: Sequence[int], timestamps: Sequence[int | None]) -> int:
         """Commit the batch's dead letters past the DLQ table's own version; how many."""
         key = (topic, partition)
-        last = self._dlq_last.get(key)
-        if last is not None and offsets[-1] <= last:
-            return 0  # a replay after a crash between the two commits: already there
-        fresh = [(i, why) for i, why in rejected if last is None or offsets[i] > last]
-        if not fresh:
-            return 0
         batch = BatchId(self.feed.dataset, self.feed.name, topic, partition, offsets[0],
                         offsets[-1])
-        rows = dlq_table(batch, fresh, values, keys.to_pylist(), offsets, timestamps)
-        when = pc.coalesce(rows.column("_kafka_timestamp"), rows.column("rejected_at"))
-        self.dlq.append(_with_dates(rows, when),
-                        [OffsetRange(topic, partition, last, offsets[-1])])
-        self._dlq_last[key] = offsets[-1]
-        return len(fresh)
+        written, self._dlq_last[key] = commit_dead_letters(
+            self.dlq, batch, self._dlq_last.get(key), rejected, values, keys.to_pylist(),
+            offsets, timestamps)
+        return written
 
 
-def _with_dates(table: pa.Table, times: pa.ChunkedArray | pa.Array) -> pa.Table:
-    """``table`` with ``year``/``month``/``day`` (zero-padded strings) of ``times`` (UTC)."""
-    utc = pc.cast(times, TIMESTAMP)
-    for name, fmt in zip(DATE_COLUMNS, ("%Y", "%m", "%d"), strict=True):
-        if name in table.column_names:
-            table = table.drop_columns([name])
-        table = table.append_column(name, pc.strftime(utc, format=fmt))
-    return table
-
-
+def lake_sink(storage: Storage, feed: Feed) -> LakeSink | DeltaLakeSink:
+    """The sink of ``feed``'s dataset in the format the lake keeps it in
+    (:func:`~lakestream.lake.delta.writes_delta`)."""
+    return DeltaLakeSink(storage, feed) if writes_delta(storage, feed.dataset) \
+        else LakeSink(storage, feed)

@@ -1,7 +1,8 @@
 """The streaming ingest: Kafka topics → the lake, exactly once.
 
-Offsets come from the lake's ledger when a partition is assigned (the lake is
-the source of truth), so a consumer killed at any moment resumes exactly after
+Offsets come from the lake when a partition is assigned (a Delta table's
+application transactions, or a legacy dataset's ledger: the lake is the
+source of truth), so a consumer killed at any moment resumes exactly after
 the last committed batch. Kafka's committed offsets are written too, after
 each lake commit, only so that lag tools see progress.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from lakestream.config import Settings
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
 from lakestream.ingest.sink import FlushStats, LakeSink
 from lakestream.ingest.tables import TableIngest
 from lakestream.kafka.buffer import PartitionBuffer
@@ -52,10 +54,10 @@ class IngestEngine(BatchingConsumer):
                  feeds: Sequence[Feed], options: ConsumeOptions,
                  table_partitions: dict[str, list[int]] | None = None) -> None:
         self.storage = storage
-        self.sinks: dict[str, list[LakeSink]] = defaultdict(list)
+        self.sinks: dict[str, list[LakeSink | DeltaLakeSink]] = defaultdict(list)
         for feed in feeds:
             if feed.kind == "stream":
-                self.sinks[feed.topic].append(LakeSink(storage, feed))
+                self.sinks[feed.topic].append(lake_sink(storage, feed))
         super().__init__(settings, bootstrap, list(self.sinks), options, IngestReport())
         self.report: IngestReport
         tables = [f for f in feeds if f.kind == "table"]
@@ -116,7 +118,7 @@ class IngestEngine(BatchingConsumer):
                 continue
             self._count(sink.feed.name, stats)
 
-    def _write(self, sink: LakeSink, topic: str, partition: int,
+    def _write(self, sink: LakeSink | DeltaLakeSink, topic: str, partition: int,
                run: tuple[list[Any], ...]) -> FlushStats:
         result: FlushStats = self.retry(lambda: sink.write(topic, partition, *run),
                                         "write to the lake")
