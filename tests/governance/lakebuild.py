@@ -86,9 +86,10 @@ def _records(days: list[dt.date], per_day: int, partition: int,
     return values, stamps
 
 
-def build_table(storage: Storage, feed: Feed, versions: int) -> None:
-    """Write ``versions`` snapshot versions of a table feed (all kept)."""
-    sink = TableSink(storage, feed, keep=versions + 10)
+def build_table(storage: Storage, feed: Feed, versions: int, delta: bool = False) -> None:
+    """Write ``versions`` snapshot versions of a table feed (all kept), as a Delta table
+    partitioned by ``version`` with ``delta``."""
+    sink = TableSink(storage, feed, keep=versions + 10, delta=delta)
     sink.load()
     for v in range(versions):
         for k in range(3):

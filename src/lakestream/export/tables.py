@@ -7,7 +7,8 @@ ksqlDB the table is the answer of a pull query over the whole table; the
 version keeps the offsets of the version before it, so the streaming ingest
 resumes from there and replays changes as upserts (the same final state).
 Either way a new version is written, and versions beyond the retention
-(``lake.table_versions``) are pruned.
+(``lake.table_versions``) are pruned — on a Delta table in the same commit
+(:mod:`lakestream.lake.table_versions`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def export_table_from_kafka(storage: Storage, feed: Feed, keep: int, scan: Kafka
         partitions: The topic's partitions.
         on_records: Called with the number of changelog records applied per chunk.
     """
-    sink = TableSink(storage, feed, keep)
+    sink = TableSink(storage, feed, keep, partitions=list(partitions))
     sink.load()
     starts = {p: sink.offsets.get(p, OFFSET_BEGINNING) for p in partitions}
     for chunk in scan.read(starts):

@@ -8,6 +8,13 @@ manifest records the offsets it covers; on restart the newest version is
 loaded and consumption resumes right after those offsets, so a version is
 always exactly "every change before these offsets". The last ``keep``
 versions are kept; ``_metadata.json`` names the current one.
+
+A table that is a Delta table (or a new one once
+:func:`~lakestream.lake.delta.new_datasets_are_delta`) is written by
+:mod:`lakestream.lake.table_versions` instead (the ``_delta_*`` methods): one
+Delta table partitioned by ``version``, offsets in its log, a snapshot and
+the removal of the oldest kept version in one commit. The version manifests
+below are the protocol it replaces.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import pyarrow.parquet as pq
 from lakestream.decode.schemas import arrow_schema, schema_as_json
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
+from lakestream.lake.delta import is_delta_table, new_datasets_are_delta
 from lakestream.lake.layout import METADATA, STAGING
 from lakestream.lake.storage import Storage
+from lakestream.lake.table_versions import VersionedTable, version_name, write_delta_metadata
 from lakestream.lake.writer import parquet_bytes
 
 log = logging.getLogger(__name__)
@@ -66,14 +75,28 @@ class TableSink:
     dirty: bool = False
     rejected: int = 0
     last_snapshot: float = field(default_factory=time.monotonic)
+    partitions: list[int] = field(default_factory=list)  # the topic's, when known
+    delta: bool | None = None  # decided by load()
+    committed: dict[int, int] = field(default_factory=dict)  # Delta: last offsets in the log
 
     @property
     def ledger(self) -> str:
         """Folder of the version manifests."""
         return f"{self.feed.dataset}/_ledger/versions"
 
+    def is_delta(self) -> bool:
+        """Whether the table is (or, not existing yet, becomes) a Delta table."""
+        if self.delta is None:
+            dataset = self.feed.dataset
+            self.delta = is_delta_table(self.storage, dataset) or (
+                not self.storage.list_files(dataset) and new_datasets_are_delta())
+        return self.delta
+
     def load(self) -> None:
         """Load the newest version (rows and offsets) and delete uncommitted leftovers."""
+        if self.is_delta():
+            self._delta_load()
+            return
         manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
         current = Version(**json.loads(self.storage.read(manifests[-1].path))) if manifests \
             else None
@@ -113,6 +136,8 @@ class TableSink:
         """Write a new version if anything changed since the last one."""
         if not self.dirty:
             return None
+        if self.is_delta():
+            return self._delta_snapshot()
         number = (self.current.version if self.current else 0) + 1
         table = pa.Table.from_pylist(list(self.rows.values()),
                                      schema=self._schema(list(self.rows.values())))
@@ -152,6 +177,8 @@ class TableSink:
 
     def versions(self) -> list[Version]:
         """The kept versions, oldest first."""
+        if self.is_delta():
+            return self._delta_versions()
         return [Version(**json.loads(self.storage.read(f.path)))
                 for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
 
@@ -172,6 +199,55 @@ class TableSink:
         }
         self.storage.write_atomic(f"{self.feed.dataset}/{METADATA}",
                                   json.dumps(meta, indent=2).encode())
+
+    # -- the Delta path (lake/table_versions.py) --------------------------------------------
+
+    def _versioned(self) -> VersionedTable:
+        return VersionedTable(self.storage, self.feed.dataset, self.feed.topic)
+
+    def _delta_load(self) -> None:
+        """The newest version's rows; every partition resumes after its offset in the log."""
+        self.rows, self.offsets, self.committed, self.current = {}, {}, {}, None
+        loaded = self._versioned().load(self.partitions)
+        if loaded is None:
+            return
+        self.rows = {self._key(r): r for r in loaded.rows.to_pylist()}
+        self.committed = dict(loaded.offsets)
+        self.offsets = {p: o + 1 for p, o in loaded.offsets.items()}
+        self.current = Version(loaded.number, loaded.rows.num_rows, 0, "",
+                               {str(p): o for p, o in sorted(self.offsets.items())},
+                               f"{self.feed.dataset}/version={version_name(loaded.number)}",
+                               loaded.rejected)
+
+    def _delta_snapshot(self) -> Version:
+        """Commit the next version and drop the one past ``keep``, in one fenced commit."""
+        number = (self.current.version if self.current else 0) + 1
+        rows = list(self.rows.values())
+        table = pa.Table.from_pylist(rows, schema=self._schema(rows))
+        last = {p: o - 1 for p, o in self.offsets.items()}
+        rejected = (self.current.rejected if self.current else 0) + self.rejected
+        self._versioned().commit(table, number, last, self.committed, self.keep, rejected)
+        self.committed = last
+        self.current = Version(number, table.num_rows, 0, "",
+                               {str(p): o for p, o in sorted(self.offsets.items())},
+                               f"{self.feed.dataset}/version={version_name(number)}", rejected)
+        version = next(v for v in self._delta_versions() if v.version == number)
+        self.current, self.dirty, self.rejected = version, False, 0
+        self.last_snapshot = time.monotonic()
+        write_delta_metadata(self.storage, self.feed.name, self.feed.dataset, self.feed.topic,
+                             self.feed.layer, self.feed.key)
+        return version
+
+    def _delta_versions(self) -> list[Version]:
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        current = self.current.version if self.current else None
+        offsets = {str(p): o for p, o in sorted(self.offsets.items())}
+        rejected = self.current.rejected if self.current else 0
+        return [Version(int(v.name[1:]), v.rows, v.bytes, v.created_at or now,
+                        offsets if int(v.name[1:]) == current else {},
+                        f"{self.feed.dataset}/version={v.name}",
+                        rejected if int(v.name[1:]) == current else 0)
+                for v in self._versioned().versions()]
 
     def _schema(self, rows: list[dict[str, Any]]) -> pa.Schema:
         declared = arrow_schema(self.feed.schema_spec, None)
@@ -214,6 +290,7 @@ class TableIngest:
         from confluent_kafka import Consumer
 
         for sink in self.sinks.values():
+            sink.partitions = list(partitions.get(sink.feed.topic, []))
             sink.load()
         self.partitions = [(t, p) for t in self.sinks for p in partitions.get(t, [])]
         self.consumer = Consumer(self.config, logger=logging.getLogger("lakestream.kafka"))
