@@ -5,6 +5,8 @@ An engine registers lake files as views, runs the shared SQL of
 per ``year=YYYY/month=MM`` partition into a staging folder (the partition
 columns live in the folder names, not in the files: the hive convention every
 engine reads). The silver builder then swaps the staged files into place.
+On a Delta dataset an engine commits the result instead (:meth:`SqlEngine.write_delta`,
+:mod:`lakestream.medallion.delta_tables`): a rebuild of some months is one commit.
 
 DuckDB (the default) reads a local lake with ``read_parquet`` and an S3 lake
 through pyarrow datasets (it cannot load its S3 extension offline, SPEC §2);
@@ -26,6 +28,7 @@ import pyarrow.dataset as pads
 from lakestream.errors import TerminalError
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import parquet_bytes
+from lakestream.medallion.delta_tables import Month, overwrite_months
 from lakestream.medallion.sql import DUCKDB, Dialect
 
 PARTITION_COLUMNS = ("year", "month")
@@ -86,6 +89,22 @@ class SqlEngine(ABC):
             order: Columns each file is sorted by.
         """
 
+    @abstractmethod
+    def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
+                    order: Sequence[str]) -> int:
+        """Replace ``months`` of the Delta dataset ``dataset`` by ``sql``'s rows in one commit.
+
+        Args:
+            sql: The query; its int ``year`` and ``month`` columns pick the partition.
+            dataset: The table's folder below the lake root.
+            months: The (year, month) partitions replaced: every row of ``sql`` is in one.
+            staging: A scratch folder the engine may write below (removed by the caller).
+            order: Columns each file is sorted by.
+
+        Returns:
+            The rows written.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""
 
@@ -144,6 +163,14 @@ class DuckDBEngine(SqlEngine):
         keys = ", ".join(q(k) for k in (*PARTITION_COLUMNS, *order))
         table = self.arrow(f"SELECT * FROM ({sql}) w ORDER BY {keys}")
         return stage_sorted(self.storage, table, staging)
+
+    def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
+                    order: Sequence[str]) -> int:
+        """A predicate overwrite of the months with ``write_deltalake`` (sorted rows)."""
+        q = self.dialect.quote
+        keys = ", ".join(q(k) for k in (*PARTITION_COLUMNS, *order))
+        table = self.arrow(f"SELECT * FROM ({sql}) w ORDER BY {keys}")
+        return overwrite_months(self.storage, dataset, table, months)
 
     def close(self) -> None:
         """Close the connection."""

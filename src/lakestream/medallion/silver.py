@@ -15,6 +15,15 @@ server-side copy onto the same key on S3, so a reader sees the old file or
 the new one, never a mix. The state is saved last; a run that dies before
 that is simply redone by the next one (re-merging the same rows changes
 nothing). One silver run at a time per lake.
+
+On Delta tables (:mod:`lakestream.medallion.delta_tables`; issue #16) bronze
+and silver are read from their snapshots' file lists, and the touched months
+of each silver dataset are replaced in one commit (DuckDB: a predicate
+overwrite; Spark: its Parquet files committed with
+``create_write_transaction``), instead of staged and swapped. Each dataset
+keeps its format: a Delta table stays one, a folder of plain Parquet stays
+one, and a dataset not created yet follows the lake's switch
+(:func:`lakestream.lake.delta.new_datasets_are_delta`).
 """
 
 from __future__ import annotations
@@ -27,8 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lakestream.lake.delta import is_delta_table
 from lakestream.lake.storage import Storage
 from lakestream.medallion import sql
+from lakestream.medallion.delta_tables import Month, is_delta_dataset, snapshot_files
 from lakestream.medallion.engines import PART_FILE, SqlEngine, StagedPartition
 
 BRONZE = "bronze/weather"
@@ -60,13 +71,17 @@ class SilverReport:
 
 
 def bronze_files(storage: Storage) -> dict[str, int]:
-    """Committed bronze data files (relative path → size)."""
+    """Committed bronze data files (relative path → size); a Delta bronze's from its log."""
+    if is_delta_table(storage, BRONZE):
+        return snapshot_files(storage, BRONZE)
     return {f.path: f.size for f in storage.list_files(BRONZE)
             if f.path.endswith(".parquet") and "/_" not in f.path[len(BRONZE):]}
 
 
 def dataset_files(storage: Storage, dataset: str) -> list[str]:
-    """The partition files of a silver dataset."""
+    """The partition files of a silver dataset; a Delta dataset's from its log."""
+    if is_delta_table(storage, dataset):
+        return list(snapshot_files(storage, dataset))
     return [f.path for f in storage.list_files(dataset)
             if f.path.endswith(".parquet") and "/_" not in f.path[len(dataset):]]
 
@@ -78,14 +93,18 @@ class SilverBuilder:
         storage: The lake.
         engine: DuckDB or Spark (:func:`lakestream.medallion.engines.open_engine`).
         on_progress: Called with a short message at each stage.
+        new_as_delta: Whether a silver dataset not created yet becomes a Delta
+            table (``None``: the lake's switch, ``new_datasets_are_delta``).
     """
 
     def __init__(self, storage: Storage, engine: SqlEngine,
-                 on_progress: Progress | None = None) -> None:
+                 on_progress: Progress | None = None, new_as_delta: bool | None = None) -> None:
         self.storage = storage
         self.engine = engine
         self.d = engine.dialect
         self.progress = on_progress or (lambda _m: None)
+        self.new_as_delta = new_as_delta
+        self.delta: dict[str, bool] = {}
 
     def run(self) -> SilverReport:
         """Process the bronze files not yet in silver; returns what it did."""
@@ -97,6 +116,8 @@ class SilverBuilder:
         report.bronze_files = len(new)
         if new:
             self.storage.delete_dir(STAGING)
+            self.delta = {ds: is_delta_dataset(self.storage, ds, self.new_as_delta)
+                          for ds in DATASETS}
             self.progress(f"silver: reading {len(new):,} new bronze file(s) on {self.engine.name}")
             self._build(new, report)
         self._save_state({p: s for p, s in current.items() if p in state or p in new})
@@ -121,15 +142,18 @@ class SilverBuilder:
         report.duplicates = fresh + existing - merged
         self.progress(f"silver: writing {len(months)} month partition(s) "
                       f"({', '.join(report.partitions)})")
-        self._stage_and_swap(report)
+        self._write(report, months)
 
-    def _union_with_existing(self, months: list[tuple[int, int]]) -> tuple[str, int]:
+    def _union_with_existing(self, months: list[Month]) -> tuple[str, int]:
         """The new rows plus the existing rows of their months, and how many of those exist."""
         q = self.d.quote
         columns = ", ".join(q(c) for c in sql.cleaned_columns(self.d))
         union = f"SELECT {columns} FROM {q('silver_new')}"
-        wanted = {f"{CLEANED}/year={y:04d}/month={m:02d}/{PART_FILE}" for y, m in months}
-        files = [f for f in dataset_files(self.storage, CLEANED) if f in wanted]
+        if self.delta[CLEANED]:
+            files = list(snapshot_files(self.storage, CLEANED, months))
+        else:
+            wanted = {f"{CLEANED}/year={y:04d}/month={m:02d}/{PART_FILE}" for y, m in months}
+            files = [f for f in dataset_files(self.storage, CLEANED) if f in wanted]
         if not files:
             return union, 0
         self.engine.register("silver_existing", files)
@@ -137,13 +161,27 @@ class SilverBuilder:
                                                                           "silver_existing"))
         return f"{union} UNION ALL SELECT {columns} FROM {q('silver_old')}", existing
 
-    def _stage_and_swap(self, report: SilverReport) -> None:
+    def _write(self, report: SilverReport, months: list[Month]) -> None:
+        """Every dataset's months: Delta tables committed, plain folders staged and swapped."""
         staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
         plan = {
             CLEANED: (f"SELECT * FROM {self.d.quote('silver_merged')}", ("city", "timestamp")),
             DAILY: (sql.daily_sql(self.d, "silver_merged"), ("city", "date")),
             HOURLY: (sql.hourly_sql(self.d, "silver_merged"), ("city", "date", "hour")),
         }
+        rows = self._stage_and_swap({ds: p for ds, p in plan.items() if not self.delta[ds]},
+                                    staging)
+        for dataset, (query, order) in plan.items():
+            if self.delta[dataset]:
+                name = dataset.split("/", 1)[1]
+                rows[dataset] = self.engine.write_delta(query, dataset, months,
+                                                        f"{staging}/{name}", order)
+        self.storage.delete_dir(staging)
+        report.rows_out, report.daily_rows, report.hourly_rows = (rows[CLEANED], rows[DAILY],
+                                                                  rows[HOURLY])
+
+    def _stage_and_swap(self, plan: dict[str, tuple[str, tuple[str, ...]]],
+                        staging: str) -> dict[str, int]:
         staged: dict[str, list[StagedPartition]] = {}
         for dataset, (query, order) in plan.items():
             name = dataset.split("/", 1)[1]
@@ -151,10 +189,7 @@ class SilverBuilder:
         for dataset, parts in staged.items():
             for part in parts:
                 self.storage.move(part.staged, f"{dataset}/{part.partition}/{PART_FILE}")
-        self.storage.delete_dir(staging)
-        report.rows_out = sum(p.rows for p in staged[CLEANED])
-        report.daily_rows = sum(p.rows for p in staged[DAILY])
-        report.hourly_rows = sum(p.rows for p in staged[HOURLY])
+        return {dataset: sum(p.rows for p in parts) for dataset, parts in staged.items()}
 
     def _load_state(self) -> dict[str, int]:
         try:

@@ -6,6 +6,12 @@ and writes the lake itself: a local lake as ``file://`` paths, an S3 lake as
 (not shipped with pyspark; see docs/weather.md). The driver binds to the
 loopback interface only (``SPARK_LOCAL_IP``, ``spark.driver.host`` and
 ``spark.driver.bindAddress``); the web UI is off.
+
+Delta tables without delta-spark (no such jars here, SPEC §2): Spark reads a
+table from its snapshot's file list (the silver builder hands it the files
+the log holds, never a folder), and writes plain Parquet that
+:func:`lakestream.medallion.delta_tables.commit_files` commits with
+``create_write_transaction``: Spark does the work, delta-rs keeps the log.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +29,7 @@ import pyarrow.parquet as pq
 
 from lakestream.config import S3Settings
 from lakestream.lake.storage import Storage
+from lakestream.medallion.delta_tables import DataFile, Month, commit_files, partition_folder
 from lakestream.medallion.engines import (
     PART_FILE,
     PARTITION_COLUMNS,
@@ -143,6 +151,40 @@ class SparkEngine(SqlEngine):
     def write_partitions(self, sql: str, staging: str,
                          order: Sequence[str]) -> list[StagedPartition]:
         """``partitionBy(year, month)`` after a repartition: one file per partition."""
+        self._write_parquet(sql, staging, order)
+        return self._collect_staged(staging)
+
+    def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
+                    order: Sequence[str]) -> int:
+        """Parquet written by Spark, moved into the table's month folders, committed by delta-rs.
+
+        The files get unique names in their partition folders: until the commit
+        no reader sees them (the log does not hold them), and a run that dies
+        before it leaves files ``vacuum`` deletes.
+        """
+        columns = self._write_parquet(sql, staging, order)
+        run = uuid.uuid4().hex[:12]
+        files: list[DataFile] = []
+        schema: pa.Schema | None = None
+        for info in self.storage.list_files(staging):
+            name = info.path.rsplit("/", 1)[-1]
+            if not name.endswith(".parquet") or name.startswith(("_", ".")):
+                continue
+            part = dict(p.split("=", 1) for p in info.path[len(staging) + 1:].split("/")[:-1])
+            year, month = int(part["year"]), int(part["month"])
+            target = f"{dataset}/{partition_folder(year, month)}/part-{run}-{name}"
+            self.storage.move(info.path, target)
+            with self.storage.fs.open_input_file(self.storage.full(target)) as f:
+                meta = pq.ParquetFile(f).metadata
+                schema = schema or meta.schema.to_arrow_schema()
+            files.append(DataFile(target, year, month, info.size, int(meta.num_rows)))
+        if schema is None:
+            return 0
+        return commit_files(self.storage, dataset, sorted(files, key=lambda f: f.path),
+                            _table_schema(schema, columns), months)
+
+    def _write_parquet(self, sql: str, staging: str, order: Sequence[str]) -> list[str]:
+        """Write ``sql``'s rows below ``staging`` in ``year=/month=`` folders; its columns."""
         from pyspark.sql import functions as F
 
         year, month = PARTITION_COLUMNS
@@ -153,7 +195,7 @@ class SparkEngine(SqlEngine):
         self.storage.delete_dir(staging)
         self._run(lambda: frame.write.mode("overwrite").partitionBy(year, month)
                   .parquet(self.url(staging)))
-        return self._collect_staged(staging)
+        return list(frame.columns)
 
     def _collect_staged(self, staging: str) -> list[StagedPartition]:
         staged = []
@@ -185,3 +227,10 @@ class SparkEngine(SqlEngine):
         for frame in self._cached:
             frame.unpersist()
         self._cached.clear()
+
+
+def _table_schema(files: pa.Schema, columns: Sequence[str]) -> pa.Schema:
+    """The table's columns in the query's order: the files' types, string partition columns."""
+    fields = [pa.field(c, pa.string()) if c in PARTITION_COLUMNS else files.field(c)
+              for c in columns]
+    return pa.schema(fields)

@@ -1,0 +1,229 @@
+"""The medallion's datasets as Delta tables (issue #16): a month rebuild is one commit.
+
+Bronze is a Delta table once ``ingest`` lands it through the Delta sink
+(``year``/``month``/``day`` partitions); silver's three datasets are Delta
+tables partitioned by ``year`` and ``month`` (zero-padded strings, so the
+files stay in the ``year=YYYY/month=MM/`` folders of SPEC §5). A dataset is
+read from its snapshot's file list, never by listing folders, so a file a
+commit did not reference (yet, or any more) is never read.
+
+**A rebuild is one commit.** A silver run recomputes whole months; every
+dataset's months are replaced in one commit that removes the months' files
+and adds the new ones, so a Delta reader sees the old months or the new ones,
+never a half:
+
+* DuckDB hands its Arrow result to ``write_deltalake(mode="overwrite",
+  predicate="(year = 'YYYY' AND month = 'MM') OR ...")``.
+* Spark (no delta-spark jars here, SPEC §2) writes plain Parquet into the
+  table's partition folders under unique names; :func:`commit_files` then
+  commits them with ``DeltaTable.create_write_transaction``. Its
+  ``mode="overwrite"`` takes one conjunction of partition filters (one month
+  at most), so the commit is ``mode="append"`` carrying one ``RemoveAction``
+  per file of the replaced months, read from the very snapshot the commit is
+  made on: ``max_commit_retries=0`` makes it fail rather than land on a newer
+  log, and it is retried on the new snapshot. So exactly the replaced
+  months' files go. ``numRecords`` of each added file comes from its Parquet
+  footer.
+
+Tables are created with every column nullable and need reader version 1 and
+writer version 2, with no table feature (every reader of the lake reads them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakestream.errors import StorageError, TerminalError
+from lakestream.lake.delta import (
+    COMMIT_ATTEMPTS,
+    DeltaDataset,
+    delta_errors,
+    is_delta_table,
+    new_datasets_are_delta,
+)
+from lakestream.lake.storage import Storage
+
+PARTITION_BY = ("year", "month")
+
+Month = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A Parquet file another engine wrote inside a table, waiting to be committed."""
+
+    path: str
+    """Lake-relative path, inside the table's partition folder."""
+    year: int
+    month: int
+    size: int
+    records: int
+
+
+def is_delta_dataset(storage: Storage, rel: str, new_as_delta: bool | None = None) -> bool:
+    """Whether ``rel`` is (or, not existing yet, is to be created as) a Delta table.
+
+    Args:
+        storage: The lake.
+        rel: The dataset folder.
+        new_as_delta: For a dataset that does not exist yet; ``None``: the
+            lake's switch (:func:`lakestream.lake.delta.new_datasets_are_delta`).
+    """
+    if is_delta_table(storage, rel):
+        return True
+    if any(f.path.endswith(".parquet") for f in storage.list_files(rel)):
+        return False
+    return new_datasets_are_delta() if new_as_delta is None else new_as_delta
+
+
+def partition_folder(year: int, month: int) -> str:
+    """``year=YYYY/month=MM``: the folder of one month inside a table."""
+    return f"year={year:04d}/month={month:02d}"
+
+
+def _add_actions(dataset: DeltaDataset) -> tuple[Any, list[dict[str, Any]]]:
+    """The table (``None`` before its first commit) and its snapshot's add actions."""
+    table = dataset.table()
+    if table is None:
+        return None, []
+    with delta_errors(f"read the log of {dataset.uri}"):
+        actions = pa.table(table.get_add_actions(flatten=True))
+    columns = [c for c in ("path", "size_bytes", "partition.year", "partition.month")
+               if c in actions.column_names]
+    return table, actions.select(columns).to_pylist()
+
+
+def _in_months(action: dict[str, Any], months: set[Month] | None) -> bool:
+    if months is None:
+        return True
+    year, month = action.get("partition.year"), action.get("partition.month")
+    return year is not None and month is not None and (int(year), int(month)) in months
+
+
+def snapshot_files(storage: Storage, rel: str,
+                   months: Iterable[Month] | None = None) -> dict[str, int]:
+    """The live data files of a Delta dataset (lake-relative path → size), in path order.
+
+    Args:
+        months: Only the files of these (year, month) partitions (silver's tables).
+    """
+    wanted = None if months is None else set(months)
+    _, actions = _add_actions(DeltaDataset(storage, rel))
+    files = {f"{rel}/{unquote(a['path'])}": int(a["size_bytes"]) for a in actions
+             if _in_months(a, wanted)}
+    return dict(sorted(files.items()))
+
+
+def month_predicate(months: Iterable[Month]) -> str:
+    """The SQL predicate of whole months: ``(year = 'YYYY' AND month = 'MM') OR ...``."""
+    return " OR ".join(f"(year = '{y:04d}' AND month = '{m:02d}')" for y, m in sorted(months))
+
+
+def padded_partitions(table: pa.Table) -> pa.Table:
+    """``year`` and ``month`` as zero-padded strings (``2026``, ``03``), the lake's form."""
+    for name, width in (("year", 4), ("month", 2)):
+        index = table.schema.get_field_index(name)
+        text = pc.utf8_lpad(table.column(name).cast(pa.string()), width=width, padding="0")
+        table = table.set_column(index, pa.field(name, pa.string()), text)
+    return table
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every field nullable (what a new table is created with)."""
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
+
+
+def overwrite_months(storage: Storage, rel: str, data: pa.Table, months: Sequence[Month]) -> int:
+    """Replace whole months of a silver table by ``data`` (with int ``year``/``month``): one commit.
+
+    Returns:
+        The rows written.
+    """
+    from deltalake import write_deltalake
+
+    dataset = DeltaDataset(storage, rel, PARTITION_BY)
+    table = dataset.table()
+    data = padded_partitions(data)
+    data = data.cast(nullable(data.schema))
+    with delta_errors(f"rewrite {len(months)} month(s) of {dataset.uri}"):
+        write_deltalake(table if table is not None else dataset.uri, data, mode="overwrite",
+                        predicate=month_predicate(months), partition_by=list(PARTITION_BY),
+                        storage_options=dataset.options)
+    return data.num_rows
+
+
+def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: pa.Schema,
+                 months: Sequence[Month]) -> int:
+    """Commit files another engine wrote into ``rel``, replacing ``months``: one commit.
+
+    Args:
+        files: The new files, already in the table's partition folders.
+        schema: The table's columns, partition columns included, in order.
+        months: The months replaced (every live file of them is removed).
+
+    Returns:
+        The rows added.
+    """
+    from deltalake import CommitProperties
+    from deltalake import Schema as DeltaSchema
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import AddAction, create_table_with_add_actions
+
+    dataset = DeltaDataset(storage, rel, PARTITION_BY)
+    now = int(time.time() * 1000)
+    adds = [AddAction(f.path[len(rel) + 1:], f.size,
+                      {"year": f"{f.year:04d}", "month": f"{f.month:02d}"}, now, True,
+                      json.dumps({"numRecords": f.records})) for f in files]
+    wanted = set(months)
+    props = CommitProperties(max_commit_retries=0,
+                             custom_metadata={"lakestream.operation": "silver rebuild"})
+    for attempt in range(COMMIT_ATTEMPTS):
+        table, actions = _add_actions(dataset)
+        try:
+            with delta_errors(f"commit {len(files)} file(s) to {dataset.uri}"):
+                if table is None:
+                    create_table_with_add_actions(
+                        dataset.uri, DeltaSchema.from_arrow(nullable(schema)), adds,
+                        mode="error", partition_by=list(PARTITION_BY),
+                        storage_options=dataset.options, commit_properties=props)
+                else:
+                    _check_schema(dataset, table, schema)
+                    removes = _removes(actions, wanted)
+                    table.create_write_transaction(
+                        [*adds, *removes], mode="append", schema=table.schema(),
+                        partition_by=list(PARTITION_BY), commit_properties=props)
+        except CommitFailedError:  # another commit came first: again, on the newer log
+            time.sleep(min(0.01 * 2 ** attempt, 0.5))
+            continue
+        return sum(f.records for f in files)
+    raise StorageError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
+                       "for the next log version", "is another silver run writing this lake?")
+
+
+def _removes(actions: list[dict[str, Any]], months: set[Month]) -> list[Any]:
+    from deltalake.transaction import RemoveAction
+
+    now = int(time.time() * 1000)
+    return [RemoveAction(a["path"], True, now, int(a["size_bytes"]),
+                         {"year": a["partition.year"], "month": a["partition.month"]})
+            for a in actions if _in_months(a, months)]
+
+
+def _check_schema(dataset: DeltaDataset, table: Any, schema: pa.Schema) -> None:
+    """Files of another type than the table's would corrupt it: refuse them."""
+    from deltalake import Schema as DeltaSchema
+
+    have = {f.name: f.type for f in table.schema().fields}
+    given = {f.name: f.type for f in DeltaSchema.from_arrow(schema).fields}
+    if have != given:
+        differ = sorted(n for n in have.keys() | given.keys() if have.get(n) != given.get(n))
+        raise TerminalError(f"{dataset.uri}: the new files' columns differ from the table's "
+                            f"({', '.join(differ)})", "rebuild the dataset from bronze")

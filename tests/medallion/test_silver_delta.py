@@ -1,0 +1,188 @@
+"""The weather medallion on Delta tables: bronze from the Delta sink, silver month rebuilds as
+single commits, and quality and gold reading the snapshots (issue #16)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from lakestream.config import S3Settings
+from lakestream.feeds import FeedRegistry
+from lakestream.lake.delta import is_delta_table
+from lakestream.lake.storage import Storage, open_storage
+from lakestream.medallion.engines import DuckDBEngine
+from lakestream.medallion.gold_schema import gold_weather_detailed
+from lakestream.medallion.silver import BRONZE, CLEANED, DAILY, DATASETS, HOURLY, SilverBuilder
+from lakestream.pipelines.weather import WeatherService
+from lakestream.quality import check_pipeline
+
+from .bronze import BronzeWriter
+from .conftest import make_settings
+from .expected import rule_cases
+from .test_silver import _history, rows_of
+
+KEYS = {CLEANED: ("city", "timestamp"), DAILY: ("city", "date"),
+        HOURLY: ("city", "date", "hour")}
+
+
+def table(storage: Storage, dataset: str, version: int | None = None) -> DeltaTable:
+    return DeltaTable(storage.full(dataset), version=version)
+
+
+def delta_rows(storage: Storage, dataset: str, version: int | None = None) -> list[dict[str, Any]]:
+    """A Delta dataset's rows as a Delta reader sees them, in key order."""
+    rows = table(storage, dataset, version).to_pyarrow_dataset().to_table().to_pylist()
+    return sorted(rows, key=lambda r: tuple(r[k] for k in KEYS.get(dataset, ("_kafka_offset",))))
+
+
+def as_plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Delta rows with the plain lake's int partition columns (for comparisons)."""
+    return [{**r, "year": int(r["year"]), "month": int(r["month"])} for r in rows]
+
+
+def silver(storage: Storage, new_as_delta: bool | None = True) -> Any:
+    engine = DuckDBEngine(storage)
+    try:
+        return SilverBuilder(storage, engine, new_as_delta=new_as_delta).run()
+    finally:
+        engine.close()
+
+
+def files_by_month(storage: Storage, dataset: str) -> dict[str, set[str]]:
+    actions = pa.table(table(storage, dataset).get_add_actions(flatten=True)).to_pylist()
+    months: dict[str, set[str]] = {}
+    for a in actions:
+        months.setdefault(f"{a['partition.year']}-{a['partition.month']}", set()).add(a["path"])
+    return months
+
+
+def test_delta_silver_holds_what_the_plain_lake_holds(tmp_path: Path) -> None:
+    records = [*rule_cases(), *_history(60, ("Paris", "Tokyo"),
+                                        dt.datetime(2025, 3, 30, tzinfo=dt.UTC))]
+    lake = open_storage(str(tmp_path / "delta"), S3Settings())
+    plain = open_storage(str(tmp_path / "plain"), S3Settings())
+    BronzeWriter(lake, delta=True).write(records)
+    BronzeWriter(plain).write(records)
+    report, expected = silver(lake), silver(plain, new_as_delta=False)
+    assert report.partitions == expected.partitions == ["2025-03", "2025-04"]
+    assert (report.rows_in, report.rows_out, report.duplicates) == (
+        expected.rows_in, expected.rows_out, expected.duplicates)
+
+    assert is_delta_table(lake, BRONZE) and not is_delta_table(plain, CLEANED)
+    for dataset in DATASETS:
+        assert is_delta_table(lake, dataset), dataset
+        t = table(lake, dataset)
+        protocol = t.protocol()
+        assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+        assert not protocol.reader_features and not protocol.writer_features
+        assert t.metadata().partition_columns == ["year", "month"]
+        assert t.version() == 0  # created by one commit
+        assert sorted(files_by_month(lake, dataset)) == ["2025-03", "2025-04"]
+        got = delta_rows(lake, dataset)
+        assert {(r["year"], r["month"]) for r in got} == {("2025", "03"), ("2025", "04")}
+        assert as_plain(got) == rows_of(plain, dataset, *KEYS[dataset]), dataset
+    assert {f.path.split("/")[2:4][0] for f in lake.list_files(CLEANED)
+            if f.path.endswith(".parquet")} == {"year=2025"}
+
+
+def test_a_month_rebuild_is_one_commit_replacing_exactly_that_month(tmp_path: Path) -> None:
+    lake = open_storage(str(tmp_path / "lake"), S3Settings())
+    writer = BronzeWriter(lake, delta=True)
+    jan_feb = _history(72, ("Paris", "London"), dt.datetime(2025, 1, 30, tzinfo=dt.UTC))
+    writer.write(jan_feb)
+    silver(lake)
+    before = {ds: (table(lake, ds).version(), files_by_month(lake, ds), delta_rows(lake, ds))
+              for ds in DATASETS}
+
+    refetch = {**jan_feb[-1], "main": {**jan_feb[-1]["main"], "temp": 5.55},
+               "fetched_at": "2025-02-02T23:59:00.000Z"}
+    writer.write([refetch, *_history(5, ("Paris",), dt.datetime(2025, 2, 3, tzinfo=dt.UTC))])
+    report = silver(lake)
+    assert report.partitions == ["2025-02"] and report.duplicates == 1
+    for ds in DATASETS:
+        version, files, rows = before[ds]
+        t = table(lake, ds)
+        assert t.version() == version + 1, ds  # the rebuild is one commit
+        now = files_by_month(lake, ds)
+        assert now["2025-01"] == files["2025-01"], ds  # January untouched
+        assert not now["2025-02"] & files["2025-02"], ds  # February replaced whole
+        # a reader sees the month before or after the commit, never a mix
+        assert delta_rows(lake, ds, version) == rows
+        after = delta_rows(lake, ds)
+        assert [r for r in after if r["month"] == "01"] == [r for r in rows if r["month"] == "01"]
+        assert len(after) >= len(rows)
+    cleaned = delta_rows(lake, CLEANED)
+    assert len({(r["city"], r["timestamp"]) for r in cleaned}) == len(cleaned)
+    assert [r["temperature"] for r in cleaned if r["city"] == jan_feb[-1]["city"]
+            and r["timestamp"] == dt.datetime(2025, 2, 1, 23, tzinfo=dt.UTC)] == [5.55]
+
+    # nothing new: no commit; the state lost (a run killed before saving it): same rows
+    versions = {ds: table(lake, ds).version() for ds in DATASETS}
+    assert silver(lake).bronze_files == 0
+    assert {ds: table(lake, ds).version() for ds in DATASETS} == versions
+    rows = {ds: delta_rows(lake, ds) for ds in DATASETS}
+    lake.delete("silver/_state/weather.json")
+    again = silver(lake)
+    assert again.bronze_files == len(table(lake, BRONZE).file_uris())
+    assert again.partitions == ["2025-01", "2025-02"]
+    assert {ds: delta_rows(lake, ds) for ds in DATASETS} == rows
+
+
+def test_quality_and_gold_read_the_snapshot_not_the_folders(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    storage = open_storage(settings.lake.root, settings.s3)
+    now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    history = _history(6, ("Paris", "Tokyo"), now - dt.timedelta(hours=5))
+    writer = BronzeWriter(storage, delta=True)
+    writer.write(history)
+    silver(storage)
+    refetch = {**history[-1], "main": {**history[-1]["main"], "temp": 1.5},
+               "fetched_at": (now + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+    writer.write([refetch])
+    silver(storage)
+    # the rebuild's replaced files are still on disk (until vacuum): a folder reader
+    # would count every key twice
+    on_disk = [f for f in storage.list_files(CLEANED) if f.path.endswith(".parquet")]
+    assert len(on_disk) > len(table(storage, CLEANED).file_uris())
+
+    report = check_pipeline("weather", storage, now=now)
+    results = {r.name: r for r in report.results}
+    assert results["uniqueness"].status == "pass", results["uniqueness"].detail
+    assert results["completeness.city"].detail.startswith("13 of 13 records")
+    assert results["freshness"].status == "pass" and report.ok, report.failed
+
+    service = WeatherService(settings, storage, FeedRegistry(tmp_path / "feeds"))
+    store = service.gold_store
+    try:
+        loaded = service.gold()
+        cleaned = delta_rows(storage, CLEANED)
+        assert loaded.rows_in["gold_weather_detailed"] == len(cleaned)
+        detailed = store.select(gold_weather_detailed, "city", "timestamp")
+        assert [(r["city"], r["temperature"]) for r in detailed] == [
+            (r["city"], r["temperature"]) for r in cleaned]
+        assert 1.5 in [r["temperature"] for r in detailed]
+        assert service.gold().rows_in == loaded.rows_in  # a second load changes nothing
+        assert store.select(gold_weather_detailed, "city", "timestamp") == detailed
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("new_as_delta", [False, True])
+def test_each_dataset_keeps_its_format(tmp_path: Path, new_as_delta: bool) -> None:
+    """A plain silver stays plain on a Delta bronze; a new silver follows the switch."""
+    lake = open_storage(str(tmp_path / "lake"), S3Settings())
+    writer = BronzeWriter(lake, delta=True)
+    writer.write(_history(3, ("Paris",), dt.datetime(2025, 7, 1, tzinfo=dt.UTC)))
+    silver(lake, new_as_delta=new_as_delta)
+    assert [is_delta_table(lake, ds) for ds in DATASETS] == [new_as_delta] * 3
+    writer.write(_history(3, ("Paris",), dt.datetime(2025, 7, 2, tzinfo=dt.UTC)))
+    silver(lake, new_as_delta=not new_as_delta)  # existing datasets keep their format
+    assert [is_delta_table(lake, ds) for ds in DATASETS] == [new_as_delta] * 3
+    rows = (delta_rows(lake, CLEANED) if new_as_delta
+            else rows_of(lake, CLEANED, "city", "timestamp"))
+    assert len(rows) == 6
