@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lakestream.export.batch import BatchService
     from lakestream.governance.feed_changes import FeedUpdate
     from lakestream.governance.service import Governance
+    from lakestream.lake.upgrade import DatasetUpgrade
     from lakestream.observe import Monitor
     from lakestream.observe.tokens import ApiTokens
     from lakestream.orchestrate.service import Orchestrator
@@ -309,6 +310,14 @@ class Lakestream:
         from lakestream.lake.metadata import read_metadata
 
         return read_metadata(self.storage, feed.dataset)
+
+    def upgrade_lake(self, dry_run: bool = False,
+                     progress: Callable[[str], None] | None = None) -> list[DatasetUpgrade]:
+        """Turn the datasets of a lake written before Delta into Delta tables, in place
+        (``lake upgrade``; ``dry_run``: say what would change, change nothing)."""
+        from lakestream.lake.upgrade import upgrade_lake
+
+        return upgrade_lake(self.storage, self.feeds, dry_run, progress)
 
     # -- query --------------------------------------------------------------------------
 

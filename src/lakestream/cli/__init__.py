@@ -12,6 +12,7 @@ from lakestream.cli import (  # noqa: F401  (each module registers its commands)
     doctor,
     feeds,
     governance,
+    lake,
     orchestrate,
     reference,
     streams,
