@@ -13,17 +13,19 @@ from deltalake import DeltaTable
 
 from lakestream.config import S3Settings
 from lakestream.feeds import FeedRegistry
-from lakestream.lake.delta import is_delta_table
+from lakestream.lake.delta import is_delta_table, storage_options
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import DuckDBEngine
 from lakestream.medallion.gold_schema import gold_weather_detailed
 from lakestream.medallion.silver import BRONZE, CLEANED, DAILY, DATASETS, HOURLY, SilverBuilder
 from lakestream.pipelines.weather import WeatherService
 from lakestream.quality import check_pipeline
+from lakestream.testing.seaweedfs import SeaweedFS
+from tests.conftest import s3_env
 
-from .bronze import BronzeWriter
+from .bronze import BronzeWriter, record
 from .conftest import make_settings
-from .expected import rule_cases
+from .expected import RULE_EXPECTED, T0, rule_cases
 from .test_silver import _history, rows_of
 
 KEYS = {CLEANED: ("city", "timestamp"), DAILY: ("city", "date"),
@@ -81,7 +83,8 @@ def test_delta_silver_holds_what_the_plain_lake_holds(tmp_path: Path) -> None:
         assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
         assert not protocol.reader_features and not protocol.writer_features
         assert t.metadata().partition_columns == ["year", "month"]
-        assert t.version() == 0  # created by one commit
+        assert t.version() == 1  # created empty, then the months in one commit
+        assert table(lake, dataset, 0).to_pyarrow_dataset().count_rows() == 0
         assert sorted(files_by_month(lake, dataset)) == ["2025-03", "2025-04"]
         got = delta_rows(lake, dataset)
         assert {(r["year"], r["month"]) for r in got} == {("2025", "03"), ("2025", "04")}
@@ -186,3 +189,32 @@ def test_each_dataset_keeps_its_format(tmp_path: Path, new_as_delta: bool) -> No
     rows = (delta_rows(lake, CLEANED) if new_as_delta
             else rows_of(lake, CLEANED, "city", "timestamp"))
     assert len(rows) == 6
+
+
+@pytest.mark.integration
+def test_delta_medallion_on_s3(tmp_path: Path, seaweedfs: SeaweedFS, s3_bucket: str) -> None:
+    env = s3_env(seaweedfs)
+    settings = make_settings(tmp_path, lake=f"s3://{s3_bucket}/lake",
+                             s3={"endpoint": env["LAKESTREAM_S3_ENDPOINT"],
+                                 "access_key": env["LAKESTREAM_S3_ACCESS_KEY"],
+                                 "secret_key": env["LAKESTREAM_S3_SECRET_KEY"]})
+    storage = open_storage(settings.lake.root, settings.s3)
+    writer = BronzeWriter(storage, delta=True)
+    writer.write(rule_cases())
+    first = silver(storage)
+    assert first.rows_out == len(RULE_EXPECTED) and first.partitions == ["2025-03", "2025-04"]
+    writer.write([record("Paris", T0, temp=14.0, fetched=T0 + dt.timedelta(minutes=9))])
+    assert silver(storage).partitions == ["2025-03"]
+
+    def s3_table(dataset: str) -> DeltaTable:
+        return DeltaTable(storage.url(dataset), storage_options=storage_options(storage))
+
+    for dataset in DATASETS:
+        assert s3_table(dataset).version() == 2, dataset  # created, first run, one rebuild
+    rows = s3_table(CLEANED).to_pyarrow_dataset().to_table().to_pylist()
+    assert sorted((r["city"], r["timestamp"]) for r in rows) == sorted(RULE_EXPECTED)
+    assert [r["temperature"] for r in rows if (r["city"], r["timestamp"]) == ("Paris", T0)] == \
+        [14.0]
+    results = {r.name: r for r in check_pipeline("weather", storage).results}
+    assert results["uniqueness"].status == "pass"
+    assert results["completeness.city"].detail.startswith("14 of 16 records")

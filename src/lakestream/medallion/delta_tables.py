@@ -25,8 +25,12 @@ never a half:
   months' files go. ``numRecords`` of each added file comes from its Parquet
   footer.
 
-Tables are created with every column nullable and need reader version 1 and
-writer version 2, with no table feature (every reader of the lake reads them).
+A table is created empty (its log first) before any data file lands in its
+folder: a run that dies while writing the first files leaves files beside a
+log that does not hold them (``vacuum`` deletes them), never a folder of bare
+Parquet that would pass for a dataset of the previous format. Tables are
+created with every column nullable and need reader version 1 and writer
+version 2, with no table feature (every reader of the lake reads them).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from lakestream.lake.delta import (
     delta_errors,
     is_delta_table,
     new_datasets_are_delta,
+    storage_options,
 )
 from lakestream.lake.storage import Storage
 
@@ -141,6 +146,20 @@ def nullable(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
 
 
+def ensure_table(storage: Storage, rel: str, schema: pa.Schema) -> Any:
+    """The Delta table at ``rel``, created empty with ``schema`` if it does not exist yet."""
+    from deltalake import DeltaTable
+
+    dataset = DeltaDataset(storage, rel, PARTITION_BY)
+    table = dataset.table()
+    if table is not None:
+        return table
+    with delta_errors(f"create {dataset.uri}"):
+        DeltaTable.create(dataset.uri, schema=nullable(schema), mode="ignore",
+                          partition_by=list(PARTITION_BY), storage_options=dataset.options)
+    return dataset.table()
+
+
 def overwrite_months(storage: Storage, rel: str, data: pa.Table, months: Sequence[Month]) -> int:
     """Replace whole months of a silver table by ``data`` (with int ``year``/``month``): one commit.
 
@@ -149,14 +168,13 @@ def overwrite_months(storage: Storage, rel: str, data: pa.Table, months: Sequenc
     """
     from deltalake import write_deltalake
 
-    dataset = DeltaDataset(storage, rel, PARTITION_BY)
-    table = dataset.table()
     data = padded_partitions(data)
     data = data.cast(nullable(data.schema))
-    with delta_errors(f"rewrite {len(months)} month(s) of {dataset.uri}"):
-        write_deltalake(table if table is not None else dataset.uri, data, mode="overwrite",
-                        predicate=month_predicate(months), partition_by=list(PARTITION_BY),
-                        storage_options=dataset.options)
+    table = ensure_table(storage, rel, data.schema)
+    with delta_errors(f"rewrite {len(months)} month(s) of {table.table_uri}"):
+        write_deltalake(table, data, mode="overwrite", predicate=month_predicate(months),
+                        partition_by=list(PARTITION_BY),
+                        storage_options=storage_options(storage))
     return data.num_rows
 
 
@@ -165,17 +183,17 @@ def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: 
     """Commit files another engine wrote into ``rel``, replacing ``months``: one commit.
 
     Args:
-        files: The new files, already in the table's partition folders.
-        schema: The table's columns, partition columns included, in order.
+        files: The new files, already in the partition folders of the table
+            (:func:`ensure_table` made it before they were written).
+        schema: The files' columns with the partition columns, in order.
         months: The months replaced (every live file of them is removed).
 
     Returns:
         The rows added.
     """
     from deltalake import CommitProperties
-    from deltalake import Schema as DeltaSchema
     from deltalake.exceptions import CommitFailedError
-    from deltalake.transaction import AddAction, create_table_with_add_actions
+    from deltalake.transaction import AddAction
 
     dataset = DeltaDataset(storage, rel, PARTITION_BY)
     now = int(time.time() * 1000)
@@ -187,19 +205,15 @@ def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: 
                              custom_metadata={"lakestream.operation": "silver rebuild"})
     for attempt in range(COMMIT_ATTEMPTS):
         table, actions = _add_actions(dataset)
+        if table is None:
+            raise StorageError(f"{dataset.uri} has no Delta log to commit to",
+                               "is something deleting the dataset?")
+        _check_schema(dataset, table, schema)
         try:
             with delta_errors(f"commit {len(files)} file(s) to {dataset.uri}"):
-                if table is None:
-                    create_table_with_add_actions(
-                        dataset.uri, DeltaSchema.from_arrow(nullable(schema)), adds,
-                        mode="error", partition_by=list(PARTITION_BY),
-                        storage_options=dataset.options, commit_properties=props)
-                else:
-                    _check_schema(dataset, table, schema)
-                    removes = _removes(actions, wanted)
-                    table.create_write_transaction(
-                        [*adds, *removes], mode="append", schema=table.schema(),
-                        partition_by=list(PARTITION_BY), commit_properties=props)
+                table.create_write_transaction(
+                    [*adds, *_removes(actions, wanted)], mode="append", schema=table.schema(),
+                    partition_by=list(PARTITION_BY), commit_properties=props)
         except CommitFailedError:  # another commit came first: again, on the newer log
             time.sleep(min(0.01 * 2 ** attempt, 0.5))
             continue

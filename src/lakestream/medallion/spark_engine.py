@@ -29,7 +29,13 @@ import pyarrow.parquet as pq
 
 from lakestream.config import S3Settings
 from lakestream.lake.storage import Storage
-from lakestream.medallion.delta_tables import DataFile, Month, commit_files, partition_folder
+from lakestream.medallion.delta_tables import (
+    DataFile,
+    Month,
+    commit_files,
+    ensure_table,
+    partition_folder,
+)
 from lakestream.medallion.engines import (
     PART_FILE,
     PARTITION_COLUMNS,
@@ -164,24 +170,26 @@ class SparkEngine(SqlEngine):
         """
         columns = self._write_parquet(sql, staging, order)
         run = uuid.uuid4().hex[:12]
-        files: list[DataFile] = []
-        schema: pa.Schema | None = None
+        written = []
         for info in self.storage.list_files(staging):
             name = info.path.rsplit("/", 1)[-1]
             if not name.endswith(".parquet") or name.startswith(("_", ".")):
                 continue
+            with self.storage.fs.open_input_file(self.storage.full(info.path)) as f:
+                meta = pq.ParquetFile(f).metadata
             part = dict(p.split("=", 1) for p in info.path[len(staging) + 1:].split("/")[:-1])
-            year, month = int(part["year"]), int(part["month"])
+            written.append((info, name, int(part["year"]), int(part["month"]), meta))
+        if not written:
+            return 0
+        schema = _table_schema(written[0][4].schema.to_arrow_schema(), columns)
+        ensure_table(self.storage, dataset, schema)  # the log exists before any file lands
+        files = []
+        for info, name, year, month, meta in written:
             target = f"{dataset}/{partition_folder(year, month)}/part-{run}-{name}"
             self.storage.move(info.path, target)
-            with self.storage.fs.open_input_file(self.storage.full(target)) as f:
-                meta = pq.ParquetFile(f).metadata
-                schema = schema or meta.schema.to_arrow_schema()
             files.append(DataFile(target, year, month, info.size, int(meta.num_rows)))
-        if schema is None:
-            return 0
-        return commit_files(self.storage, dataset, sorted(files, key=lambda f: f.path),
-                            _table_schema(schema, columns), months)
+        return commit_files(self.storage, dataset, sorted(files, key=lambda f: f.path), schema,
+                            months)
 
     def _write_parquet(self, sql: str, staging: str, order: Sequence[str]) -> list[str]:
         """Write ``sql``'s rows below ``staging`` in ``year=/month=`` folders; its columns."""
