@@ -277,3 +277,25 @@ def test_a_reader_polling_during_snapshots_always_sees_one_whole_version_set(
     assert errors == []
     assert len(seen) == snapshots
     assert delta_table_versions(lake, TOTALS.dataset) == ["v10", "v11", "v12"]
+
+
+def test_compaction_and_vacuum_between_snapshots_change_nothing_a_restart_sees(
+        lake: Storage) -> None:
+    s = sink(lake, keep=2)
+    for v in range(1, 4):
+        put(s, 0, 2 * v, "a", v), put(s, 1, v, f"b{v}", v)
+        s.rejected += 1
+        s.snapshot()
+    table = delta_table(lake)
+    table.optimize.compact()  # maintenance commits carry no snapshot of their own
+    table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    assert "lakestream.version" not in delta_table(lake).history(1)[0]
+
+    again = sink(lake, keep=2)
+    assert again.offsets == {0: 7, 1: 4} and again.current is not None
+    assert (again.current.version, again.current.rejected) == (3, 3)
+    put(again, 0, 7, "a", 9)
+    again.snapshot()
+    assert rows(lake) == {"a": 9, "b1": 1, "b2": 2, "b3": 3}
+    assert delta_table_versions(lake, TOTALS.dataset) == ["v3", "v4"]
+    assert json.loads(lake.read(f"{TOTALS.dataset}/_metadata.json"))["rejected_records"] == 3

@@ -296,9 +296,14 @@ def _rows_of(table: Any, name: str | None) -> pa.Table:
 
 def _snapshot_commit(table: Any) -> dict[str, Any] | None:
     """The commit info of the newest snapshot commit (maintenance commits skipped)."""
-    with delta_errors("read the log's history"):
-        history = table.history(HISTORY_SCAN)
-    return next((h for h in history if META_VERSION in h), None)
+    limit = 1
+    while True:  # usually the newest commit: read more of the log only when it is not
+        with delta_errors("read the log's history"):
+            history = table.history(limit)
+        found = next((h for h in history if META_VERSION in h), None)
+        if found is not None or limit >= HISTORY_SCAN or len(history) < limit:
+            return found
+        limit = min(limit * 10, HISTORY_SCAN)
 
 
 def _stamp(info: Mapping[str, Any]) -> str | None:
