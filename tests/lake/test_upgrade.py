@@ -32,6 +32,11 @@ from lakestream.errors import TerminalError
 from lakestream.feeds import BUILTIN_FEEDS
 from lakestream.ingest.delta_sink import SOURCE_PREFIX, DeltaLakeSink
 from lakestream.lake.storage import Storage, open_storage
+from lakestream.lake.table_versions import (
+    VersionedTable,
+    current_delta_version,
+    delta_table_versions,
+)
 from lakestream.lake.upgrade import upgrade_lake
 from tests.lake.lake_digest import view_digest
 
@@ -226,6 +231,23 @@ def test_a_derived_stream_still_drops_records_replayed_from_before_the_upgrade(
     rows = DeltaTable(str(lake / feed.dataset)).to_pyarrow_dataset().to_table()
     assert rows.num_rows == EXPECTED["rows"][feed.dataset]["rows"] + 1
     assert 22 in rows["_source_offset"].to_pylist()
+
+
+def test_a_table_continues_from_its_newest_version_and_offsets(lake: Path) -> None:
+    upgrade(lake)
+    feed = FEEDS["user_transaction_summary"]
+    versions = VersionedTable(storage_of(lake), feed.dataset, feed.topic)
+
+    loaded = versions.load()
+
+    assert loaded is not None
+    assert (loaded.number, loaded.offsets, loaded.rejected) == (5, {0: 15, 1: 14}, 1)
+    assert loaded.rows.num_rows == 6
+    assert current_delta_version(storage_of(lake), feed.dataset) == "v5"
+    versions.commit(loaded.rows, 6, {0: 16}, {0: 15}, keep=3)
+    assert delta_table_versions(storage_of(lake), feed.dataset) == ["v4", "v5", "v6"]
+    meta = json.loads((lake / feed.dataset / "_metadata.json").read_text())
+    assert meta["kafka_offsets"] == {"0": 16, "1": 15}  # the next offset, as before
 
 
 # -- datasets whose files disagree on types ---------------------------------------------------

@@ -50,6 +50,7 @@ from lakestream.lake.delta import DELTA_LOG, delta_errors, storage_options
 from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import LEDGER, METADATA
 from lakestream.lake.storage import Storage
+from lakestream.lake.table_versions import write_delta_metadata
 from lakestream.lake.upgrade_plan import (
     DatasetPlan,
     LiveFile,
@@ -303,7 +304,7 @@ def _commit(storage: Storage, upgrade: DatasetUpgrade) -> None:
             partition_by=plan.partition_by or None, storage_options=storage_options(storage),
             commit_properties=CommitProperties(
                 app_transactions=txns or None,
-                custom_metadata={"lakestream.operation": "lake upgrade"}))
+                custom_metadata={"lakestream.operation": "lake upgrade", **plan.commit_info}))
 
 
 def _clean_up(storage: Storage, plan: DatasetPlan) -> None:
@@ -323,6 +324,9 @@ def _write_metadata(storage: Storage, plan: DatasetPlan, feed: Feed | None) -> N
         return  # summarized in its feed's _metadata.json
     if plan.kind == "stream" and feed is not None and feed.dataset == plan.rel:
         delta_metadata(storage, feed)
+        return
+    if plan.kind == "table" and feed is not None and feed.dataset == plan.rel:
+        write_delta_metadata(storage, feed.name, plan.rel, feed.topic, feed.layer, feed.key)
         return
     summary = table_summary(storage, plan)
     if summary is not None:

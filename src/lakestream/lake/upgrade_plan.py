@@ -37,6 +37,7 @@ from lakestream.errors import TerminalError
 from lakestream.lake.delta import DELTA_LOG, app_id
 from lakestream.lake.layout import DLQ, LEDGER, METADATA, STAGING, TABLES
 from lakestream.lake.storage import FileInfo, Storage
+from lakestream.lake.table_versions import META_OFFSETS, META_REJECTED, META_VERSION, SNAPSHOT_APP
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class DatasetPlan:
         finish: The table is Delta already; only the clean-up is left.
         feed: The feed the dataset belongs to, when known.
         topic: The Kafka topic of its offsets, when known.
+        commit_info: Custom metadata of the commit (a table's snapshot: its version,
+            offsets and rejected count, as :mod:`lakestream.lake.table_versions` writes them).
     """
 
     rel: str
@@ -99,6 +102,7 @@ class DatasetPlan:
     finish: bool = False
     feed: str | None = None
     topic: str | None = None
+    commit_info: dict[str, str] = field(default_factory=dict)
 
 
 def is_committed_delta(storage: Storage, rel: str) -> bool:
@@ -370,9 +374,16 @@ def _plan_table(storage: Storage, plan: DatasetPlan, visible: list[FileInfo]) ->
         live, present = [_live(plan.rel, f) for f in present.values()], {}
     plan.files = live
     plan.drop += sorted(present)  # files of versions no manifest keeps (pruned mid-way)
-    if versions and plan.topic is not None:
-        for partition, next_offset in versions[-1].get("offsets", {}).items():
-            if int(next_offset) > 0:
-                plan.offsets[app_id(plan.topic, int(partition))] = int(next_offset) - 1
-    elif versions:
+    if not versions:
+        return
+    newest = versions[-1]
+    last = {int(p): int(o) - 1 for p, o in newest.get("offsets", {}).items() if int(o) > 0}
+    plan.offsets[SNAPSHOT_APP] = int(newest["version"])
+    plan.commit_info = {META_VERSION: f"v{int(newest['version'])}",
+                        META_REJECTED: str(int(newest.get("rejected", 0))),
+                        META_OFFSETS: json.dumps({str(p): o for p, o in sorted(last.items())})}
+    if plan.topic is None:
         log.warning("%s: no feed names its topic; its offsets are not carried", plan.rel)
+        return
+    for partition, offset in last.items():
+        plan.offsets[app_id(plan.topic, partition)] = offset
