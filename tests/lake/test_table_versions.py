@@ -299,3 +299,18 @@ def test_compaction_and_vacuum_between_snapshots_change_nothing_a_restart_sees(
     assert rows(lake) == {"a": 9, "b1": 1, "b2": 2, "b3": 3}
     assert delta_table_versions(lake, TOTALS.dataset) == ["v3", "v4"]
     assert json.loads(lake.read(f"{TOTALS.dataset}/_metadata.json"))["rejected_records"] == 3
+
+
+def test_a_complete_table_from_ksqldb_is_a_new_version_keeping_the_offsets(
+        lake: Storage) -> None:
+    from lakestream.export.tables import export_table_rows
+
+    s = sink(lake)
+    put(s, 0, 4, "a", 1), put(s, 3, 9, "b", 2)
+    s.snapshot()
+
+    version = export_table_rows(lake, TOTALS, 7, [{"k": "a", "n": 5}, {"k": "c", "n": 6}])
+
+    assert (version.name, version.offsets) == ("v2", {"0": 5, "3": 10})
+    assert rows(lake) == {"a": 5, "c": 6}
+    assert sink(lake).offsets == {0: 5, 3: 10}  # the streaming ingest resumes from there
