@@ -131,7 +131,7 @@ def test_a_fenced_consumer_rereads_what_the_winning_version_does_not_cover(
 def test_ingest_and_export_of_a_new_table_write_one_delta_table_of_versions(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the one switch the move to Delta flips: new datasets are Delta tables
-    monkeypatch.setattr("lakestream.ingest.tables.new_datasets_are_delta", lambda: True)
+    monkeypatch.setattr("lakestream.lake.delta.new_datasets_are_delta", lambda: True)
     api, topic = table_feed(workdir, table_versions=3, snapshot_interval_s=0.2)
     first = changes(range(6), 4, 0)
     send(bootstrap(workdir), topic, first)

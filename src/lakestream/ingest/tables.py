@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from lakestream.decode.schemas import arrow_schema, schema_as_json
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
-from lakestream.lake.delta import is_delta_table, new_datasets_are_delta
+from lakestream.lake.delta import writes_delta
 from lakestream.lake.layout import METADATA, STAGING
 from lakestream.lake.storage import Storage
 from lakestream.lake.table_versions import VersionedTable, version_name, write_delta_metadata
@@ -87,9 +87,7 @@ class TableSink:
     def is_delta(self) -> bool:
         """Whether the table is (or, not existing yet, becomes) a Delta table."""
         if self.delta is None:
-            dataset = self.feed.dataset
-            self.delta = is_delta_table(self.storage, dataset) or (
-                not self.storage.list_files(dataset) and new_datasets_are_delta())
+            self.delta = writes_delta(self.storage, self.feed.dataset)
         return self.delta
 
     def load(self) -> None:
