@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from lakestream.config import S3Settings
 from lakestream.errors import TerminalError
 from lakestream.feeds import BUILTIN_FEEDS
 from lakestream.ingest.delta_sink import SOURCE_PREFIX, DeltaLakeSink
+from lakestream.lake.delta import storage_options
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.lake.table_versions import (
     VersionedTable,
@@ -38,6 +40,7 @@ from lakestream.lake.table_versions import (
     delta_table_versions,
 )
 from lakestream.lake.upgrade import upgrade_lake
+from lakestream.testing.seaweedfs import SeaweedFS
 from tests.lake.lake_digest import view_digest
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -183,6 +186,58 @@ def test_kill_9_at_any_step_then_a_rerun_finishes(lake: Path, tmp_path: Path,
     upgrade(lake)
 
     assert_upgraded(lake)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reader", ["duckdb-delta", "polars"])
+def test_readers_other_than_delta_rs_read_the_upgraded_tables(
+        lake: Path, reader: str, read_with: Callable[..., list[dict[str, Any]]]) -> None:
+    """DuckDB's delta extension (delta-kernel-rs) and polars: the same rows as the legacy
+    reader, through the log (the hidden and superseded files are still on disk here)."""
+    upgrade(lake)
+    (lake / "streams/transaction_stream/year=2026/month=12/day=03/g000002~stray.parquet") \
+        .write_bytes((lake / "streams/transaction_stream/year=2026/month=12/day=03/"
+                      "transactions-0-000000000008-000000000013.parquet").read_bytes())
+
+    for rel in ("streams/transaction_stream", "tables/user_transaction_summary"):
+        rows = read_with(reader, str(lake / rel), "SELECT count(*) AS n FROM lake")
+        assert rows == [{"n": EXPECTED["rows"][rel]["rows"]}], (reader, rel)
+    offsets = read_with(reader, str(lake / "streams/transaction_stream"),
+                        "SELECT _kafka_partition AS p, max(_kafka_offset) AS o, "
+                        "count(DISTINCT _kafka_offset) AS n FROM lake GROUP BY 1 ORDER BY 1")
+    assert [r["p"] for r in offsets] == [0, 1]
+    assert sum(r["n"] for r in offsets) == EXPECTED["rows"]["streams/transaction_stream"]["rows"]
+
+
+@pytest.mark.integration
+def test_upgrade_on_s3(request: pytest.FixtureRequest) -> None:
+    """The fixture lake in a SeaweedFS bucket: same rows, same offsets, legacy files gone."""
+    server: SeaweedFS = request.getfixturevalue("seaweedfs")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    storage = open_storage(f"s3://{bucket}/lake", S3Settings(
+        endpoint=server.endpoint_url, access_key=server.access_key,
+        secret_key=server.secret_key, region=server.region))
+    source = FIXTURES / "legacy_lake"
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and path.name != "README.md":
+            storage.write_atomic(str(path.relative_to(source)), path.read_bytes())
+
+    upgrade_lake(storage, BUILTIN_FEEDS)
+
+    options = storage_options(storage)
+    for rel, digest in EXPECTED["rows"].items():
+        table = DeltaTable(storage.url(rel), storage_options=options)
+        con = duckdb.connect()
+        con.register("v", table.to_pyarrow_dataset())
+        assert view_digest(con, "v") == digest, rel
+    for key, version in EXPECTED["offsets"].items():
+        rel, app = key.split("|")
+        table = DeltaTable(storage.url(rel), storage_options=options)
+        assert table.transaction_version(app) == version, key
+    left = [f.path for f in storage.list_files("") if "/_ledger/" in f.path
+            or f.path.endswith("_day.json") or f.path.startswith("_staging/streams")]
+    assert left == []
+    assert upgrade_lake(storage, BUILTIN_FEEDS) == []
 
 
 # -- ingest goes on where the legacy lake stopped ------------------------------------------
