@@ -40,6 +40,7 @@ from lakestream.errors import TerminalError
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.export.records import DeadLetters, FeedRows, concat
 from lakestream.feeds import Feed
+from lakestream.lake.delta import is_delta_table
 from lakestream.lake.layout import date_partition
 from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import Storage
@@ -126,14 +127,20 @@ class DayRebuild:
 
     def run(self, read: DayReader, source: str = "kafka") -> RebuildReport:
         """Read the day from ``read`` and replace the lake's day with it."""
+        if is_delta_table(self.storage, self.feed.dataset):
+            from lakestream.export.delta_rebuild import DeltaDayRebuild
+
+            return DeltaDayRebuild(self.storage, self.feed, self.day,
+                                   self.rows_per_file).run(read, source)
         with maintenance_lock(self.storage, self.feed.dataset):
             view = ledger_view(self.storage, self.feed, self.day_dir)
             ranges = {p: (view.first.get(p, 0), b - 1) for p, b in view.bounds.items() if b > 0}
             held = self._held(view)
             decoded = FeedRows(self.storage, self.feed, self.day, held)
-            rows = self._collect(decoded, read(ranges))
-            self._refuse_losses(held, view, getattr(read, "available_from", {}))
-            moving = self._account(held, rows, decoded.dead)
+            rows = collect_rows(decoded, read(ranges))
+            refuse_losses(self.feed, self.day, held, view.first,
+                          getattr(read, "available_from", {}))
+            moving = account(self.feed, self.day, held, rows, decoded.dead)
             new_dead = self._to_dlq(decoded.dead, moving)
             report = self._replace(view, rows, source)
             report.dead_letters, report.replays = decoded.rejected, decoded.replays
@@ -156,48 +163,6 @@ class DayRebuild:
                 found.setdefault(p, []).append(offsets)
         return {p: pa.concat_arrays(arrays) for p, arrays in found.items()}
 
-    def _refuse_losses(self, held: dict[int, pa.Array], view: LedgerView,
-                       available_from: dict[int, int]) -> None:
-        """Stop if the source no longer holds records the lake's day holds (retention)."""
-        gone = {p: low for p, low in available_from.items() if low > view.first.get(p, 0)}
-        lost = sum(int(pc.sum(pc.less(held[p], low)).as_py() or 0)
-                   for p, low in gone.items() if p in held)
-        if lost:
-            p, low = next(iter(gone.items()))
-            raise TerminalError(
-                f"{self.feed.topic} no longer holds {lost} of the records the lake has for "
-                f"{self.day} (partition {p} now starts at offset {low})",
-                "the day was left unchanged; Kafka's retention deleted its source")
-
-    def _account(self, held: dict[int, pa.Array], rows: dict[int, pa.Table],
-                 dead: dict[int, DeadLetters]) -> dict[int, pa.Array]:
-        """Which of the day's dead letters the day held (to move to the DLQ), per partition.
-
-        Raises:
-            TerminalError: The day holds records the rebuild would neither land
-                nor send to the DLQ.
-        """
-        lost: list[tuple[int, int, int]] = []
-        moving: dict[int, pa.Array] = {}
-        for p, offsets in held.items():
-            landed = rows[p].column("_kafka_offset").combine_chunks() if p in rows \
-                else pa.array([], pa.int64())
-            dead_offsets = pa.array(dead[p].offsets if p in dead else [], pa.int64())
-            accounted = pa.concat_arrays([landed, dead_offsets])
-            missing = offsets.filter(pc.invert(pc.is_in(offsets, value_set=accounted)))
-            if len(missing):
-                lost.append((p, len(missing), pc.min(missing).as_py()))
-            moving[p] = pc.is_in(dead_offsets, value_set=offsets)
-        if lost:
-            total = sum(n for _, n, _ in lost)
-            where = ", ".join(f"partition {p} from offset {o}" for p, _, o in lost[:3])
-            raise TerminalError(
-                f"rebuilding {self.feed.name} {self.day} would lose {total} of the records the "
-                f"day holds: the source did not return them ({where})",
-                "the day was left unchanged; check that the source still holds the topic's "
-                "records as they were ingested")
-        return moving
-
     def _to_dlq(self, dead: dict[int, DeadLetters], moving: dict[int, pa.Array]) -> int:
         """Write the dead letters the day held to the DLQ; how many."""
         written = 0
@@ -214,15 +179,6 @@ class DayRebuild:
             write_dlq(self.storage, batch, rejects, f"rebuild-{self.day.isoformat()}")
             written += len(picked)
         return written
-
-    def _collect(self, decoder: FeedRows, chunks: Iterable[PartitionChunk]) -> dict[int, pa.Table]:
-        found: dict[int, list[pa.Table]] = {}
-        for chunk in chunks:
-            table = decoder.decode(chunk)
-            if table is not None:
-                found.setdefault(chunk.partition, []).append(table)
-        tables = {p: concat(ts) for p, ts in found.items()}
-        return {p: t for p, t in tables.items() if t is not None}
 
     def _replace(self, view: LedgerView, rows: dict[int, pa.Table], source: str) -> RebuildReport:
         replace = DayReplace(self.storage, self.day_dir)
@@ -274,6 +230,60 @@ class DayRebuild:
         if like is not None:
             return like.slice(0, 0)
         return FeedRows(self.storage, self.feed, None).decoder.schema.empty_table()
+
+
+def collect_rows(decoder: FeedRows, chunks: Iterable[PartitionChunk]) -> dict[int, pa.Table]:
+    """The day's rows of ``chunks``, per Kafka partition."""
+    found: dict[int, list[pa.Table]] = {}
+    for chunk in chunks:
+        table = decoder.decode(chunk)
+        if table is not None:
+            found.setdefault(chunk.partition, []).append(table)
+    tables = {p: concat(ts) for p, ts in found.items()}
+    return {p: t for p, t in tables.items() if t is not None}
+
+
+def refuse_losses(feed: Feed, day: dt.date, held: dict[int, pa.Array], first: dict[int, int],
+                  available_from: dict[int, int]) -> None:
+    """Stop if the source no longer holds records the lake's day holds (retention)."""
+    gone = {p: low for p, low in available_from.items() if low > first.get(p, 0)}
+    lost = sum(int(pc.sum(pc.less(held[p], low)).as_py() or 0)
+               for p, low in gone.items() if p in held)
+    if lost:
+        p, low = next(iter(gone.items()))
+        raise TerminalError(
+            f"{feed.topic} no longer holds {lost} of the records the lake has for "
+            f"{day} (partition {p} now starts at offset {low})",
+            "the day was left unchanged; Kafka's retention deleted its source")
+
+def account(feed: Feed, day: dt.date, held: dict[int, pa.Array], rows: dict[int, pa.Table],
+            dead: dict[int, DeadLetters]) -> dict[int, pa.Array]:
+    """Which of the day's dead letters the day held (to move to the DLQ), per partition.
+
+    Raises:
+        TerminalError: The day holds records the rebuild would neither land
+            nor send to the DLQ.
+    """
+    lost: list[tuple[int, int, int]] = []
+    moving: dict[int, pa.Array] = {}
+    for p, offsets in held.items():
+        landed = rows[p].column("_kafka_offset").combine_chunks() if p in rows \
+            else pa.array([], pa.int64())
+        dead_offsets = pa.array(dead[p].offsets if p in dead else [], pa.int64())
+        accounted = pa.concat_arrays([landed, dead_offsets])
+        missing = offsets.filter(pc.invert(pc.is_in(offsets, value_set=accounted)))
+        if len(missing):
+            lost.append((p, len(missing), pc.min(missing).as_py()))
+        moving[p] = pc.is_in(dead_offsets, value_set=offsets)
+    if lost:
+        total = sum(n for _, n, _ in lost)
+        where = ", ".join(f"partition {p} from offset {o}" for p, _, o in lost[:3])
+        raise TerminalError(
+            f"rebuilding {feed.name} {day} would lose {total} of the records the "
+            f"day holds: the source did not return them ({where})",
+            "the day was left unchanged; check that the source still holds the topic's "
+            "records as they were ingested")
+    return moving
 
 
 def _newer_than(name: str, topic: str, bounds: dict[int, int]) -> bool:

@@ -21,11 +21,13 @@ import pyarrow.json as pajson
 from lakestream.decode.schemas import TIMESTAMP
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.ingest.sink import LakeSink, replay_mask
 
 # The ingest's own helpers: the rows must match what it writes, byte for byte.
 from lakestream.ingest.sink import _keys as message_keys
 from lakestream.ingest.sink import _with_kafka_columns as with_kafka_columns
+from lakestream.lake.delta import is_delta_table
 from lakestream.lake.storage import Storage
 
 
@@ -42,6 +44,14 @@ class DeadLetters:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def add(self, chunk: PartitionChunk, i: int, key: str | None, reason: str) -> None:
+        """Keep message ``i`` of ``chunk``, rejected for ``reason``."""
+        self.values.append(chunk.values[i])
+        self.keys.append(key)
+        self.offsets.append(chunk.offsets[i])
+        self.timestamps.append(chunk.timestamps[i])
+        self.reasons.append(reason)
+
 
 class FeedRows:
     """Decodes chunks of one feed's messages into its lake rows, keeping one day.
@@ -55,20 +65,28 @@ class FeedRows:
         feed: The feed.
         day: Keep only rows whose partition field falls on this date (``None``: all).
         held: Per Kafka partition, the offsets the lake's day holds.
+        limits: Per Kafka partition, the last offset whose rows and dead letters count
+            (``None``: all); records past it are only decoded for ``kafka_day_dead``.
 
     Attributes:
         dead: The day's rejected records, per Kafka partition.
+        kafka_day_dead: Rejected records whose Kafka timestamp falls on the day (the
+            dead-letter table's partition), at any offset, per Kafka partition.
         replays: Rows of the day a derived stream replayed (dropped, as the ingest does).
     """
 
     def __init__(self, storage: Storage, feed: Feed, day: dt.date | None,
-                 held: dict[int, pa.Array] | None = None) -> None:
+                 held: dict[int, pa.Array] | None = None,
+                 limits: dict[int, int] | None = None) -> None:
         self.feed = feed
         self.day = day
         self.held = held or {}
-        self.decoder = LakeSink(storage, feed).decoder
+        self.limits = limits
+        delta = is_delta_table(storage, feed.dataset)
+        self.decoder = (DeltaLakeSink(storage, feed) if delta else LakeSink(storage, feed)).decoder
         self.max_source: dict[int, int | None] = {}
         self.dead: dict[int, DeadLetters] = {}
+        self.kafka_day_dead: dict[int, DeadLetters] = {}
         self.replays = 0
 
     @property
@@ -83,6 +101,10 @@ class FeedRows:
         if result.rejected:
             self._keep_dead(chunk, keys.to_pylist(), result.rejected)
         table, indices = result.table, result.indices
+        if table is not None and self.limits is not None:
+            limit = self.limits.get(chunk.partition, -1)
+            keep = pc.less_equal(pa.array(chunk.offsets, pa.int64()).take(indices), limit)
+            table, indices = table.filter(keep), indices.filter(keep)
         if table is None or table.num_rows == 0:
             return None
         if self.feed.dedupe_source:
@@ -94,7 +116,8 @@ class FeedRows:
             if table.num_rows == 0:
                 return None
         table = with_kafka_columns(table, indices, chunk.partition, chunk.offsets,
-                                   chunk.timestamps, keys)
+                                   chunk.timestamps, keys,
+                                   chunk.topic if self.feed.layer == "bronze" else None)
         return self._of_day(table)
 
     def _of_day(self, table: pa.Table) -> pa.Table | None:
@@ -106,6 +129,15 @@ class FeedRows:
 
     def _keep_dead(self, chunk: PartitionChunk, keys: list[Any],
                    rejected: list[tuple[int, str]]) -> None:
+        if self.day is not None:
+            by_kafka = self.kafka_day_dead.setdefault(chunk.partition, DeadLetters())
+            for i, reason in rejected:
+                ts = chunk.timestamps[i]
+                if ts is not None and _utc_date(ts) == self.day:
+                    by_kafka.add(chunk, i, keys[i], reason)
+        limit = None if self.limits is None else self.limits.get(chunk.partition, -1)
+        if limit is not None:
+            rejected = [(i, why) for i, why in rejected if chunk.offsets[i] <= limit]
         dead = self.dead.setdefault(chunk.partition, DeadLetters())
         held = self.held.get(chunk.partition)
         was_held = [False] * len(rejected) if held is None else pc.is_in(
@@ -115,11 +147,7 @@ class FeedRows:
             if not in_day and self.day is not None and self._day_of(
                     chunk.values[i], chunk.timestamps[i]) != self.day:
                 continue
-            dead.values.append(chunk.values[i])
-            dead.keys.append(keys[i])
-            dead.offsets.append(chunk.offsets[i])
-            dead.timestamps.append(chunk.timestamps[i])
-            dead.reasons.append(reason)
+            dead.add(chunk, i, keys[i], reason)
 
     def _day_of(self, value: bytes | None, timestamp: int | None) -> dt.date | None:
         """The day a rejected record belongs to (see the class)."""
@@ -129,7 +157,11 @@ class FeedRows:
                 return when
         if timestamp is None:
             return None
-        return dt.datetime.fromtimestamp(timestamp / 1000, dt.UTC).date()
+        return _utc_date(timestamp)
+
+
+def _utc_date(timestamp_ms: int) -> dt.date:
+    return dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC).date()
 
 
 def _event_time(value: bytes | None, path: str) -> dt.date | None:
