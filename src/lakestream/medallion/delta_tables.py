@@ -51,8 +51,8 @@ from lakestream.lake.delta import (
     DeltaDataset,
     delta_errors,
     is_delta_table,
-    new_datasets_are_delta,
     storage_options,
+    writes_delta,
 )
 from lakestream.lake.storage import Storage
 
@@ -79,14 +79,12 @@ def is_delta_dataset(storage: Storage, rel: str, new_as_delta: bool | None = Non
     Args:
         storage: The lake.
         rel: The dataset folder.
-        new_as_delta: For a dataset that does not exist yet; ``None``: the
-            lake's switch (:func:`lakestream.lake.delta.new_datasets_are_delta`).
+        new_as_delta: For a dataset that does not exist yet; ``None``: the rule
+            of every writer (:func:`lakestream.lake.delta.writes_delta`).
     """
-    if is_delta_table(storage, rel):
-        return True
-    if any(f.path.endswith(".parquet") for f in storage.list_files(rel)):
-        return False
-    return new_datasets_are_delta() if new_as_delta is None else new_as_delta
+    if new_as_delta is None:
+        return writes_delta(storage, rel)
+    return is_delta_table(storage, rel) or (new_as_delta and not storage.list_files(rel))
 
 
 def partition_folder(year: int, month: int) -> str:

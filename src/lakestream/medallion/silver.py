@@ -23,7 +23,7 @@ overwrite; Spark: its Parquet files committed with
 ``create_write_transaction``), instead of staged and swapped. Each dataset
 keeps its format: a Delta table stays one, a folder of plain Parquet stays
 one, and a dataset not created yet follows the lake's switch
-(:func:`lakestream.lake.delta.new_datasets_are_delta`).
+(:func:`lakestream.lake.delta.writes_delta`).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class SilverBuilder:
         engine: DuckDB or Spark (:func:`lakestream.medallion.engines.open_engine`).
         on_progress: Called with a short message at each stage.
         new_as_delta: Whether a silver dataset not created yet becomes a Delta
-            table (``None``: the lake's switch, ``new_datasets_are_delta``).
+            table (``None``: the lake's switch, :func:`~lakestream.lake.delta.writes_delta`).
     """
 
     def __init__(self, storage: Storage, engine: SqlEngine,
