@@ -26,12 +26,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from confluent_kafka import Producer
 from deltalake import DeltaTable
 
+from lakestream.api import Lakestream
 from lakestream.config import S3Settings
 from lakestream.errors import TerminalError
 from lakestream.feeds import BUILTIN_FEEDS
 from lakestream.ingest.delta_sink import SOURCE_PREFIX, DeltaLakeSink
+from lakestream.kafka.client import ensure_topics
 from lakestream.lake.delta import storage_options
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.lake.table_versions import (
@@ -41,6 +44,8 @@ from lakestream.lake.table_versions import (
 )
 from lakestream.lake.upgrade import upgrade_lake
 from lakestream.testing.seaweedfs import SeaweedFS
+from tests.conftest import settings_for, unique_topic, write_feed
+from tests.ingest.helpers import event, generated
 from tests.lake.lake_digest import view_digest
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -303,6 +308,52 @@ def test_a_table_continues_from_its_newest_version_and_offsets(lake: Path) -> No
     assert delta_table_versions(storage_of(lake), feed.dataset) == ["v4", "v5", "v6"]
     meta = json.loads((lake / feed.dataset / "_metadata.json").read_text())
     assert meta["kafka_offsets"] == {"0": 16, "1": 15}  # the next offset, as before
+
+
+@pytest.mark.integration
+def test_ingest_after_the_upgrade_lands_only_what_the_legacy_lake_did_not_hold(
+        lake: Path, workdir: Path) -> None:
+    """A real Tansu broker: the topic holds the records the legacy lake landed (offsets
+    0..21 of both partitions) and 5 more per partition; ``ingest --until-idle`` into the
+    upgraded lake lands exactly the new ones."""
+    assert lake == workdir / "lake"
+    topic = unique_topic()
+    rename_topic(lake / "streams/transaction_stream/_ledger", "transactions", topic)
+    write_feed(workdir / "feeds", "transaction_stream", topic,
+               required=["transaction_id", "event_time", "user.user_id"])
+    api = Lakestream(settings_for(workdir))
+    api.upgrade_lake()
+    bootstrap = api.settings.kafka.bootstrap_servers
+    ensure_topics(bootstrap, [topic], 2)
+    old = generated(44, seed=3)
+    new = [event(f"new-{p}-{i}", "2026-12-05T08:00:00Z") for p in (0, 1) for i in range(5)]
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for p in (0, 1):
+        for key, value in [*old[22 * p:22 * (p + 1)], *new[5 * p:5 * (p + 1)]]:
+            producer.produce(topic, value, key, partition=p)
+    assert producer.flush(30) == 0
+
+    engine = api.ingest_engine(api.select_feeds(None, "transaction_stream"), until_idle=True,
+                               idle_timeout_s=2.0)
+    report = engine.run()
+
+    table = DeltaTable(str(lake / "streams/transaction_stream"))
+    rows = table.to_pyarrow_dataset().to_table(
+        columns=["transaction_id", "_kafka_partition", "_kafka_offset"])
+    landed = sorted(t for t in rows["transaction_id"].to_pylist() if t.startswith("new-"))
+    assert report.written == 10
+    assert rows.num_rows == EXPECTED["rows"]["streams/transaction_stream"]["rows"] + 10
+    assert landed == sorted(f"new-{p}-{i}" for p in (0, 1) for i in range(5))
+    assert [table.transaction_version(f"lakestream/{topic}/{p}") for p in (0, 1)] == [26, 26]
+
+
+def rename_topic(ledger: Path, old: str, new: str) -> None:
+    """The legacy ledger of a feed whose topic is ``new`` (each test has its own topic)."""
+    (ledger / old).rename(ledger / new)
+    for manifest in (ledger / new).rglob("*.json"):
+        data = json.loads(manifest.read_text())
+        data["topic"] = new
+        manifest.write_text(json.dumps(data))
 
 
 # -- datasets whose files disagree on types ---------------------------------------------------
