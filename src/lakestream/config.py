@@ -72,6 +72,20 @@ class LakeSettings(_Model):
     snapshot_interval_s: float = Field(
         default=60.0, gt=0, description="write a changed table's new version at most this often"
     )
+    compact_in_band: bool = Field(
+        default=True, description="`ingest` compacts day partitions holding many small files"
+    )
+    compact_min_files: int = Field(
+        default=32, ge=1,
+        description="in-band compaction merges a day partition once it holds more small files",
+    )
+    compact_target_mb: int = Field(
+        default=128, ge=1, description="size of a compacted file (MiB); smaller files are small"
+    )
+    vacuum_grace_hours: int = Field(
+        default=24, ge=0,
+        description="`retention` deletes files a commit removed only this many hours later",
+    )
 
 
 class S3Settings(_Model):
@@ -157,6 +171,10 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "LAKESTREAM_KAFKA_DRAIN_TIMEOUT_S": "kafka.drain_timeout_s",
     "LAKESTREAM_LAKE_ROOT": "lake.root",
     "LAKESTREAM_FLUSH_INTERVAL_S": "lake.flush_interval_s",
+    "LAKESTREAM_COMPACT_IN_BAND": "lake.compact_in_band",
+    "LAKESTREAM_COMPACT_MIN_FILES": "lake.compact_min_files",
+    "LAKESTREAM_COMPACT_TARGET_MB": "lake.compact_target_mb",
+    "LAKESTREAM_VACUUM_GRACE_HOURS": "lake.vacuum_grace_hours",
     "LAKESTREAM_DATA_DIR": "data_dir",
     "LAKESTREAM_FEEDS_DIR": "feeds_dir",
     "LAKESTREAM_WAREHOUSE_URL": "warehouse_url",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from lakestream.api import Lakestream
 from lakestream.governance.retention import RetentionPlanner
 from lakestream.governance.sqlguard import AccessDeniedError
 from lakestream.ingest.sink import LakeSink
@@ -166,18 +167,25 @@ def test_the_table_output_says_what_would_go(
     assert "would delete 2 partition(s)/version(s)" in out
 
 
+def s3_project(root: Path, seaweedfs: SeaweedFS, bucket: str,
+               monkeypatch: pytest.MonkeyPatch) -> Lakestream:
+    """A project at ``root`` whose lake is ``s3://bucket/lake`` on SeaweedFS; its facade."""
+    write_project(root, lake=f"s3://{bucket}/lake")
+    for var, value in s3_env(seaweedfs).items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.chdir(root)
+    api = api_for(root, **s3_env(seaweedfs))
+    assert not api.storage.is_local
+    return api
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_s3_retention_deletes_exactly_the_plan(
     tmp_path: Path, seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_project(tmp_path, lake=f"s3://{s3_bucket}/lake")
-    for var, value in s3_env(seaweedfs).items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.chdir(tmp_path)
-    api = api_for(tmp_path, **s3_env(seaweedfs))
-    assert not api.storage.is_local
+    api = s3_project(tmp_path, seaweedfs, s3_bucket, monkeypatch)
     feeds = {f.name: f for f in api.feeds}
     counts = build_stream(api.storage, feeds["events"], today(), days=400, batches=1,
                           per_day=1)

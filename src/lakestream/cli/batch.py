@@ -205,33 +205,53 @@ def metadata_export_csv(ctx: Context, partitions: bool, output: Path | None) -> 
 @click.option("--feed", "-f", default=None, help="Compact only this feed's dataset.")
 @click.option("--date", "day", default=None, callback=_date,
               help="Compact only this day (YYYY-MM-DD).")
-@click.option("--target-mb", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Size to aim for per merged file, in MiB.")
-@click.option("--dry-run", is_flag=True, help="Show what would be merged; change nothing.")
+@click.option("--target-mb", type=click.IntRange(min=1), default=None,
+              help="Size to aim for per merged file, in MiB [default: lake.compact_target_mb, "
+                   "128].")
+@click.option("--dry-run", is_flag=True,
+              help="List the partitions and files a real run would rewrite; change nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
 @pass_ctx
-def compact(ctx: Context, feed: str | None, day: dt.date | None, target_mb: int,
-            dry_run: bool) -> None:
+def compact(ctx: Context, feed: str | None, day: dt.date | None, target_mb: int | None,
+            dry_run: bool, fmt: str) -> None:
     """Merge small files of date partitions into files near a target size, atomically.
 
-    Readers see the small files or the merged ones, never both; rows and
-    values are unchanged. Files the streaming ingest's recovery relies on are
-    left alone, and files committed meanwhile are kept.
+    On a Delta dataset this is Delta's OPTIMIZE (compact), one commit per day
+    partition: every reader sees the small files or the merged ones, never
+    both; rows, values, the table's protocol and its Kafka offsets are
+    unchanged, and appends committed meanwhile are kept. The replaced files
+    stay on storage until `lakestream retention` vacuums them after the grace
+    period (lake.vacuum_grace_hours). --dry-run lists exactly the files a real
+    run rewrites. Plain-Parquet datasets (before `lake upgrade`) are merged
+    the old way.
 
     \b
     Examples:
       lakestream compact --dry-run
       lakestream compact --feed transaction_stream --date 2025-01-15
+      lakestream compact --target-mb 256 --format json
     """
     batch = ctx.api.batch
+    target = (target_mb or ctx.api.settings.lake.compact_target_mb) * 1024 * 1024
     with progress_bar("compacting", len(batch.compaction_feeds(feed))) as advance:
-        results = batch.compact(feed, day, target_mb * 1024 * 1024, dry_run, on_feed=advance)
+        results = batch.compact(feed, day, target, dry_run, on_feed=advance)
+    if fmt == "json":
+        click.echo(json.dumps({"dry_run": dry_run, "target_bytes": target,
+                               "partitions": [vars(r) for r in results]}, indent=2))
+        return
     if not results:
         console.print("nothing to compact: no partition has several small files")
         return
     verb = "would merge" if dry_run else "merged"
     for r in results:
+        size = "" if dry_run else f", {r.bytes_before:,} -> {r.bytes_after:,} bytes"
         console.print(f"{r.dataset} {r.date}: {verb} {r.merged} files; {r.files_before} -> "
-                      f"{r.files_after} files" + ("" if dry_run else f" ({r.mode})"))
+                      f"{r.files_after} files{size}" + ("" if dry_run else f" ({r.mode})"),
+                      soft_wrap=True)
+        if dry_run:
+            for path in r.rewritten:
+                console.print(f"  {path}", soft_wrap=True, highlight=False)
     if any(r.mode == "manifest" for r in results):
         console.print("note: on this storage plain readers may have seen both versions for a "
                       "moment; Lakestream's reader never does (docs/operations.md)")

@@ -18,6 +18,8 @@ from lakestream.output import console, print_rows
 
 if TYPE_CHECKING:
     from lakestream.governance.permissions import Explanation
+    from lakestream.governance.retention import RetentionPlan
+    from lakestream.governance.retention_run import DatasetOutcome
 
 _RELATIVE = re.compile(r"^(\d+)([dhm])$")
 
@@ -54,9 +56,12 @@ class Since(click.ParamType):
 @click.option("--layer", type=click.Choice(LAYERS), default=None, help="Only this layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--grace-hours", type=click.IntRange(min=0), default=None,
+              help="Delta datasets: delete files a commit removed only this many hours "
+                   "later [default: lake.vacuum_grace_hours, 24].")
 @pass_ctx
 def retention(ctx: Context, dry_run: bool, feed: str | None, layer: str | None,
-              fmt: str) -> None:
+              fmt: str, grace_hours: int | None) -> None:
     """Delete data older than its retention: date partitions, table versions, gold rows.
 
     \b
@@ -68,17 +73,28 @@ def retention(ctx: Context, dry_run: bool, feed: str | None, layer: str | None,
     records each dataset's deletions in the audit log.
 
     \b
+    On Delta datasets the old partitions leave the table in ONE commit per
+    dataset (every reader sees all of them or none gone); their files stay
+    on storage for the grace period so running readers keep reading, and a
+    later run vacuums them (with compaction's leftovers). --dry-run lists
+    the partitions, their files and the files the vacuum deletes.
+
+    \b
     Examples:
       lakestream retention --dry-run --format json
       lakestream retention --feed transaction_stream --dry-run
       lakestream retention --layer tables
     """
     governance = ctx.api.governance
-    plan = governance.retention_plan(feed, layer)
+    plan = governance.retention_plan(feed, layer, grace_hours=grace_hours)
     outcomes = [] if dry_run else governance.retention_run(plan)
+    storage = ctx.api.storage
     if fmt == "json":
-        report = plan.as_json(ctx.api.storage, dry_run)
-        report["deleted"] = [{"dataset": o.view, **o.detail()} for o in outcomes]
+        report = plan.as_json(storage, dry_run)
+        report["deleted"] = [{"dataset": o.view, **o.detail(),
+                              "removed_files": [storage.url(f) for f in o.removed],
+                              "vacuumed_files": [storage.url(f) for f in o.vacuumed]}
+                             for o in outcomes]
         click.echo(json.dumps(report, indent=2))
         return
     table = Table("layer", "dataset", "partition", "files", "bytes", "rows")
@@ -92,6 +108,22 @@ def retention(ctx: Context, dry_run: bool, feed: str | None, layer: str | None,
     console.print(f"{verb} {totals['partitions']:,} partition(s)/version(s), "
                   f"{totals['files']:,} file(s), {totals['bytes']:,} bytes, {totals['rows']:,} "
                   f"row(s) as of {plan.today}", soft_wrap=True)
+    _print_vacuum(plan, outcomes, dry_run)
+
+
+def _print_vacuum(plan: RetentionPlan, outcomes: list[DatasetOutcome], dry_run: bool) -> None:
+    """The vacuum of Delta datasets: files removed from the log over the grace period ago."""
+    if not plan.vacuum:
+        return
+    done = {o.dataset: len(o.vacuumed) for o in outcomes}
+    for v in plan.vacuum:
+        count = len(v.files) if dry_run else done.get(v.dataset, 0)
+        console.print(f"vacuum {v.dataset}: {'would delete' if dry_run else 'deleted'} "
+                      f"{count:,} file(s) ({v.bytes:,} bytes) removed from the table over "
+                      f"{plan.grace_hours} h ago", soft_wrap=True)
+        if dry_run:
+            for path in v.files:
+                console.print(f"  {path}", soft_wrap=True, highlight=False)
 
 
 # -- permissions ------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ gold       rows of ``gold_weather_*`` newer than N     365 days (``weather.gold_
 "The last N days" includes today: with N = 30 on 2025-03-31, partitions up to
 2025-03-01 go. Today's partition, future partitions and the current table
 version are never planned. :mod:`.retention_run` executes a plan exactly.
+
+A Delta dataset (with ``_delta_log/``) is planned from its log: a deletion
+lists the partition's live files (the ones the run's delete commit removes
+from the snapshot), and the plan's ``vacuum`` lists, per Delta dataset, the
+files no snapshot of the last ``grace_hours`` refers to (the ones the run
+deletes from storage). Files the delete commit removes are vacuumed by a
+later run once the grace period has passed (at once with a grace of 0).
 """
 
 from __future__ import annotations
@@ -36,6 +43,12 @@ from lakestream.feeds import Feed
 from lakestream.governance.catalog import view_name
 from lakestream.governance.gold_retention import GoldRetention
 from lakestream.governance.names import RETENTION_LAYERS
+from lakestream.lake.delta import DeltaDataset, is_delta_table
+from lakestream.lake.delta_maintenance import (
+    partition_columns,
+    partition_files,
+    vacuum_candidates,
+)
 from lakestream.lake.layout import DLQ
 from lakestream.lake.storage import FileInfo, Storage
 
@@ -101,6 +114,25 @@ class Deletion:
         return data
 
 
+@dataclass(frozen=True)
+class VacuumPlan:
+    """Files of one Delta dataset that retention deletes from storage (no snapshot of the
+    grace period refers to them: compacted, deleted or never-committed files)."""
+
+    feed: str
+    layer: str
+    dataset: str
+    files: tuple[str, ...]
+    """Lake-relative paths."""
+    bytes: int
+
+    def as_json(self, storage: Storage) -> dict[str, Any]:
+        """JSON form with the file URLs."""
+        return {"feed": self.feed, "layer": self.layer, "dataset": self.dataset,
+                "view": view_name(self.dataset), "bytes": self.bytes,
+                "files": [storage.url(f) for f in self.files]}
+
+
 @dataclass
 class RetentionPlan:
     """Everything one retention run removes, as of ``today``."""
@@ -109,6 +141,8 @@ class RetentionPlan:
     lake: str
     policies: list[Policy] = field(default_factory=list)
     deletions: list[Deletion] = field(default_factory=list)
+    vacuum: list[VacuumPlan] = field(default_factory=list)
+    grace_hours: int = 24
 
     def totals(self) -> dict[str, int]:
         """Partitions/versions, files, bytes and rows over the whole plan."""
@@ -122,7 +156,8 @@ class RetentionPlan:
         return {"dry_run": dry_run, "today": self.today.isoformat(), "lake": self.lake,
                 "policies": [asdict(p) for p in self.policies],
                 "deletions": [d.as_json(storage) for d in self.deletions],
-                "totals": self.totals()}
+                "totals": self.totals(), "grace_hours": self.grace_hours,
+                "vacuum": [v.as_json(storage) for v in self.vacuum]}
 
 
 class RetentionPlanner:
@@ -134,26 +169,37 @@ class RetentionPlanner:
         feeds: The feed registry.
         gold: The gold store's retention (``None``: no gold store).
         today: The day retention counts from (UTC today by default).
+        grace_hours: Delta datasets: files removed from the log are deleted from
+            storage this many hours later (``lake.vacuum_grace_hours`` by default).
     """
 
     def __init__(self, storage: Storage, settings: Settings, feeds: Iterable[Feed],
-                 gold: GoldRetention | None = None, today: dt.date | None = None) -> None:
+                 gold: GoldRetention | None = None, today: dt.date | None = None,
+                 grace_hours: int | None = None) -> None:
         self.storage = storage
         self.settings = settings
         self.feeds = list(feeds)
         self.gold = gold
         self.today = today or dt.datetime.now(dt.UTC).date()
+        self.grace_hours = settings.lake.vacuum_grace_hours if grace_hours is None \
+            else grace_hours
 
     def plan(self, feed: str | None = None, layer: str | None = None) -> RetentionPlan:
         """The plan for every feed (or one) and every layer (or one)."""
-        plan = RetentionPlan(self.today, self.storage.uri)
+        self.storage.check_root()  # a refused or missing bucket: one clear error, first
+        plan = RetentionPlan(self.today, self.storage.uri, grace_hours=self.grace_hours)
         for f in self.feeds:
             if feed is not None and f.name != feed:
                 continue
             for policy in self.policies(f, with_gold=layer in (None, "gold")):
                 if layer is None or policy.layer == layer:
                     plan.policies.append(policy)
-                    plan.deletions += self._deletions(policy)
+                    deletions = self._deletions(policy)
+                    plan.deletions += deletions
+                    if policy.layer != "gold" and is_delta_table(self.storage, policy.dataset):
+                        vacuum = delta_vacuum_plan(self.storage, policy, deletions,
+                                                   self.grace_hours)
+                        plan.vacuum += [vacuum] if vacuum.files else []
         return plan
 
     def policies(self, feed: Feed, with_gold: bool = True) -> list[Policy]:
@@ -182,6 +228,8 @@ class RetentionPlanner:
         if policy.layer == "gold":
             assert self.gold is not None and policy.cutoff is not None
             return self.gold.plan(policy.feed, policy.dataset, dt.date.fromisoformat(policy.cutoff))
+        if is_delta_table(self.storage, policy.dataset):
+            return delta_deletions(self.storage, policy, self.today)
         if policy.unit == "versions":
             return self._version_deletions(policy)
         return self._day_deletions(policy)
@@ -260,3 +308,45 @@ def count_rows(storage: Storage, paths: list[str]) -> dict[str, int]:
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return dict(zip(paths, pool.map(rows, paths), strict=True))
+
+
+# -- Delta datasets: planned from the log -----------------------------------------------------
+
+
+def delta_deletions(storage: Storage, policy: Policy, today: dt.date) -> list[Deletion]:
+    """The partitions of a Delta dataset that go, each with its live files (from the log)."""
+    table = DeltaDataset(storage, policy.dataset)
+    columns = partition_columns(table)
+    chosen: list[tuple[str, str | None]]
+    parts = {"/".join(f"{c}={v}" for c, v in zip(columns, values, strict=True)): files
+             for values, files in partition_files(table).items()}
+    if policy.unit == "versions":
+        numbers = {int(m.group(1)): p for p in parts if (m := _VERSION.match(p))}
+        kept = sorted(numbers)[-policy.keep:]
+        chosen = [(numbers[n], None) for n in sorted(numbers) if n not in kept]
+    else:
+        assert policy.cutoff is not None
+        cutoff = min(dt.date.fromisoformat(policy.cutoff), today - dt.timedelta(days=1))
+        chosen = [(p, str(last)) for p in sorted(parts)
+                  if (last := last_day(p)) is not None and last <= cutoff]
+    return [Deletion(policy.feed, policy.layer, policy.dataset, p, date,
+                     tuple(f"{policy.dataset}/{f.path}" for f in parts[p]),
+                     sum(f.size for f in parts[p]), sum(f.records for f in parts[p]))
+            for p, date in chosen]
+
+
+def delta_vacuum_plan(storage: Storage, policy: Policy, deletions: list[Deletion],
+                      grace_hours: int) -> VacuumPlan:
+    """The files of a Delta dataset the run deletes from storage.
+
+    Those no snapshot of the last ``grace_hours`` refers to; with a grace of 0
+    also the files this run's delete commit removes.
+    """
+    table = DeltaDataset(storage, policy.dataset)
+    files = [f"{policy.dataset}/{p}" for p in vacuum_candidates(table, grace_hours)]
+    if grace_hours == 0:
+        files += [f for d in deletions for f in d.files]
+    sizes = {f.path: f.size for f in storage.list_files(policy.dataset)} if files else {}
+    chosen = tuple(sorted(f for f in set(files) if f in sizes))  # vacuum lists gone ones too
+    return VacuumPlan(policy.feed, policy.layer, policy.dataset, chosen,
+                      sum(sizes.get(f, 0) for f in chosen))

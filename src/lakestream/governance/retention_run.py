@@ -14,6 +14,12 @@ empty, then bring ``_metadata.json`` up to date:
 A crash between the deletions and the metadata update leaves the metadata
 overstating what the lake holds until the next ingest flush rebuilds it (the
 deletion record is then missing: totals stay high by what that run removed).
+
+A Delta dataset goes another way (:func:`_delta_run`): its planned partitions
+leave the snapshot in ONE delete commit (readers see all of them or none
+gone), then the plan's vacuum list is deleted from storage (only files no
+snapshot of the grace period refers to), and ``_metadata.json`` is rewritten
+from the log. Nothing is recorded beside the log: it is the truth.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from typing import Any
 from lakestream.feeds import Feed
 from lakestream.governance.catalog import view_name
 from lakestream.governance.gold_retention import GoldRetention
-from lakestream.governance.retention import Deletion, RetentionPlan
+from lakestream.governance.retention import Deletion, RetentionPlan, VacuumPlan
 from lakestream.lake.deletions import Removed, record_removed
+from lakestream.lake.delta import DeltaDataset, is_delta_table
+from lakestream.lake.delta_maintenance import Partition, delete_partitions, vacuum_files
 from lakestream.lake.layout import DLQ, LEDGER, METADATA
 from lakestream.lake.metadata import read_metadata, rebuild_metadata
 from lakestream.lake.storage import Storage
@@ -50,12 +58,19 @@ class DatasetOutcome:
     rows: int
     first: str | None
     last: str | None
+    removed: tuple[str, ...] = ()
+    """Delta: the files the delete commit removed from the snapshot (lake-relative)."""
+    vacuumed: tuple[str, ...] = ()
+    """Delta: the files deleted from storage (lake-relative)."""
 
     def detail(self) -> dict[str, Any]:
         """The audit detail."""
-        return {"layer": self.layer, "path": self.dataset, "partitions": self.partitions,
-                "files": self.files, "bytes": self.bytes, "rows": self.rows,
-                "first": self.first, "last": self.last}
+        detail = {"layer": self.layer, "path": self.dataset, "partitions": self.partitions,
+                  "files": self.files, "bytes": self.bytes, "rows": self.rows,
+                  "first": self.first, "last": self.last}
+        if self.vacuumed:
+            detail["vacuumed_files"] = len(self.vacuumed)
+        return detail
 
     @property
     def view(self) -> str:
@@ -83,14 +98,63 @@ class RetentionExecutor:
         groups: dict[tuple[str, str], list[Deletion]] = {}
         for d in plan.deletions:
             groups.setdefault((d.layer, d.dataset), []).append(d)
+        vacuums = {v.dataset: v for v in plan.vacuum}
         outcomes = []
         for (layer, dataset), deletions in groups.items():
+            if layer != "gold" and is_delta_table(self.storage, dataset):
+                outcomes.append(self._delta_run(deletions, vacuums.pop(dataset, None),
+                                                 plan.grace_hours))
+                continue
             rows = self._delete(layer, deletions)
             outcomes.append(_outcome(deletions, rows))
             log.info("retention: %s %s: %d partition(s), %d file(s), %d row(s) deleted",
                      layer, dataset, len(deletions), sum(len(d.files) for d in deletions), rows)
-        self._update_metadata(plan.deletions)
+        for vacuum in vacuums.values():  # Delta datasets with nothing old, only files to vacuum
+            outcomes.append(self._delta_run([], vacuum, plan.grace_hours))
+        self._update_metadata([d for d in plan.deletions
+                               if d.layer == "gold" or not is_delta_table(self.storage,
+                                                                          d.dataset)])
+        self._delta_metadata(plan)
         return outcomes
+
+    def _delta_run(self, deletions: list[Deletion], vacuum: VacuumPlan | None,
+                   grace_hours: int) -> DatasetOutcome:
+        """One delete commit of the planned partitions, then the planned vacuum."""
+        first = deletions[0] if deletions else None
+        assert first is not None or vacuum is not None
+        dataset = first.dataset if first else vacuum.dataset  # type: ignore[union-attr]
+        table = DeltaDataset(self.storage, dataset)
+        planned = {_values(d.partition): [f[len(dataset) + 1:] for f in d.files]
+                   for d in deletions}
+        done = delete_partitions(table, planned) if planned else None
+        vacuumed: list[str] = []
+        if vacuum is not None:
+            gone = vacuum_files(table, [f[len(dataset) + 1:] for f in vacuum.files],
+                                grace_hours)
+            vacuumed = [f"{dataset}/{f}" for f in gone]
+            for folder in sorted({f.rsplit("/", 1)[0] for f in vacuumed}, reverse=True):
+                self._remove_empty(folder, dataset)
+        kept = {_name(table, p) for p in done.partitions} if done else set()
+        went = [d for d in deletions if d.partition in kept]
+        dates = sorted(d.date or d.partition for d in went)
+        log.info("retention: %s: %d partition(s) removed in one commit (%d file(s), %d row(s)), "
+                 "%d file(s) vacuumed", dataset, len(went), len(done.files) if done else 0,
+                 done.records if done else 0, len(vacuumed))
+        return DatasetOutcome(
+            (first or vacuum).feed, (first or vacuum).layer, dataset,  # type: ignore[union-attr]
+            len(went), len(done.files) if done else 0, done.bytes if done else 0,
+            done.records if done else 0, dates[0] if dates else None,
+            dates[-1] if dates else None,
+            tuple(f"{dataset}/{f}" for f in done.files) if done else (), tuple(vacuumed))
+
+    def _delta_metadata(self, plan: RetentionPlan) -> None:
+        """Rewrite ``_metadata.json`` of the feeds whose Delta data lost partitions."""
+        touched = {d.feed for d in plan.deletions if d.layer in ("streams", "bronze", "dlq")
+                   and is_delta_table(self.storage, d.dataset)}
+        for name in sorted(touched):
+            feed = self.feeds.get(name)
+            if feed is not None and is_delta_table(self.storage, feed.dataset):
+                rebuild_metadata(self.storage, feed)
 
     def _delete(self, layer: str, deletions: list[Deletion]) -> int:
         if layer == "gold":
@@ -185,3 +249,14 @@ def _outcome(deletions: list[Deletion], rows: int) -> DatasetOutcome:
     return DatasetOutcome(first.feed, first.layer, first.dataset, len(deletions),
                           sum(len(d.files) for d in deletions), sum(d.bytes for d in deletions),
                           rows, dates[0], dates[-1])
+
+
+def _values(partition: str) -> Partition:
+    """``year=2025/month=01/day=03`` → ``("2025", "01", "03")``."""
+    return tuple(p.split("=", 1)[1] for p in partition.split("/"))
+
+
+def _name(table: DeltaDataset, values: Partition) -> str:
+    from lakestream.lake.delta_maintenance import partition_columns
+
+    return "/".join(f"{c}={v}" for c, v in zip(partition_columns(table), values, strict=True))

@@ -176,8 +176,10 @@ class Governance:
     # -- retention ------------------------------------------------------------------------
 
     def retention_plan(self, feed: str | None = None, layer: str | None = None,
-                       today: dt.date | None = None) -> RetentionPlan:
-        """What a retention run would delete now (nothing is changed)."""
+                       today: dt.date | None = None, grace_hours: int | None = None
+                       ) -> RetentionPlan:
+        """What a retention run would delete now (nothing is changed); ``grace_hours``
+        overrides ``lake.vacuum_grace_hours`` for the vacuum of Delta datasets."""
         if layer is not None and layer not in LAYERS:
             raise UsageError(f"unknown layer '{layer}'", f"use one of {', '.join(LAYERS)}")
         feeds = [f for f in self.feeds if feed is None or f.name == feed]
@@ -185,8 +187,8 @@ class Governance:
             raise UsageError(f"unknown feed '{feed}'", "see `lakestream feeds list`")
         gold = self._gold()
         try:
-            return RetentionPlanner(self.storage, self.settings, feeds, gold, today).plan(
-                feed, layer)
+            return RetentionPlanner(self.storage, self.settings, feeds, gold, today,
+                                    grace_hours).plan(feed, layer)
         finally:
             if gold is not None:
                 gold.close()

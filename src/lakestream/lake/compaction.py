@@ -11,6 +11,11 @@ whose schemas conflict (one column with two types) are not merged together.
 The files named by each Kafka partition's newest ledger manifest are left
 alone: the ingest's recovery checks that they exist (``lake/ledger.py``).
 Files committed while a compaction runs are carried into the new day.
+
+A Delta dataset (one with ``_delta_log/``) is compacted by Delta's own
+``optimize.compact`` instead, one commit per day partition
+(:func:`lakestream.lake.delta_maintenance.compact_partition`); the legacy
+path above stays for plain-Parquet lakes until they are upgraded.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +53,10 @@ class CompactionResult:
     bytes_after: int
     records: int
     mode: str = "dry-run"
+    rewritten: list[str] = field(default_factory=list)
+    """Delta: the files (lake-relative) the compaction replaces (legacy: left empty)."""
+    version: int | None = None
+    """Delta: the table version of the compaction's commit."""
 
 
 def protected_files(storage: Storage, dataset: str) -> set[str]:
@@ -87,6 +96,11 @@ def compact_dataset(storage: Storage, dataset: str, day: str | None = None,
                     on_day: Callable[[CompactionResult], None] | None = None
                     ) -> list[CompactionResult]:
     """Compact every date partition of ``dataset`` (or only ``day``, ``YYYY-MM-DD``)."""
+    from lakestream.lake.delta import is_delta_table
+
+    storage.check_root()  # a refused or missing bucket: one clear error, first
+    if is_delta_table(storage, dataset):
+        return _delta_compact_dataset(storage, dataset, day, target, dry_run, on_day)
     results = []
     with maintenance_lock(storage, dataset):
         protected = protected_files(storage, dataset)
@@ -182,3 +196,37 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _merged_name(files: list[FileInfo]) -> str:
     digest = hashlib.sha1("\n".join(f.path for f in files).encode()).hexdigest()[:16]
     return f"compacted-{digest}.parquet"
+
+
+def _delta_compact_dataset(storage: Storage, dataset: str, day: str | None, target: int,
+                           dry_run: bool, on_day: Callable[[CompactionResult], None] | None
+                           ) -> list[CompactionResult]:
+    """Delta's ``optimize.compact`` on each date partition (one commit each)."""
+    from lakestream.lake.delta import DeltaDataset
+    from lakestream.lake.delta_maintenance import (
+        compact_partition,
+        partition_columns,
+        partition_files,
+    )
+
+    table = DeltaDataset(storage, dataset)
+    columns = partition_columns(table)
+    results = []
+    for values in sorted(partition_files(table)):
+        folder = "/".join(f"{c}={v}" for c, v in zip(columns, values, strict=True))
+        date = parse_date_partition(f"{dataset}/{folder}")
+        if day is not None and (date is None or date.isoformat() != day):
+            continue
+        done = compact_partition(table, values, target, dry_run)
+        if done is None:
+            continue
+        result = CompactionResult(dataset, date.isoformat() if date else folder,
+                                  done.files_before, done.files_after, len(done.rewritten),
+                                  done.bytes_before, done.bytes_after, done.records,
+                                  "dry-run" if dry_run else "delta")
+        result.rewritten = [f"{dataset}/{p}" for p in done.rewritten]
+        result.version = done.version
+        results.append(result)
+        if on_day:
+            on_day(result)
+    return results
