@@ -204,3 +204,25 @@ def test_legacy_tables_beside_delta_streams_keep_their_rules(project: Path) -> N
     assert [d.partition for d in plan.deletions if d.layer == "tables"] == \
         ["version=v1", "version=v2"]
     assert not [d for d in plan.deletions if d.layer == "streams"]
+
+
+def test_delta_table_versions_past_the_kept_ones_go_in_one_commit(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lakestream.lake.table_versions import current_delta_version, read_delta_version
+
+    api = api_for(project)
+    build_table(api.storage, {f.name: f for f in api.feeds}["totals"], versions=10, delta=True)
+    data = DeltaDataset(api.storage, "tables/totals")
+    version, current = data.table().version(), read_delta_version(api.storage, "tables/totals")
+    dry = retention_json(project, capsys, "--dry-run", "--layer", "tables")
+    assert [d["partition"] for d in dry["deletions"]] == [f"version=v{n}" for n in (1, 2, 3)]
+    real = retention_json(project, capsys, "--layer", "tables")
+    assert {f for o in real["deleted"] for f in o["removed_files"]} == \
+        {f for d in dry["deletions"] for f in d["files"]}
+    assert data.table().version() == version + 1 and protocol_of(data) == (1, 2, None, None)
+    assert current_delta_version(api.storage, "tables/totals") == "v10"
+    assert read_delta_version(api.storage, "tables/totals").equals(current)
+    meta = read_metadata(api.storage, "tables/totals")
+    assert meta is not None and meta["current_version"] == "v10"
+    assert [v["version"] for v in meta["versions"]] == [f"v{n}" for n in range(4, 11)]

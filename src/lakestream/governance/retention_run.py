@@ -149,11 +149,19 @@ class RetentionExecutor:
 
     def _delta_metadata(self, plan: RetentionPlan) -> None:
         """Rewrite ``_metadata.json`` of the feeds whose Delta data lost partitions."""
-        touched = {d.feed for d in plan.deletions if d.layer in ("streams", "bronze", "dlq")
+        from lakestream.lake.table_versions import write_delta_metadata
+
+        touched = {(d.feed, d.layer == "tables") for d in plan.deletions
+                   if d.layer in ("streams", "bronze", "dlq", "tables")
                    and is_delta_table(self.storage, d.dataset)}
-        for name in sorted(touched):
+        for name, table in sorted(touched):
             feed = self.feeds.get(name)
-            if feed is not None and is_delta_table(self.storage, feed.dataset):
+            if feed is None or not is_delta_table(self.storage, feed.dataset):
+                continue
+            if table:
+                write_delta_metadata(self.storage, feed.name, feed.dataset, feed.topic,
+                                     feed.layer, feed.key)
+            else:
                 rebuild_metadata(self.storage, feed)
 
     def _delete(self, layer: str, deletions: list[Deletion]) -> int:

@@ -198,10 +198,16 @@ def compact_small_files(dataset: DeltaDataset, min_files: int = DEFAULT_MIN_FILE
     """In-band compaction: merge every partition holding more than ``min_files`` small files.
 
     A file is small below ``target_bytes``. Partitions in ``skip`` (the ones
-    the caller is writing right now) are left alone, and so is a partition
-    another compaction changed meanwhile (its commit conflicts; the next pass
-    takes it). Each partition is its own commit; appends committed meanwhile,
-    to any partition, are kept (see the module docstring).
+    the caller is writing right now, as values in partition-column order:
+    ``("2026", "12", "04")``) are left alone, and so is a partition another
+    compaction changed meanwhile (its commit conflicts; the next pass takes
+    it). Each partition is its own commit; appends committed meanwhile, to
+    any partition, are kept (see the module docstring).
+
+    Give it a :class:`DeltaDataset` of its own (not the one a writer appends
+    through from another thread): each instance holds one open table. A pass
+    reads the snapshot's add actions once, so run it every so often (tens of
+    seconds), not after every flush.
     """
     from deltalake.exceptions import CommitFailedError
 
