@@ -30,7 +30,8 @@ from confluent_kafka import Producer
 from deltalake import DeltaTable
 
 from lakestream.api import Lakestream
-from lakestream.config import S3Settings
+from lakestream.config import S3Settings, load_settings
+from lakestream.derive.state import AggregateState
 from lakestream.errors import TerminalError
 from lakestream.feeds import BUILTIN_FEEDS
 from lakestream.ingest.delta_sink import SOURCE_PREFIX, DeltaLakeSink
@@ -354,6 +355,40 @@ def rename_topic(ledger: Path, old: str, new: str) -> None:
         data = json.loads(manifest.read_text())
         data["topic"] = new
         manifest.write_text(json.dumps(data))
+
+
+def test_dead_letters_the_processor_committed_but_had_not_moved_are_kept(
+        tmp_path: Path) -> None:
+    """The processor's state names a committed dead-letter file still in ``_staging/``."""
+    lake = tmp_path / "lake"
+    rejects = pa.table({"raw": [b"{x"], "reason": ["not JSON"],
+                        "_kafka_offset": pa.array([7], pa.int64())})
+    kept = lake / "_dlq/processor/year=2026/month=12/day=03/transactions-0-0-3.parquet"
+    staged = lake / "_staging/processor/transactions-0/dlq-transactions-0-4-7.parquet"
+    orphan = lake / "_staging/processor/transactions-0/dlq-transactions-0-8-9.parquet"
+    for path in (kept, staged, orphan):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(rejects, path)
+    (tmp_path / "data/state").mkdir(parents=True)
+    state = AggregateState(tmp_path / "data/state/processor.sqlite")
+    state.begin()
+    state.add_pending([(str(staged.relative_to(lake)),
+                        "_dlq/processor/year=2026/month=12/day=04/transactions-0-4-7.parquet")])
+    state.commit()
+    state.close()
+    config = tmp_path / "project.yaml"
+    config.write_text(yaml.safe_dump({"lake": {"root": str(lake)},
+                                      "data_dir": str(tmp_path / "data"),
+                                      "feeds_dir": str(tmp_path / "feeds")}))
+
+    Lakestream(load_settings(config, environ={}, cwd=tmp_path)).upgrade_lake()
+
+    table = DeltaTable(str(lake / "_dlq/processor"))
+    assert table.to_pyarrow_dataset().to_table().num_rows == 2
+    paths = pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()
+    assert sorted(paths) == ["year=2026/month=12/day=03/transactions-0-0-3.parquet",
+                             "year=2026/month=12/day=04/transactions-0-4-7.parquet"]
+    assert not (lake / "_staging/processor").exists()
 
 
 # -- datasets whose files disagree on types ---------------------------------------------------

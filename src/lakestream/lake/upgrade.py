@@ -100,14 +100,22 @@ class DatasetUpgrade:
 
 
 def upgrade_lake(storage: Storage, feeds: Iterable[Feed], dry_run: bool = False,
-                 progress: Progress | None = None) -> list[DatasetUpgrade]:
-    """Upgrade every legacy dataset of the lake (``dry_run``: only say what would happen)."""
+                 progress: Progress | None = None,
+                 pending: Iterable[tuple[str, str]] = ()) -> list[DatasetUpgrade]:
+    """Upgrade every legacy dataset of the lake (``dry_run``: only say what would happen).
+
+    ``pending``: ``(staging, final)`` of dead letters the processor committed in its
+    state but had not moved into the lake yet (they are moved, as its recovery did).
+    """
+    pending = list(pending)
     say = progress or (lambda _m: None)
     by_name = {f.name: f for f in feeds}
     topics = {name: f.topic for name, f in by_name.items()}
     found = []
-    for rel in datasets(storage):
-        plan = plan_dataset(storage, rel, topics)
+    found_rels = datasets(storage)
+    waiting = ["/".join(final.split("/")[:2]) for _, final in pending]
+    for rel in dict.fromkeys([*(w for w in waiting if w not in found_rels), *found_rels]):
+        plan = plan_dataset(storage, rel, topics, pending)
         if plan is None:
             continue
         upgrade = DatasetUpgrade(plan)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 DAY_MANIFEST = "_day.json"
 RETENTION_FILE = "_retention.json"
 SOURCE_PREFIX = "source:"  # DeltaLakeSink.SOURCE_PREFIX: derived streams' source offsets
+PROCESSOR = "processor"  # derive.processor.DLQ_FEED: its staged dead letters are _staging/processor
 AREAS = ("streams", "bronze", TABLES, "silver", "gold")
 _GENERATION = re.compile(r"^g(\d+)~")
 _WIDTH = {"year": 4, "month": 2, "day": 2}
@@ -232,13 +234,17 @@ def _data_files(storage: Storage, rel: str) -> tuple[list[FileInfo], list[FileIn
 # -- plans ------------------------------------------------------------------------------------
 
 
-def plan_dataset(storage: Storage, rel: str, feed_topics: dict[str, str]) -> DatasetPlan | None:
+def plan_dataset(storage: Storage, rel: str, feed_topics: dict[str, str],
+                 pending: Iterable[tuple[str, str]] = ()) -> DatasetPlan | None:
     """The upgrade of ``rel`` (``None``: nothing to do — already Delta and clean, or empty).
 
     Args:
         storage: The lake.
         rel: The dataset folder.
         feed_topics: Feed name → topic (tables' offsets are per partition of it).
+        pending: ``(staging, final)`` of files a writer outside the lake's bookkeeping
+            committed but did not move yet (the processor's dead letters: its state's
+            ``pending_files``).
     """
     plan = DatasetPlan(rel, kind_of(rel), feed=rel.split("/", 1)[1])
     plan.topic = feed_topics.get(plan.feed or "")
@@ -251,6 +257,7 @@ def plan_dataset(storage: Storage, rel: str, feed_topics: dict[str, str]) -> Dat
         _plan_table(storage, plan, visible)
     elif plan.kind == "dlq":
         _plan_stream(storage, plan, visible, _feed_ledger(storage, plan.feed or ""), "dlq")
+        _add_pending(storage, plan, visible, pending)
     elif plan.kind == "stream":
         _plan_stream(storage, plan, visible, rel, "data")
     else:
@@ -357,6 +364,18 @@ def _plan_stream(storage: Storage, plan: DatasetPlan, visible: list[FileInfo],
                 continue
             plan.files.append(LiveFile(final, info.size, info.mtime,
                                        partition_values(plan.rel, final), where))
+
+
+def _add_pending(storage: Storage, plan: DatasetPlan, visible: list[FileInfo],
+                 pending: Iterable[tuple[str, str]]) -> None:
+    present = {f.path for f in visible} | {f.path for f in plan.files}
+    for staging, final in pending:
+        if final.startswith(f"{plan.rel}/") and final not in present \
+                and (info := file_info(storage, staging)) is not None:
+            plan.files.append(LiveFile(final, info.size, info.mtime,
+                                       partition_values(plan.rel, final), staging))
+    if plan.feed == PROCESSOR and storage.list_files(f"{STAGING}/{PROCESSOR}"):
+        plan.bookkeeping.append(f"{STAGING}/{PROCESSOR}")  # its orphans and settled files
 
 
 def _plan_table(storage: Storage, plan: DatasetPlan, visible: list[FileInfo]) -> None:
