@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
 import yaml
 
 from lakestream.api import Lakestream
+from lakestream.ingest.delta_sink import DATE_COLUMNS
+from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.storage import Storage
 from tests.conftest import settings_for
+
+T = TypeVar("T")
 
 
 def api_for(workdir: Path, lake: dict[str, Any] | None = None, **env: str) -> Lakestream:
@@ -51,3 +59,31 @@ def glob_count(lake: Path, year: int, month: int, day: int) -> tuple[int, int]:
         except duckdb.IOException:  # listed one folder, opened after the swap: read again
             continue
     raise AssertionError("the day stayed unreadable")
+
+
+def make_delta(storage: Storage, *datasets: str) -> None:
+    """Make ``datasets`` empty Delta tables (what the ingest creates for a new dataset once
+    new datasets are Delta): from then on every writer and reader takes their Delta path."""
+    for rel in datasets:
+        empty = pa.table({c: pa.array([], pa.string()) for c in DATE_COLUMNS})
+        DeltaDataset(storage, rel, DATE_COLUMNS).append(empty)
+
+
+def scan_while(work: Callable[[], Any], scan: Callable[[], T]) -> list[T]:
+    """Run ``scan`` in a loop on another thread while ``work`` runs; every result."""
+    seen: list[T] = []
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            seen.append(scan())
+
+    reader = threading.Thread(target=loop)
+    reader.start()
+    try:
+        work()
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) >= 3
+    return seen

@@ -12,11 +12,14 @@ import yaml
 from lakestream.cli import main
 from lakestream.config import S3Settings
 from lakestream.errors import TerminalError
-from lakestream.export.beam import Batch, split_chunk, write_batch
+from lakestream.export.beam import Batch, next_offsets, split_chunk, write_batch
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
 from lakestream.ingest.sink import LakeSink
+from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import open_storage
+from tests.export.helpers import make_delta
 from tests.ingest.helpers import generated, lake_rows
 
 FEED = Feed(name="feed", topic="tx", schema="transactions", time_field="event_time",
@@ -75,6 +78,34 @@ def test_a_batch_after_a_missing_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TerminalError, match="an earlier batch is not in the lake"):
         write_batch(_sink(tmp_path), Batch("feed", 10, _chunk(messages[10:], first=10)))
     assert not (tmp_path / "lake/streams/feed").exists()
+
+
+def _delta_sinks(tmp_path: Path, n: int = 2) -> list[LakeSink | DeltaLakeSink]:
+    storage = open_storage(str(tmp_path / "lake"), S3Settings())
+    make_delta(storage, FEED.dataset)
+    return [lake_sink(storage, FEED) for _ in range(n)]
+
+
+def _delta_offsets(tmp_path: Path) -> list[int]:
+    table = DeltaDataset(open_storage(str(tmp_path / "lake"), S3Settings()), FEED.dataset).table()
+    return sorted(table.to_pyarrow_dataset().to_table(columns=["_kafka_offset"])
+                  .column("_kafka_offset").to_pylist())
+
+
+def test_a_batch_into_a_delta_dataset_writes_only_what_its_log_does_not_hold(
+        tmp_path: Path) -> None:
+    messages = generated(100, seed=8)
+    other, sink = _delta_sinks(tmp_path)
+    assert isinstance(sink, DeltaLakeSink)
+    other.recover("tx", 0)  # e.g. a running ingest that got to the first 40 records first
+    other.write("tx", 0, *_columns(_chunk(messages[:40])))
+
+    assert write_batch(sink, Batch("feed", None, _chunk(messages))).records == 60
+    assert write_batch(sink, Batch("feed", None, _chunk(messages))).records == 0
+    assert _delta_offsets(tmp_path) == list(range(100))
+    assert next_offsets(sink.data.storage, FEED, [0, 1]) == {0: 100, 1: None}
+    with pytest.raises(TerminalError, match="an earlier batch is not in the lake"):
+        write_batch(sink, Batch("feed", 120, _chunk(generated(5, seed=9), first=120)))
 
 
 def test_chunks_are_split_by_bytes_keeping_every_message_in_order() -> None:

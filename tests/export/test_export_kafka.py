@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from lakestream.errors import FeedError
 from lakestream.export.kafka_scan import KafkaScan
 from tests.conftest import s3_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap, day_rows, glob_count
+from tests.export.helpers import api_for, bootstrap, day_rows, glob_count, scan_while
 from tests.ingest.helpers import generated, send, transaction_ids
 
 pytestmark = pytest.mark.integration
@@ -112,7 +111,7 @@ def test_readers_scanning_during_rebuilds_see_one_complete_day(workdir: Path) ->
     api = api_for(workdir)
     api.batch.export(stream="feed")
     expected = len(day_rows(api, *DAY))
-    seen = _scan_while(lambda: [api.batch.exports.rebuild_day("feed", _date()) for _ in range(5)],
+    seen = scan_while(lambda: [api.batch.exports.rebuild_day("feed", _date()) for _ in range(5)],
                        lambda: glob_count(workdir / "lake", *DAY))
     assert set(seen) == {(expected, expected)}, Counter(seen)
 
@@ -130,7 +129,7 @@ def test_s3_rebuild_is_consistent_for_lakestreams_reader(
                             "WHERE year = 2025 AND month = 3 AND day = 10")
         return rows[0]
 
-    seen = _scan_while(lambda: [api.batch.exports.rebuild_day("feed", _date()) for _ in range(2)],
+    seen = scan_while(lambda: [api.batch.exports.rebuild_day("feed", _date()) for _ in range(2)],
                        count)
     assert set(seen) == {(expected, expected)}, Counter(seen)
     assert day_rows(api, *DAY) == before
@@ -180,24 +179,3 @@ def _date():  # type: ignore[no-untyped-def]
     import datetime as dt
 
     return dt.date(*DAY)
-
-
-def _scan_while(work, scan):  # type: ignore[no-untyped-def]
-    """Run ``scan`` in a loop on another thread while ``work`` runs; every result."""
-    seen: list[tuple[int, int]] = []
-    done = threading.Event()
-
-    def loop() -> None:
-        while not done.is_set():
-            seen.append(scan())
-
-    reader = threading.Thread(target=loop)
-    reader.start()
-    try:
-        work()
-    finally:
-        done.set()
-        reader.join()
-    assert len(seen) >= 3
-    return seen
-

@@ -4,15 +4,17 @@ Beam's Python KafkaIO is a cross-language transform that needs a Java expansion
 service, so Lakestream reads Kafka itself, as a bounded source:
 
 1. **Plan** (in the launching process): one :class:`PartitionRange` per (feed,
-   topic, partition), from the lake ledger's next offset to the partition's last
+   topic, partition), from the lake's next offset (the Delta log's application
+   transaction + 1; the ledger's on a lake not upgraded yet) to the partition's last
    offset. The last offset is found by reading until the broker has nothing more:
    watermarks only say where to start looking (Tansu's are wrong, SPEC §2).
 2. **Read**: each range with confluent-kafka, in batches of at most
    ``lake.max_batch_records`` records and ``lake.max_batch_bytes`` bytes.
-3. **Write**: each batch through the ingest's own :class:`LakeSink`, whose
-   ledger commit makes it exactly once. A batch first drops what the ledger
-   already holds (a retried bundle, another writer that got there first); that
-   is no lock, though: docs/operations.md says why not to run next to an ingest.
+3. **Write**: each batch through the ingest's own sink (:func:`lake_sink`: the
+   Delta sink, whose fenced commit makes it exactly once, or the ledger's
+   :class:`LakeSink`). A batch first drops what the lake already holds (a retried
+   bundle, another writer that got there first); that is no lock, though:
+   docs/operations.md says why not to run next to an ingest.
 4. **Count**: records, dead letters, files and bytes per feed, as Beam metrics
    the launcher reads back for the export log.
 
@@ -38,8 +40,10 @@ from lakestream.config import S3Settings, Settings
 from lakestream.errors import FencedError, LakestreamError, TerminalError, UsageError
 from lakestream.export.kafka_scan import OFFSET_BEGINNING, KafkaScan, PartitionChunk
 from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
 from lakestream.ingest.sink import FlushStats, LakeSink
 from lakestream.kafka import client
+from lakestream.lake.delta import DeltaDataset, app_id, writes_delta
 from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import Storage, open_storage
 
@@ -105,10 +109,8 @@ def plan_ranges(storage: Storage, feeds: Sequence[Feed], kafka_config: dict[str,
     """
     nexts: dict[tuple[str, int], dict[str, int | None]] = defaultdict(dict)
     for feed in feeds:
-        ledger = OffsetLedger(storage, feed.dataset)
-        for p in partitions[feed.topic]:
-            nexts[(feed.topic, p)][feed.name] = ledger.recover(feed.topic, p,
-                                                               delete_orphans=False)
+        for p, nxt in next_offsets(storage, feed, partitions[feed.topic]).items():
+            nexts[(feed.topic, p)][feed.name] = nxt
 
     def last_offsets(topic: str) -> tuple[str, dict[int, int | None]]:
         starts = {p: min(_start(n) for n in by_feed.values())
@@ -125,6 +127,17 @@ def plan_ranges(storage: Storage, feeds: Sequence[Feed], kafka_config: dict[str,
                    for name, nxt in sorted(by_feed.items())
                    if last is not None and last >= (nxt or 0)]
     return ranges
+
+
+def next_offsets(storage: Storage, feed: Feed, partitions: list[int]) -> dict[int, int | None]:
+    """Where the lake's dataset of ``feed`` continues each partition (``None``: the start):
+    its Delta log's application transactions, or the ledger of a lake not upgraded yet."""
+    if writes_delta(storage, feed.dataset):
+        ids = {p: app_id(feed.topic, p) for p in partitions}
+        landed = DeltaDataset(storage, feed.dataset).transaction_versions(ids.values())
+        return {p: None if (v := landed[a]) is None else v + 1 for p, a in ids.items()}
+    ledger = OffsetLedger(storage, feed.dataset)
+    return {p: ledger.recover(feed.topic, p, delete_orphans=False) for p in partitions}
 
 
 def _start(next_offset: int | None) -> int:
@@ -160,7 +173,7 @@ def _piece(chunk: PartitionChunk, start: int, end: int) -> PartitionChunk:
                           chunk.timestamps[start:end])
 
 
-def write_batch(sink: LakeSink, batch: Batch, attempts: int = 3) -> FlushStats:
+def write_batch(sink: LakeSink | DeltaLakeSink, batch: Batch, attempts: int = 3) -> FlushStats:
     """Commit a batch through the sink, from where the lake's ledger stands.
 
     What the ledger already holds is dropped; a commit refused because another
@@ -172,7 +185,8 @@ def write_batch(sink: LakeSink, batch: Batch, attempts: int = 3) -> FlushStats:
     """
     chunk = batch.chunk
     for attempt in range(1, attempts + 1):
-        held = sink.recover(chunk.topic, chunk.partition, exclusive=False)
+        held = (sink.recover(chunk.topic, chunk.partition) if isinstance(sink, DeltaLakeSink)
+                else sink.recover(chunk.topic, chunk.partition, exclusive=False))
         ahead = held is not None and (batch.follows is None or held >= batch.follows)
         if not ahead and held != batch.follows:
             raise TerminalError(
@@ -281,11 +295,11 @@ def _transforms(beam: Any) -> tuple[Any, Any, Any]:
             self.lake_root = lake_root
             self.s3 = s3
             self.feeds = feeds
-            self.sinks: dict[str, LakeSink] = {}
+            self.sinks: dict[str, LakeSink | DeltaLakeSink] = {}
 
         def setup(self) -> None:
             storage = open_storage(self.lake_root, self.s3)
-            self.sinks = {name: LakeSink(storage, feed) for name, feed in self.feeds.items()}
+            self.sinks = {name: lake_sink(storage, feed) for name, feed in self.feeds.items()}
 
         def process(self, element: Batch) -> Iterator[tuple[str, FlushStats]]:
             yield element.feed, write_batch(self.sinks[element.feed], element)
@@ -345,8 +359,9 @@ class BeamExport:
              | "Count" >> beam.ParDo(count()))
         report = _counts(_run(pipeline), feeds)
         for feed in feeds:
-            if report.per_feed[feed.name].files:
-                LakeSink(self.storage, feed).publish_metadata()
+            wrote = report.per_feed[feed.name]
+            if wrote.files or wrote.records or wrote.rejected:
+                lake_sink(self.storage, feed).publish_metadata()
         return report
 
 

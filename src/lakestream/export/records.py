@@ -169,7 +169,7 @@ def _event_time(value: bytes | None, path: str) -> dt.date | None:
     try:
         found: Any = json.loads(value or b"")
         for part in path.split("."):
-            found = found[part] if isinstance(found, dict) else None
+            found = found.get(part) if isinstance(found, dict) else None
     except (ValueError, RecursionError):
         return None
     if found is None:
