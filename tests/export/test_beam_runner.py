@@ -23,10 +23,11 @@ import pytest
 import yaml
 
 from lakestream.config import S3Settings
+from lakestream.lake.delta import DeltaDataset, app_id
 from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import open_storage
 from tests.conftest import subprocess_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap
+from tests.export.helpers import api_for, bootstrap, make_delta
 from tests.ingest.helpers import event, generated, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -149,3 +150,43 @@ def test_the_beam_runner_gives_the_lake_of_the_builtin_export_and_appends_nothin
     assert "feed: append from kafka, 0 records" in again
     assert _files(beam_lake) == files
     assert _datasets(beam_lake) == datasets
+
+
+def test_the_beam_runner_lands_every_record_once_in_delta_datasets(
+    beam_bin: Path, workdir: Path, tmp_path: Path
+) -> None:
+    topic = unique_topic()
+    write_feed(workdir / "feeds", "feed", topic)
+    messages = [*generated(1500, seed=23), (b"k", b"{not json")]
+    send(bootstrap(workdir), topic, messages)
+    beam = _project(tmp_path / "beam", workdir, "lake")
+    storage = open_storage(str(beam / "lake"), S3Settings())
+    make_delta(storage, "streams/feed", "_dlq/feed")
+
+    out = _beam_export(beam_bin, beam, "--beam-option", "direct_running_mode=multi_threading",
+                       "--beam-option", "direct_num_workers=2")
+
+    assert "feed: append from kafka, 1,500 records" in out
+    rows = _delta_coordinates(storage, "streams/feed")
+    dead = _delta_coordinates(storage, "_dlq/feed")
+    assert len(rows) == 1500 and len(dead) == 1
+    assert sorted(rows + dead) == sorted(set(rows + dead))
+    data = DeltaDataset(storage, "streams/feed")
+    landed = data.transaction_versions(app_id(topic, p) for p in range(4))
+    assert sum(v + 1 for v in landed.values() if v is not None) == len(messages)
+    version = data.table().version()
+
+    assert "feed: append from kafka, 0 records" in _beam_export(beam_bin, beam)
+    assert data.table().version() == version  # a second run commits nothing
+    send(bootstrap(workdir), topic, generated(300, seed=24))
+    assert "feed: append from kafka, 300 records" in _beam_export(beam_bin, beam)
+    rows = _delta_coordinates(storage, "streams/feed")
+    assert len(rows) == 1800 == len(set(rows))
+    meta = json.loads((beam / "lake/streams/feed/_metadata.json").read_text())
+    assert meta["format"] == "delta" and meta["records"] == 1800
+
+
+def _delta_coordinates(storage: Any, rel: str) -> list[tuple[int, int]]:
+    table = DeltaDataset(storage, rel).table()
+    data = table.to_pyarrow_dataset().to_table(columns=["_kafka_partition", "_kafka_offset"])
+    return list(zip(data.column(0).to_pylist(), data.column(1).to_pylist(), strict=True))
