@@ -92,7 +92,7 @@ def test_writers_of_other_partitions_race_for_versions_and_lose_nothing(lake: St
         t.join()
     assert not errors, errors
     data = DeltaDataset(lake, "streams/s", ["day"])
-    assert data.table().version() == 40
+    assert data.table().version() == 41  # 0 creates the table empty, 1 holds offset -1
     want = [-1] + [p * 1000 + i for p in range(4) for i in range(100)]
     assert _offsets(data) == sorted(want)
     assert data.transaction_versions([app_id("t", p) for p in range(4)]) == {
@@ -123,3 +123,15 @@ def test_two_writers_of_one_partition_at_once_land_it_once(lake: Storage) -> Non
     assert sorted(outcomes) == ["committed", "fenced"]
     offsets = _offsets(DeltaDataset(lake, "streams/s", ["day"]))
     assert offsets in (list(range(10)), list(range(13)))
+
+
+def test_a_table_log_exists_before_its_first_data_file(lake: Storage) -> None:
+    """The first commit creates the table empty, then appends: data files without a log are
+    never the remains of a first commit (they are a dataset from before Delta)."""
+    data = DeltaDataset(lake, "streams/s", ["year", "month", "day"])
+    data.append(_rows(0, 4), [OffsetRange("t", 0, None, 4)])
+    table = data.table()
+    first = table.history()[-1]
+    assert first["version"] == 0 and first["operation"] == "CREATE TABLE"
+    assert table.version() == 1 and _offsets(data) == [0, 1, 2, 3, 4]
+    assert (table.protocol().min_reader_version, table.protocol().min_writer_version) == (1, 2)

@@ -164,7 +164,8 @@ def test_protocol_time_travel_and_reading_without_duckdb(lake: Storage) -> None:
         {"version": "v2", "k": "only2", "n": 2},
         {"version": "v3", "k": "a", "n": 30}, {"version": "v3", "k": "only1", "n": 1},
         {"version": "v3", "k": "only2", "n": 2}, {"version": "v3", "k": "only3", "n": 3}]
-    first = delta_table(lake, version=0).to_pyarrow_dataset().to_table()  # time travel
+    assert delta_table(lake, version=0).to_pyarrow_dataset().count_rows() == 0  # created empty
+    first = delta_table(lake, version=1).to_pyarrow_dataset().to_table()  # time travel
     assert set(first.column("version").to_pylist()) == {"v1"}
     assert sorted(first.column("k").to_pylist()) == ["a", "only1"]
 

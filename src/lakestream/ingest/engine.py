@@ -10,13 +10,14 @@ each lake commit, only so that lag tools see progress.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lakestream.config import Settings
-from lakestream.errors import FencedError
+from lakestream.errors import FencedError, LakestreamError
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
 from lakestream.ingest.sink import FlushStats, LakeSink
@@ -24,9 +25,12 @@ from lakestream.ingest.tables import TableIngest
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.client import consumer_config
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
+from lakestream.lake.delta_maintenance import compact_small_files
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
+
+COMPACT_EVERY_S = 30.0
 
 
 @dataclass
@@ -38,6 +42,8 @@ class IngestReport(ConsumeReport):
     files: int = 0
     bytes: int = 0
     versions: int = 0
+    compacted: int = 0
+    """Small files merged away by in-band compaction."""
     per_feed: dict[str, FlushStats] = field(default_factory=lambda: defaultdict(FlushStats))
 
 
@@ -65,6 +71,7 @@ class IngestEngine(BatchingConsumer):
             storage, tables, consumer_config(settings, bootstrap, options.group_id),
             settings.lake.snapshot_interval_s, settings.lake.table_versions) if tables else None
         self._table_partitions = table_partitions or {}
+        self._next_compaction = time.monotonic() + COMPACT_EVERY_S
 
     def run(self) -> IngestReport:
         """Consume until stopped or idle; tables write their last version at the end."""
@@ -132,10 +139,42 @@ class IngestEngine(BatchingConsumer):
         self.report.bytes += stats.bytes
 
     def after_flush(self) -> None:
-        """Refresh every feed's ``_metadata.json``."""
+        """Compact small files where due, then refresh every feed's ``_metadata.json``."""
+        self._compact_in_band()
         for sinks in self.sinks.values():
             for sink in sinks:
                 self.retry(sink.publish_metadata, "update metadata")
+
+    def _compact_in_band(self) -> None:
+        """Merge the small files of day partitions holding more than ``lake.compact_min_files``.
+
+        Runs in the flush thread between two flush rounds, so this process's own
+        appends never race it, at most every :data:`COMPACT_EVERY_S`; appends of
+        other members commit beside it (``lake/delta_maintenance.py``). A failure
+        is reported and left to the next pass: it never stops the ingest.
+        """
+        from deltalake.exceptions import DeltaError
+
+        lake = self.settings.lake
+        now = time.monotonic()
+        if not lake.compact_in_band or now < self._next_compaction:
+            return
+        self._next_compaction = now + COMPACT_EVERY_S
+        for sinks in self.sinks.values():
+            for sink in sinks:
+                if not isinstance(sink, DeltaLakeSink):
+                    continue
+                for table in (sink.data, sink.dlq):
+                    try:
+                        done = compact_small_files(table, lake.compact_min_files,
+                                                   lake.compact_target_mb * 1024 * 1024)
+                    except (LakestreamError, DeltaError) as exc:
+                        log.warning("in-band compaction of %s left for later: %s", table.rel, exc)
+                        continue
+                    if done.partitions:
+                        self.report.compacted += done.files_removed
+                        log.info("%s: merged %d small files in %d partitions", table.rel,
+                                 done.files_removed, len(done.partitions))
 
     def partition_revoked(self, topic: str, partition: int) -> None:
         """Forget the partition's position in every feed."""

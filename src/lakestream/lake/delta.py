@@ -69,14 +69,12 @@ def app_id(topic: str, partition: int) -> str:
 
 
 def is_delta_table(storage: Storage, rel: str) -> bool:
-    """Whether the dataset at ``rel`` is a Delta table (it has a ``_delta_log/``)."""
-    import pyarrow.fs as pafs
-
-    from lakestream.lake.storage import storage_errors
-
-    with storage_errors(f"stat {storage.url(rel)}/{DELTA_LOG}"):
-        info = storage.fs.get_file_info(storage.full(f"{rel}/{DELTA_LOG}"))
-    return bool(info.type == pafs.FileType.Directory)
+    """Whether the dataset at ``rel`` is a Delta table: its log holds a first commit, or a
+    checkpoint once old log entries were cleaned up (a log folder holding only a crashed
+    writer's temporary file is not a table)."""
+    storage.check_root()
+    return any(storage.exists(f"{rel}/{DELTA_LOG}/{name}")
+               for name in (f"{0:020d}.json", "_last_checkpoint"))
 
 
 def new_datasets_are_delta() -> bool:
@@ -91,7 +89,10 @@ def new_datasets_are_delta() -> bool:
 
 def writes_delta(storage: Storage, rel: str) -> bool:
     """Whether a writer of the dataset at ``rel`` writes Delta: it is a Delta table, or it
-    does not exist yet and new datasets are Delta (:func:`new_datasets_are_delta`)."""
+    does not exist yet and new datasets are Delta (:func:`new_datasets_are_delta`).
+
+    Files without a log are a dataset of the protocols before Delta: a Delta table's
+    log is created before its first data file (:meth:`DeltaDataset.ensure`)."""
     if is_delta_table(storage, rel):
         return True
     if not new_datasets_are_delta():
@@ -190,6 +191,30 @@ class DeltaDataset:
 
     # -- committing -------------------------------------------------------------------------
 
+    def ensure(self, schema: pa.Schema) -> Any:
+        """The table, created empty with ``schema`` (every column nullable) if it does not
+        exist yet.
+
+        A table's log exists before its first data file: data files without a log
+        are then always a dataset of the protocols before Delta (``lake upgrade``),
+        never the remains of a first commit that died before its log entry.
+        """
+        from deltalake import DeltaTable
+
+        table = self.table()
+        if table is not None:
+            return table
+        nullable = pa.schema([f.with_nullable(True) for f in schema])
+        try:
+            with delta_errors(f"create {self.uri}"):
+                DeltaTable.create(self.uri, schema=nullable, mode="ignore",
+                                  partition_by=self.partition_by or None,
+                                  storage_options=self.options)
+        except Exception:
+            if self.table() is None:
+                raise
+        return self.table()
+
     def append(self, data: pa.Table, ranges: Sequence[OffsetRange] = (),
                metadata: Mapping[str, Any] | None = None) -> int:
         """Commit ``data`` and its offsets as one new version; returns that version.
@@ -198,29 +223,7 @@ class DeltaDataset:
             FencedError: A partition of ``ranges`` no longer holds its expected
                 version: another writer landed it (nothing was committed).
         """
-        from deltalake import CommitProperties, Transaction, write_deltalake
-        from deltalake.exceptions import CommitFailedError
-
-        txns = [Transaction(r.app_id, r.last) for r in ranges]
-        for attempt in range(COMMIT_ATTEMPTS):
-            table = self.table()
-            self._check_fence(table, ranges)
-            props = CommitProperties(app_transactions=txns or None, max_commit_retries=0,
-                                     custom_metadata=dict(metadata) if metadata else None)
-            try:
-                with delta_errors(f"commit to {self.uri}"):
-                    write_deltalake(table if table is not None else self.uri, data,
-                                    mode="append", partition_by=self.partition_by or None,
-                                    schema_mode="merge", storage_options=self.options,
-                                    commit_properties=props)
-            except CommitFailedError as exc:  # another commit took the next version: re-check
-                log.debug("%s: commit raced (%s), attempt %d", self.uri, exc, attempt + 1)
-                time.sleep(min(0.01 * 2 ** attempt, 0.5))
-                continue
-            committed = self.table()
-            return int(committed.version())
-        raise StorageError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
-                           "for the next log version", "retry; is something rewriting the table?")
+        return self._commit(data, "append", None, ranges, metadata)
 
     def overwrite(self, data: pa.Table, predicate: str, ranges: Sequence[OffsetRange] = (),
                   metadata: Mapping[str, Any] | None = None) -> int:
@@ -236,10 +239,18 @@ class DeltaDataset:
             FencedError: A partition of ``ranges`` no longer holds its expected
                 version: another writer committed it (nothing was committed).
         """
+        return self._commit(data, "overwrite", predicate, ranges, metadata)
+
+    def _commit(self, data: pa.Table, mode: str, predicate: str | None,
+                ranges: Sequence[OffsetRange], metadata: Mapping[str, Any] | None) -> int:
+        """The compare-and-swap loop of the module docstring; the committed version."""
         from deltalake import CommitProperties, Transaction, write_deltalake
         from deltalake.exceptions import CommitFailedError
 
         txns = [Transaction(r.app_id, r.last) for r in ranges]
+        write: Any = write_deltalake  # one call for both modes (its overloads split them)
+        extra = {"predicate": predicate} if predicate is not None else {}
+        self.ensure(data.schema)
         for attempt in range(COMMIT_ATTEMPTS):
             table = self.table()
             self._check_fence(table, ranges)
@@ -247,13 +258,11 @@ class DeltaDataset:
                                      custom_metadata=dict(metadata) if metadata else None)
             try:
                 with delta_errors(f"commit to {self.uri}"):
-                    write_deltalake(table if table is not None else self.uri, data,
-                                    mode="overwrite", predicate=predicate,
-                                    partition_by=self.partition_by or None,
-                                    schema_mode="merge", storage_options=self.options,
-                                    commit_properties=props)
+                    write(table, data, mode=mode, **extra,
+                          partition_by=self.partition_by or None, schema_mode="merge",
+                          storage_options=self.options, commit_properties=props)
             except CommitFailedError as exc:  # another commit took the next version: re-check
-                log.debug("%s: overwrite raced (%s), attempt %d", self.uri, exc, attempt + 1)
+                log.debug("%s: %s raced (%s), attempt %d", self.uri, mode, exc, attempt + 1)
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))
                 continue
             return int(self.table().version())

@@ -110,7 +110,13 @@ def _total(files: pa.Table, column: str) -> int:
 
 
 def delta_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
-    """Summarize the log of ``feed``'s dataset and dead letters into ``_metadata.json``."""
+    """Summarize the log of ``feed``'s dataset and dead letters into ``_metadata.json``
+    (a table feed's: its versions, :func:`~lakestream.lake.table_versions.write_delta_metadata`)."""
+    if feed.kind == "table":
+        from lakestream.lake.table_versions import write_delta_metadata
+
+        return write_delta_metadata(storage, feed.name, feed.dataset, feed.topic, feed.layer,
+                                    feed.key)
     data = DeltaDataset(storage, feed.dataset)
     dlq = DeltaDataset(storage, dlq_path(feed.name))
     files, dlq_files = snapshot_files(data), snapshot_files(dlq)

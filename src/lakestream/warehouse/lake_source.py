@@ -18,9 +18,12 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from lakestream.errors import WarehouseError
+from lakestream.lake.delta import is_delta_table
 from lakestream.lake.layout import STREAMS, TABLES
 from lakestream.lake.metadata import read_metadata
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import FileInfo, Storage
+from lakestream.lake.table_versions import current_delta_version, delta_table_versions
 
 FLATTENED_STREAM = f"{STREAMS}/transaction_flattened"
 
@@ -59,10 +62,11 @@ def parquet_dataset(storage: Storage, files: list[FileInfo]) -> pads.Dataset | N
 
 
 def data_files(storage: Storage, prefix: str) -> list[FileInfo]:
-    """Committed Parquet files below ``prefix`` (ledgers, staging and DLQ excluded)."""
+    """Committed Parquet files below ``prefix``: a Delta table's snapshot files, else the
+    folder's (ledgers, staging and DLQ excluded)."""
     return [
         f
-        for f in storage.list_files(prefix)
+        for f in live_files(storage, prefix)
         if f.path.endswith(".parquet") and not any(p.startswith("_") for p in f.path.split("/"))
     ]
 
@@ -132,18 +136,19 @@ def _arrow(relation: Any) -> pa.Table:
 
 
 def current_version(storage: Storage, table: str) -> TableVersion | None:
-    """The version ``sync`` loads: ``current_version`` of the metadata, else the highest.
+    """The version ``sync`` loads: a Delta table's current one (from its log); else
+    ``current_version`` of the metadata, else the highest.
 
     Returns:
         ``None`` when the table has no version with Parquet files.
     """
     meta = read_metadata(storage, f"{TABLES}/{table}") or {}
-    versions = {
-        int(m.group(1)): name
-        for name in storage.list_dirs(f"{TABLES}/{table}")
-        if (m := _VERSION.match(name))
-    }
-    current = meta.get("current_version")
+    delta = is_delta_table(storage, f"{TABLES}/{table}")
+    folders = ([f"version={v}" for v in delta_table_versions(storage, f"{TABLES}/{table}")]
+               if delta else storage.list_dirs(f"{TABLES}/{table}"))
+    versions = {int(m.group(1)): name for name in folders if (m := _VERSION.match(name))}
+    current = (current_delta_version(storage, f"{TABLES}/{table}") if delta
+               else meta.get("current_version"))
     if isinstance(current, str) and f"version={current}" in versions.values():
         version = current
     elif versions:
