@@ -303,3 +303,23 @@ def test_readers_during_a_rebuild_see_the_day_before_or_after(lake: Storage) -> 
     assert after < before  # records without an id are dead letters now
     assert reports[0].new_dead_letters == before - after
     assert set(seen) <= {before, after} and seen, Counter(seen)
+
+
+def test_a_rebuilt_day_with_a_new_field_grows_the_tables_schema_first(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    land(storage, 2, delta=True)
+    version = _table(storage).version()
+
+    def with_note(p: int, offset: int, value: bytes) -> bytes:
+        return json.dumps({**json.loads(value), "note": f"n{offset}"}).encode()
+
+    report = DayRebuild(storage, FEED, DAY).run(ScriptedSource(2, values=with_note))
+
+    table = _table(storage)
+    assert table.version() == version + 2  # the new column alone, then the day
+    assert "note" in table.schema().to_arrow().names
+    data = table.to_pyarrow_dataset().to_table(columns=["day", "note", "_kafka_offset"])
+    notes = {(r["day"], r["note"] is not None) for r in data.to_pylist()}
+    assert notes == {("15", True), ("16", False)}
+    assert report.records_after == report.records_before == 20
+    assert table.protocol().min_writer_version == 2
