@@ -47,7 +47,7 @@ from lakestream.lake.delta import app_id as _app
 from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
-from lakestream.lake.writer import BatchId
+from lakestream.lake.writer import BatchId, storable
 
 SOURCE_PREFIX = "source:"  # the derived streams' source offsets: app id of topic "source:<t>"
 
@@ -127,7 +127,8 @@ class DeltaLakeSink:
             rows = table.num_rows
             table = _with_kafka_columns(table, indices, partition, offsets, timestamps,
                                         key_strings, topic if self.feed.layer == "bronze" else None)
-            table = with_dates(table, table.column(self.feed.partition_field))
+            # no column without a type: Parquet cannot store `{}`, nor a field null everywhere
+            table = storable(with_dates(table, table.column(self.feed.partition_field)))
         else:
             table = None
         self.data.append(table if table is not None else self._no_rows(), ranges)

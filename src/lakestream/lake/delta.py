@@ -78,13 +78,14 @@ def is_delta_table(storage: Storage, rel: str) -> bool:
 
 
 def new_datasets_are_delta() -> bool:
-    """Whether a dataset that does not exist yet is created as a Delta table.
+    """Whether a dataset that does not exist yet is created as a Delta table: yes.
 
-    The one switch of the move to Delta (issue #16): every writer that may
-    create a dataset (ingest, export, Beam) asks it; an existing dataset keeps
-    its format (:func:`is_delta_table`).
+    The switch of the move to Delta (issue #16): every writer that may create a
+    dataset (ingest, export, Beam, the medallion) asks it; a dataset written
+    before keeps its format until ``lakestream lake upgrade`` turns it into a
+    Delta table.
     """
-    return False
+    return True
 
 
 def writes_delta(storage: Storage, rel: str) -> bool:

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakestream.errors import WarehouseError
+from lakestream.lake.dead_letters import DATE_COLUMNS
+from lakestream.lake.delta import DeltaDataset, writes_delta
 from lakestream.lake.layout import date_partition, dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import parquet_bytes
@@ -78,7 +80,12 @@ def split_rejects(spec: FactSpec, rows: pa.Table) -> tuple[pa.Table, pa.Table, l
 def write_rejects(
     storage: Storage, spec: FactSpec, version: TableVersion, rejected: pa.Table, reasons: list[str]
 ) -> str:
-    """Store rejected rows as ``_dlq/warehouse/<date>/<table>-<version>.parquet``; its path."""
+    """Store the rejected rows of one table version in ``_dlq/warehouse``; the folder.
+
+    On a Delta dead-letter table this is one commit replacing the rows of the
+    same table version on that date, so a re-sync of the version stores them
+    once; before the move to Delta, one file per table version.
+    """
     now = dt.datetime.now(dt.UTC)
     raw = [orjson.dumps(row, default=str) for row in rejected.to_pylist()]
     table = pa.table(
@@ -92,6 +99,16 @@ def write_rejects(
         }
     )
     folder = f"{dlq_path(DLQ_FEED)}/{date_partition(version.snapshot_date)}"
+    if writes_delta(storage, dlq_path(DLQ_FEED)):
+        day = version.snapshot_date
+        parts = {"year": f"{day.year:04d}", "month": f"{day.month:02d}", "day": f"{day.day:02d}"}
+        for name, value in parts.items():
+            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+        same = {**parts, "target_table": spec.table.name, "snapshot_version": version.version}
+        predicate = " AND ".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'"
+                                 for k, v in same.items())
+        DeltaDataset(storage, dlq_path(DLQ_FEED), DATE_COLUMNS).overwrite(table, predicate)
+        return folder
     path = f"{folder}/{spec.lake_table}-{version.version}.parquet"
     storage.write_atomic(path, parquet_bytes(table).to_pybytes())
     return path
