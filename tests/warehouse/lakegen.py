@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from lakestream.config import S3Settings
+from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.storage import Storage, open_storage
 from lakestream.sources.generator import USD_RATES, GeneratorConfig, TransactionGenerator
 
 EUR_PER_USD = 0.92
@@ -163,17 +165,19 @@ def latest_attributes(events: list[dict[str, Any]], key: str, columns: list[str]
 
 
 def write_stream(lake: Path, events: list[dict[str, Any]]) -> None:
-    """``streams/transaction_flattened/year=/month=/day=/part-0.parquet``, one file per day."""
-    by_day: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
-    for e in events:
-        by_day[e["event_time"].date()].append(e)
-    for day, rows in by_day.items():
-        folder = (
-            lake / "streams/transaction_flattened"
-            / f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
-        )  # fmt: skip
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=FLAT_SCHEMA), folder / "part-0.parquet")
+    """``streams/transaction_flattened`` as a Delta table holding exactly ``events``
+    (partitioned by ``year``/``month``/``day``; each call replaces the whole stream)."""
+    from deltalake import write_deltalake
+
+    table = pa.Table.from_pylist(events, schema=FLAT_SCHEMA)
+    days = [e["event_time"].date() for e in events]
+    for name, fmt in (("year", "{:04d}"), ("month", "{:02d}"), ("day", "{:02d}")):
+        table = table.append_column(
+            name, pa.array([fmt.format(getattr(d, name)) for d in days], pa.string()))
+    dataset = DeltaDataset(_storage(lake), "streams/transaction_flattened",
+                           ["year", "month", "day"])
+    write_deltalake(dataset.ensure(table.schema), table, mode="overwrite",
+                    partition_by=["year", "month", "day"])
 
 
 def write_table_version(
@@ -184,10 +188,12 @@ def write_table_version(
     created_at: str | None = "2025-01-18T00:00:00Z",
     current: bool = True,
 ) -> Path:
-    """``tables/<table>/version=<version>/part-0.parquet`` and its ``_metadata.json`` entry."""
-    folder = lake / "tables" / table / f"version={version}"
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), folder / "part-0.parquet")
+    """Version ``version`` of ``tables/<table>`` (a Delta table partitioned by ``version``,
+    the version replaced if it was there) and its ``_metadata.json`` entry; its folder."""
+    data = pa.Table.from_pylist(rows)
+    data = data.append_column("version", pa.array([version] * data.num_rows, pa.string()))
+    DeltaDataset(_storage(lake), f"tables/{table}", ["version"]).overwrite(
+        data, f"version = '{version}'")
     meta_path = lake / "tables" / table / "_metadata.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"versions": []}
     if created_at is not None:
@@ -195,7 +201,11 @@ def write_table_version(
     if current:
         meta["current_version"] = version
     meta_path.write_text(json.dumps(meta))
-    return folder
+    return lake / "tables" / table / f"version={version}"
+
+
+def _storage(lake: Path) -> Storage:
+    return open_storage(str(lake), S3Settings())
 
 
 def build_lake(lake: Path, events: list[dict[str, Any]], version: str = "v1") -> dict[str, Any]:

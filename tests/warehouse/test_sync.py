@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from deltalake import DeltaTable
 
 from lakestream.cli import main
-from lakestream.config import Settings
+from lakestream.config import S3Settings, Settings
 from lakestream.errors import WarehouseError
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import open_storage
-from lakestream.warehouse import WarehouseService
-from lakestream.warehouse.schema import metadata
+from lakestream.warehouse import WarehouseService, facts, lake_source
+from lakestream.warehouse.schema import FACTS_BY_LAKE_TABLE, metadata
 
 from .checks import (
     assert_facts_equal,
@@ -168,11 +169,22 @@ def test_rows_without_a_usable_key_go_to_the_dead_letter_folder(
     report = service.sync(["product_purchase_counts"])
     task = next(t for t in report.tasks if t.table == "fact_product_purchase_counts")
     assert (task.rows_in, task.rows_loaded, task.rejected) == (len(good) + 2, len(good), 2)
-    dead = list((lake / "_dlq" / "warehouse").rglob("*.parquet"))
-    assert [p.name for p in dead] == ["product_purchase_counts-v2.parquet"]
-    reasons = sorted(pq.read_table(dead[0]).column("reason").to_pylist())
+    dead = DeltaTable(str(lake / "_dlq" / "warehouse")).to_pyarrow_dataset().to_table()
+    assert set(zip(dead.column("target_table").to_pylist(),
+                   dead.column("snapshot_version").to_pylist(), strict=True)) == {
+        ("fact_product_purchase_counts", "v2")}
+    reasons = sorted(dead.column("reason").to_pylist())
+    assert len(reasons) == 2
     assert reasons[0].startswith("NULL in key column(s) product_id")
     assert reasons[1].startswith("duplicate key (product_id)")
+    # the same version's rejects again (a re-sync): stored once, not twice
+    storage = open_storage(str(lake), S3Settings())
+    version = lake_source.current_version(storage, "product_purchase_counts")
+    assert version is not None
+    facts.write_rejects(storage, FACTS_BY_LAKE_TABLE["product_purchase_counts"], version,
+                        pa.Table.from_pylist(broken), ["again 1", "again 2"])
+    again = DeltaTable(str(lake / "_dlq" / "warehouse")).to_pyarrow_dataset().to_table()
+    assert sorted(again.column("reason").to_pylist()) == ["again 1", "again 2"]
     assert_facts_equal(
         fact_rows(service.engine, "product_purchase_counts", "v2"),
         expected_rows("product_purchase_counts", good),
@@ -184,12 +196,10 @@ def test_without_metadata_the_highest_version_is_current(
 ) -> None:
     tables = aggregates(events)
     for version in ("v2", "v10", "v9"):
-        folder = write_table_version(
+        write_table_version(
             lake, "product_purchase_counts", tables["product_purchase_counts"], version,
             created_at=None, current=False,
         )  # fmt: skip
-        stamp = dt.datetime(2025, 2, int(version[1:]), 12, tzinfo=dt.UTC).timestamp()
-        os.utime(folder / "part-0.parquet", (stamp, stamp))
     (lake / "tables/product_purchase_counts/_metadata.json").unlink()
     report = service.sync(["product_purchase_counts"])
     assert_foreign_keys_hold(service.engine)  # no stream: nothing to break
@@ -198,7 +208,11 @@ def test_without_metadata_the_highest_version_is_current(
         got = conn.exec_driver_sql(
             "SELECT DISTINCT snapshot_version, snapshot_date FROM fact_product_purchase_counts"
         ).all()
-    assert [(v, str(d)) for v, d in got] == [("v10", "2025-02-10")]
+    # the date is when the log says v10's files were added: stable from one sync to the next
+    added = live_files(open_storage(str(lake), S3Settings()),
+                       "tables/product_purchase_counts/version=v10")
+    day = dt.datetime.fromtimestamp(min(f.mtime for f in added), dt.UTC).date()
+    assert [(v, str(d)) for v, d in got] == [("v10", day.isoformat())]
 
 
 def test_sync_needs_the_schema(tmp_path: Path, database_url: str, lake: Path) -> None:
