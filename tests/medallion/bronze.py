@@ -1,4 +1,5 @@
-"""Hand-written bronze: weather records landed through the real ingest sink (no broker)."""
+"""Hand-written bronze: weather records landed through the real ingest sink (no broker):
+``bronze/weather`` is the Delta table ``ingest`` commits to."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import orjson
 
 from lakestream.feeds import BUILTIN_FEEDS
 from lakestream.ingest.delta_sink import DeltaLakeSink
-from lakestream.ingest.sink import LakeSink
 from lakestream.lake.storage import Storage
 from lakestream.sources.openweather import iso_ms
 
@@ -50,14 +50,10 @@ def record(city: str | None, at: dt.datetime, temp: float | None = 12.5,
 
 
 class BronzeWriter:
-    """Lands records in ``bronze/weather`` exactly as ``ingest`` does, one Kafka partition.
+    """Lands records in ``bronze/weather`` exactly as ``ingest`` does, one Kafka partition."""
 
-    ``delta=True``: through the Delta sink (bronze a Delta table), else the plain one.
-    """
-
-    def __init__(self, storage: Storage, partition: int = 0, delta: bool = False) -> None:
-        self.sink: LakeSink | DeltaLakeSink = (DeltaLakeSink(storage, WEATHER_FEED) if delta
-                                               else LakeSink(storage, WEATHER_FEED))
+    def __init__(self, storage: Storage, partition: int = 0) -> None:
+        self.sink = DeltaLakeSink(storage, WEATHER_FEED)
         self.partition = partition
         self.next = self.sink.recover("weather-data", partition) or 0
 

@@ -1,4 +1,7 @@
-"""Bronze → silver: every rule of SPEC §4 row by row, aggregates, incremental and atomic runs."""
+"""Bronze → silver: every rule of SPEC §4 row by row, aggregates, incremental and atomic runs.
+
+Every dataset is a Delta table: rows are read through its log, as any Delta reader does.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.dataset as pads
 import pytest
+from deltalake import DeltaTable
 
 from lakestream.config import S3Settings
 from lakestream.feeds import FeedRegistry
 from lakestream.kafka import client
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.producer import produce
+from lakestream.lake.delta import storage_options
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import DuckDBEngine
-from lakestream.medallion.silver import CLEANED, DAILY, HOURLY, SilverBuilder
+from lakestream.medallion.silver import CLEANED, DAILY, DATASETS, HOURLY, SilverBuilder
 from lakestream.pipelines.weather import WeatherService
 from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import s3_env
@@ -27,16 +31,30 @@ from .bronze import BronzeWriter, record
 from .conftest import make_settings
 from .expected import RULE_EXPECTED, T0, aggregates, heat_index, rule_cases
 
+KEYS = {CLEANED: ("city", "timestamp"), DAILY: ("city", "date"),
+        HOURLY: ("city", "date", "hour")}
 
-def rows_of(storage: Storage, dataset: str, *order: str) -> list[dict[str, Any]]:
-    """Every row of a silver dataset (partition columns from the folder names)."""
-    files = [storage.full(f.path) for f in storage.list_files(dataset)
-             if f.path.endswith(".parquet")]
-    hive = pads.partitioning(pa.schema([("year", pa.int32()), ("month", pa.int32())]),
-                             flavor="hive") if dataset.startswith("silver/") else None
-    table = pads.dataset(files, filesystem=storage.fs, format="parquet", partitioning=hive,
-                         partition_base_dir=storage.full(dataset)).to_table()
-    return sorted(table.to_pylist(), key=lambda r: tuple(r[k] for k in order))
+
+def table(storage: Storage, dataset: str, version: int | None = None) -> DeltaTable:
+    """A lake dataset's Delta table (at ``version``: as a reader of that version saw it)."""
+    return DeltaTable(storage.url(dataset), version=version,
+                      storage_options=storage_options(storage))
+
+
+def rows_of(storage: Storage, dataset: str, *order: str,
+            version: int | None = None) -> list[dict[str, Any]]:
+    """Every row of a dataset as a Delta reader sees it (the log's live files), in ``order``.
+
+    The partition columns come from the log: zero-padded strings (``"2025"``, ``"03"``).
+    """
+    rows = table(storage, dataset, version).to_pyarrow_dataset().to_table().to_pylist()
+    return sorted(rows, key=lambda r: tuple(r[k] for k in order))
+
+
+def month_files(storage: Storage, month: str) -> dict[str, Any]:
+    """The live files of one ``month=MM`` partition of the three silver datasets."""
+    return {f.path: f for ds in DATASETS for f in live_files(storage, ds)
+            if f"/month={month}/" in f.path}
 
 
 def silver(storage: Storage) -> Any:
@@ -77,8 +95,8 @@ def test_kafka_to_s3_bronze_to_silver_applies_every_rule(
     assert {r["_kafka_topic"] for r in bronze} == {"weather-data"}
     assert {r["_kafka_partition"] for r in bronze} == {0}
     assert all(r["_kafka_timestamp"] is not None for r in bronze)
-    assert sorted(f.path.split("/")[2] for f in storage.list_files("bronze/weather")
-                  if f.path.endswith(".parquet")) == ["year=2025", "year=2025"]
+    assert sorted(f.path.split("/")[2] for f in live_files(storage, "bronze/weather")) == [
+        "year=2025", "year=2025"]
 
     report = service.silver("duckdb")
     assert (report.rows_in, report.dropped_missing, report.dropped_out_of_range) == (15, 4, 2)
@@ -90,8 +108,8 @@ def test_kafka_to_s3_bronze_to_silver_applies_every_rule(
         assert (r["temperature"], r["humidity"], r["quality_score"]) == (temperature, humidity,
                                                                          score), r
         ts = r["timestamp"]
-        assert (r["year"], r["month"], r["day"], r["hour"]) == (ts.year, ts.month, ts.day,
-                                                                ts.hour)
+        assert (r["year"], r["month"], r["day"], r["hour"]) == (
+            f"{ts.year:04d}", f"{ts.month:02d}", ts.day, ts.hour)
         assert r["heat_index"] == pytest.approx(heat_index(temperature, humidity), abs=1e-9)
     paris = next(r for r in rows if r["city"] == "Paris" and r["timestamp"] == T0)
     assert paris["fetched_at"] == T0 + dt.timedelta(minutes=5)  # the latest fetch won
@@ -121,10 +139,16 @@ def test_aggregates_match_an_independent_computation(tmp_path: Path) -> None:
     silver(storage)
     cleaned = rows_of(storage, CLEANED, "city", "timestamp")
     assert len(cleaned) > 150
+    assert_aggregates(storage, cleaned)
+
+
+def assert_aggregates(storage: Storage, cleaned: list[dict[str, Any]]) -> None:
+    """The daily and hourly datasets hold the independent computation's aggregates of
+    ``cleaned``."""
     for dataset, hourly in ((DAILY, False), (HOURLY, True)):
         expected = aggregates(cleaned, hourly)
-        got = rows_of(storage, dataset, "city", "date", *(["hour"] if hourly else []))
-        assert len(got) == len(expected)
+        got = rows_of(storage, dataset, *KEYS[dataset])
+        assert len(got) == len(expected), dataset
         for row in got:
             key = (row["city"], row["date"], row["hour"]) if hourly else (row["city"],
                                                                           row["date"])
@@ -139,8 +163,8 @@ def test_silver_is_incremental_and_equal_to_a_full_recomputation(tmp_path: Path)
     jan_feb = _history(72, ("Paris", "London"), dt.datetime(2025, 1, 30, tzinfo=dt.UTC))
     writer.write(jan_feb)
     assert silver(lake).partitions == ["2025-01", "2025-02"]
-    january = {f.path: f for f in lake.list_files("silver") if "month=01" in f.path}
-    assert len(january) == 3
+    january = month_files(lake, "01")
+    assert len(january) == 3  # one file per dataset
 
     # later data: a re-fetch of a February observation and new February hours only
     refetch = {**jan_feb[-1], "main": {**jan_feb[-1]["main"], "temp": 5.55},
@@ -149,24 +173,49 @@ def test_silver_is_incremental_and_equal_to_a_full_recomputation(tmp_path: Path)
     writer.write([refetch, *february])
     report = silver(lake)
     assert report.partitions == ["2025-02"] and report.duplicates == 1
-    assert {f.path: f for f in lake.list_files("silver") if "month=01" in f.path} == january
+    assert month_files(lake, "01") == january  # January untouched
     assert silver(lake).bronze_files == 0  # nothing new: nothing done
 
     full = open_storage(str(tmp_path / "full"), S3Settings())
     BronzeWriter(full).write([*jan_feb, refetch, *february])
     silver(full)
-    for dataset in (CLEANED, DAILY, HOURLY):
-        keys = ("city", "timestamp") if dataset == CLEANED else ("city", "date") \
-            if dataset == DAILY else ("city", "date", "hour")
-        assert rows_of(lake, dataset, *keys) == rows_of(full, dataset, *keys), dataset
+    for dataset in DATASETS:
+        assert rows_of(lake, dataset, *KEYS[dataset]) == rows_of(full, dataset,
+                                                                 *KEYS[dataset]), dataset
     assert any(r["temperature"] == 5.55 for r in rows_of(lake, CLEANED, "city", "timestamp"))
 
 
-def test_a_partition_is_swapped_whole_and_staging_is_cleaned(tmp_path: Path) -> None:
+def test_a_month_is_replaced_in_one_commit_and_staging_is_cleaned(tmp_path: Path) -> None:
     lake = open_storage(str(tmp_path / "lake"), S3Settings())
-    BronzeWriter(lake).write(_history(30, ("Paris",), dt.datetime(2025, 6, 1, tzinfo=dt.UTC)))
+    writer = BronzeWriter(lake)
+    writer.write(_history(30, ("Paris",), dt.datetime(2025, 6, 1, tzinfo=dt.UTC)))
     lake.write_atomic("_staging/silver/crashed-run/weather_cleaned/x.parquet", b"half")
     silver(lake)
     assert lake.list_files("_staging/silver") == []
-    files = [f.path for f in lake.list_files(CLEANED) if f.path.endswith(".parquet")]
-    assert files == [f"{CLEANED}/year=2025/month=06/data.parquet"]
+    before = {}
+    for ds in DATASETS:
+        files = [f.path for f in live_files(lake, ds)]
+        assert len(files) == 1 and files[0].startswith(f"{ds}/year=2025/month=06/"), files
+        before[ds] = (table(lake, ds).version(), set(files), rows_of(lake, ds, *KEYS[ds]))
+
+    # a run that died after moving a data file into the table, before committing it:
+    # the log does not hold it, so no reader sees its rows (twice)
+    crashed = f"{CLEANED}/year=2025/month=06/part-crashed-run.parquet"
+    lake.write_atomic(crashed, lake.read(next(iter(before[CLEANED][1]))))
+    assert rows_of(lake, CLEANED, *KEYS[CLEANED]) == before[CLEANED][2]
+
+    writer.write(_history(10, ("Paris",), dt.datetime(2025, 6, 2, tzinfo=dt.UTC)))
+    assert silver(lake).partitions == ["2025-06"]
+    for ds in DATASETS:
+        version, files, rows = before[ds]
+        assert table(lake, ds).version() == version + 1, ds  # the month in one commit
+        now = {f.path for f in live_files(lake, ds)}
+        assert len(now) == 1 and not now & files, ds  # replaced whole
+        # a reader of the version before sees the old month, whole
+        assert rows_of(lake, ds, *KEYS[ds], version=version) == rows, ds
+        after = rows_of(lake, ds, *KEYS[ds])
+        keys = [tuple(r[k] for k in KEYS[ds]) for r in after]
+        assert len(set(keys)) == len(keys) and after != rows, ds  # the new month
+        assert {tuple(r[k] for k in KEYS[ds]) for r in rows} <= set(keys), ds
+    assert crashed not in {f.path for f in live_files(lake, CLEANED)}
+    assert lake.list_files("_staging/silver") == []

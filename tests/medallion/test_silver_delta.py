@@ -1,23 +1,35 @@
 """The weather medallion on Delta tables: bronze from the Delta sink, silver month rebuilds as
-single commits, and quality and gold reading the snapshots (issue #16)."""
+single commits, quality and gold reading the snapshots, and a lake from before Delta refused
+until ``lakestream lake upgrade`` converted it (issue #16)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import yaml
 from deltalake import DeltaTable
 
+from lakestream.cli import main
 from lakestream.config import S3Settings
-from lakestream.feeds import FeedRegistry
+from lakestream.feeds import BUILTIN_FEEDS, FeedRegistry
 from lakestream.lake.delta import is_delta_table, storage_options
 from lakestream.lake.storage import Storage, open_storage
-from lakestream.medallion.engines import DuckDBEngine
+from lakestream.lake.upgrade import upgrade_lake
 from lakestream.medallion.gold_schema import gold_weather_detailed
-from lakestream.medallion.silver import BRONZE, CLEANED, DAILY, DATASETS, HOURLY, SilverBuilder
+from lakestream.medallion.silver import (
+    BRONZE,
+    CLEANED,
+    DATASETS,
+    HOURLY,
+    LegacyDatasetError,
+)
 from lakestream.pipelines.weather import WeatherService
 from lakestream.quality import check_pipeline
 from lakestream.testing.seaweedfs import SeaweedFS
@@ -26,33 +38,14 @@ from tests.conftest import s3_env
 from .bronze import BronzeWriter, record
 from .conftest import make_settings
 from .expected import RULE_EXPECTED, T0, rule_cases
-from .test_silver import _history, rows_of
+from .test_silver import KEYS, _history, assert_aggregates, rows_of, silver, table
 
-KEYS = {CLEANED: ("city", "timestamp"), DAILY: ("city", "date"),
-        HOURLY: ("city", "date", "hour")}
-
-
-def table(storage: Storage, dataset: str, version: int | None = None) -> DeltaTable:
-    return DeltaTable(storage.full(dataset), version=version)
+LEGACY_LAKE = Path(__file__).parents[1] / "fixtures" / "legacy_lake"
 
 
 def delta_rows(storage: Storage, dataset: str, version: int | None = None) -> list[dict[str, Any]]:
     """A Delta dataset's rows as a Delta reader sees them, in key order."""
-    rows = table(storage, dataset, version).to_pyarrow_dataset().to_table().to_pylist()
-    return sorted(rows, key=lambda r: tuple(r[k] for k in KEYS.get(dataset, ("_kafka_offset",))))
-
-
-def as_plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Delta rows with the plain lake's int partition columns (for comparisons)."""
-    return [{**r, "year": int(r["year"]), "month": int(r["month"])} for r in rows]
-
-
-def silver(storage: Storage, new_as_delta: bool | None = True) -> Any:
-    engine = DuckDBEngine(storage)
-    try:
-        return SilverBuilder(storage, engine, new_as_delta=new_as_delta).run()
-    finally:
-        engine.close()
+    return rows_of(storage, dataset, *KEYS.get(dataset, ("_kafka_offset",)), version=version)
 
 
 def files_by_month(storage: Storage, dataset: str) -> dict[str, set[str]]:
@@ -63,19 +56,15 @@ def files_by_month(storage: Storage, dataset: str) -> dict[str, set[str]]:
     return months
 
 
-def test_delta_silver_holds_what_the_plain_lake_holds(tmp_path: Path) -> None:
-    records = [*rule_cases(), *_history(60, ("Paris", "Tokyo"),
-                                        dt.datetime(2025, 3, 30, tzinfo=dt.UTC))]
-    lake = open_storage(str(tmp_path / "delta"), S3Settings())
-    plain = open_storage(str(tmp_path / "plain"), S3Settings())
-    BronzeWriter(lake, delta=True).write(records)
-    BronzeWriter(plain).write(records)
-    report, expected = silver(lake), silver(plain, new_as_delta=False)
-    assert report.partitions == expected.partitions == ["2025-03", "2025-04"]
-    assert (report.rows_in, report.rows_out, report.duplicates) == (
-        expected.rows_in, expected.rows_out, expected.duplicates)
+def test_silver_datasets_are_plain_delta_tables_holding_every_rule(tmp_path: Path) -> None:
+    lake = open_storage(str(tmp_path / "lake"), S3Settings())
+    BronzeWriter(lake).write(rule_cases())
+    report = silver(lake)
+    assert report.partitions == ["2025-03", "2025-04"]
+    assert (report.rows_in, report.dropped_missing, report.dropped_out_of_range) == (15, 4, 2)
+    assert report.duplicates == 1 and report.rows_out == len(RULE_EXPECTED)
 
-    assert is_delta_table(lake, BRONZE) and not is_delta_table(plain, CLEANED)
+    assert is_delta_table(lake, BRONZE)
     for dataset in DATASETS:
         assert is_delta_table(lake, dataset), dataset
         t = table(lake, dataset)
@@ -88,14 +77,17 @@ def test_delta_silver_holds_what_the_plain_lake_holds(tmp_path: Path) -> None:
         assert sorted(files_by_month(lake, dataset)) == ["2025-03", "2025-04"]
         got = delta_rows(lake, dataset)
         assert {(r["year"], r["month"]) for r in got} == {("2025", "03"), ("2025", "04")}
-        assert as_plain(got) == rows_of(plain, dataset, *KEYS[dataset]), dataset
-    assert {f.path.split("/")[2:4][0] for f in lake.list_files(CLEANED)
-            if f.path.endswith(".parquet")} == {"year=2025"}
+    cleaned = delta_rows(lake, CLEANED)
+    assert [(r["city"], r["timestamp"]) for r in cleaned] == sorted(RULE_EXPECTED)
+    for r in cleaned:
+        assert (r["temperature"], r["humidity"], r["quality_score"]) == RULE_EXPECTED[
+            (r["city"], r["timestamp"])], r
+    assert_aggregates(lake, cleaned)
 
 
 def test_a_month_rebuild_is_one_commit_replacing_exactly_that_month(tmp_path: Path) -> None:
     lake = open_storage(str(tmp_path / "lake"), S3Settings())
-    writer = BronzeWriter(lake, delta=True)
+    writer = BronzeWriter(lake)
     jan_feb = _history(72, ("Paris", "London"), dt.datetime(2025, 1, 30, tzinfo=dt.UTC))
     writer.write(jan_feb)
     silver(lake)
@@ -141,7 +133,7 @@ def test_quality_and_gold_read_the_snapshot_not_the_folders(tmp_path: Path) -> N
     storage = open_storage(settings.lake.root, settings.s3)
     now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     history = _history(6, ("Paris", "Tokyo"), now - dt.timedelta(hours=5))
-    writer = BronzeWriter(storage, delta=True)
+    writer = BronzeWriter(storage)
     writer.write(history)
     silver(storage)
     refetch = {**history[-1], "main": {**history[-1]["main"], "temp": 1.5},
@@ -175,20 +167,63 @@ def test_quality_and_gold_read_the_snapshot_not_the_folders(tmp_path: Path) -> N
         store.close()
 
 
-@pytest.mark.parametrize("new_as_delta", [False, True])
-def test_each_dataset_keeps_its_format(tmp_path: Path, new_as_delta: bool) -> None:
-    """A plain silver stays plain on a Delta bronze; a new silver follows the switch."""
+def tree(root: Path) -> dict[str, str]:
+    """Every file below ``root`` and a hash of its bytes."""
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_lake_from_before_delta_is_refused_until_upgraded(tmp_path: Path, capsys: Any) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(LEGACY_LAKE, root, ignore=shutil.ignore_patterns("README.md"))
+    (tmp_path / "lakestream.yaml").write_text(yaml.safe_dump(
+        {"data_dir": str(tmp_path / "data"), "lake": {"root": str(root)}}))
+    lake = open_storage(str(root), S3Settings())
+    legacy = sorted(pq.read_table(root / f"{CLEANED}/year=2026/month=12/data.parquet")
+                    .to_pylist(), key=lambda r: (r["city"], r["timestamp"]))
+    files = tree(root)
+    for step in (lambda: silver(lake), lambda: check_pipeline("weather", lake)):
+        with pytest.raises(LegacyDatasetError) as refused:
+            step()
+        assert "bronze/weather is not a Delta table" in str(refused.value)
+        assert "`lakestream lake upgrade`" in str(refused.value)
+    args = ["--config", str(tmp_path / "lakestream.yaml")]
+    for command in (["medallion", "silver"], ["medallion", "gold"]):
+        assert main([*args, *command]) == 1, command
+        err = capsys.readouterr().err
+        assert "is not a Delta table" in err and "lakestream lake upgrade" in err, command
+        assert "Traceback" not in err
+    assert tree(root) == files  # refused before writing anything
+
+    upgrade_lake(lake, BUILTIN_FEEDS)
+    lake = open_storage(str(root), S3Settings())
+    assert silver(lake).bronze_files == 0  # the upgrade kept bronze's files: nothing new
+    cleaned = delta_rows(lake, CLEANED)
+    assert {(r.pop("year"), r.pop("month")) for r in cleaned} == {("2026", "12")}
+    assert cleaned == legacy  # the legacy file holds no partition column (hive folders)
+    writer = BronzeWriter(lake)
+    assert writer.next == 6  # the ingest goes on after the legacy offsets
+    writer.write([record("Lima", dt.datetime(2026, 12, 4, 9, tzinfo=dt.UTC))])
+    versions = {ds: table(lake, ds).version() for ds in DATASETS}
+    report = silver(lake)
+    assert report.bronze_files == 1 and report.partitions == ["2026-12"]
+    assert {ds: table(lake, ds).version() for ds in DATASETS} == {
+        ds: v + 1 for ds, v in versions.items()}
+    assert len(delta_rows(lake, CLEANED)) == len(legacy) + 1
+
+
+def test_a_silver_dataset_from_before_delta_is_refused(tmp_path: Path) -> None:
     lake = open_storage(str(tmp_path / "lake"), S3Settings())
-    writer = BronzeWriter(lake, delta=True)
-    writer.write(_history(3, ("Paris",), dt.datetime(2025, 7, 1, tzinfo=dt.UTC)))
-    silver(lake, new_as_delta=new_as_delta)
-    assert [is_delta_table(lake, ds) for ds in DATASETS] == [new_as_delta] * 3
-    writer.write(_history(3, ("Paris",), dt.datetime(2025, 7, 2, tzinfo=dt.UTC)))
-    silver(lake, new_as_delta=not new_as_delta)  # existing datasets keep their format
-    assert [is_delta_table(lake, ds) for ds in DATASETS] == [new_as_delta] * 3
-    rows = (delta_rows(lake, CLEANED) if new_as_delta
-            else rows_of(lake, CLEANED, "city", "timestamp"))
-    assert len(rows) == 6
+    BronzeWriter(lake).write(_history(3, ("Paris",), dt.datetime(2025, 7, 1, tzinfo=dt.UTC)))
+    legacy = f"{HOURLY}/year=2026/month=12/data.parquet"
+    lake.write_atomic(legacy, (LEGACY_LAKE / legacy).read_bytes())
+    with pytest.raises(LegacyDatasetError, match="weather_hourly_agg is not a Delta table"):
+        silver(lake)
+    assert [is_delta_table(lake, ds) for ds in DATASETS] == [False] * 3  # nothing written
+    assert lake.list_files(CLEANED) == [] and lake.list_files("silver/_state") == []
+    lake.delete(legacy)
+    assert silver(lake).rows_out > 0  # a dataset not created yet is no legacy one
+    assert [is_delta_table(lake, ds) for ds in DATASETS] == [True] * 3
 
 
 @pytest.mark.integration
@@ -199,7 +234,7 @@ def test_delta_medallion_on_s3(tmp_path: Path, seaweedfs: SeaweedFS, s3_bucket: 
                                  "access_key": env["LAKESTREAM_S3_ACCESS_KEY"],
                                  "secret_key": env["LAKESTREAM_S3_SECRET_KEY"]})
     storage = open_storage(settings.lake.root, settings.s3)
-    writer = BronzeWriter(storage, delta=True)
+    writer = BronzeWriter(storage)
     writer.write(rule_cases())
     first = silver(storage)
     assert first.rows_out == len(RULE_EXPECTED) and first.partitions == ["2025-03", "2025-04"]

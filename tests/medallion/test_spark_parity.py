@@ -1,6 +1,8 @@
 """DuckDB and Spark build the same silver, bit for bit, from the same bronze (first and later runs).
 
-Spark has no S3 connector here (SPEC §2): both lakes are local folders.
+Both commit Delta tables (DuckDB through delta-rs, Spark's Parquet committed by delta-rs);
+they are compared through the log. Spark has no S3 connector here (SPEC §2): both lakes are
+local folders.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from lakestream.medallion.silver import DATASETS, SilverBuilder, dataset_files
 
 from .bronze import BronzeWriter
 from .expected import rule_cases
-from .test_silver import _history
+from .test_silver import KEYS, _history, rows_of
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -31,19 +33,22 @@ def build(storage: Storage, engine: str) -> None:
         SilverBuilder(storage, sql_engine).run()
     finally:
         sql_engine.close()
+    assert storage.list_files("_staging") == []  # no scratch file left behind
 
 
 def assert_same_silver(a: Storage, b: Storage) -> int:
+    """The same rows through the log, and files of the same physical types; rows compared."""
     compared = 0
     for dataset in DATASETS:
-        files = dataset_files(a, dataset)
-        assert files == dataset_files(b, dataset), dataset
-        for rel in files:
-            left, right = pq.read_table(a.full(rel)), pq.read_table(b.full(rel))
-            assert [f.type for f in left.schema] == [f.type for f in right.schema], rel
-            assert left.column_names == right.column_names, rel
-            assert left.to_pylist() == right.to_pylist(), rel
-            compared += left.num_rows
+        left, right = rows_of(a, dataset, *KEYS[dataset]), rows_of(b, dataset, *KEYS[dataset])
+        assert left == right, dataset
+        types = set()
+        for storage in (a, b):
+            for rel in dataset_files(storage, dataset):
+                schema = pq.read_schema(storage.full(rel))
+                types.add(tuple((f.name, f.type) for f in schema))
+        assert len(types) == 1, (dataset, types)  # one column list, one type each
+        compared += len(left)
     return compared
 
 
@@ -52,7 +57,7 @@ def test_duckdb_and_spark_silver_are_identical(tmp_path: Path) -> None:
     first = [*rule_cases(), *_history(80, ("Paris", "Tokyo", "Sydney", "Reykjavik"),
                                       dt.datetime(2025, 3, 28, tzinfo=dt.UTC))]
     BronzeWriter(duck).write(first)
-    shutil.copytree(tmp_path / "duck", tmp_path / "spark")
+    shutil.copytree(tmp_path / "duck", tmp_path / "spark")  # the very same bronze table
     spark = open_storage(str(tmp_path / "spark"), S3Settings())
     build(duck, "duckdb")
     build(spark, "spark")
@@ -66,30 +71,23 @@ def test_duckdb_and_spark_silver_are_identical(tmp_path: Path) -> None:
     build(duck, "duckdb")
     build(spark, "spark")
     assert assert_same_silver(duck, spark) > 400
-
-
-def build_delta(storage: Storage, engine: str) -> None:
-    sql_engine = open_engine(engine, storage)
-    try:
-        SilverBuilder(storage, sql_engine, new_as_delta=True).run()
-    finally:
-        sql_engine.close()
+    assert 1.25 in [r["temperature"] for r in rows_of(spark, DATASETS[0], "city")]
 
 
 def test_spark_commits_delta_silver_identical_to_duckdb_through_the_log(tmp_path: Path) -> None:
     """Spark writes Parquet, delta-rs commits it: same rows as DuckDB, one commit a rebuild."""
     from deltalake import DeltaTable
 
-    from .test_silver_delta import KEYS, delta_rows, files_by_month
+    from .test_silver_delta import delta_rows, files_by_month
 
     first = [*rule_cases(), *_history(80, ("Paris", "Tokyo", "Sydney"),
                                       dt.datetime(2025, 3, 28, tzinfo=dt.UTC))]
     lakes = {name: open_storage(str(tmp_path / name), S3Settings()) for name in ("duck", "spark")}
-    writers = {name: BronzeWriter(lake, delta=True) for name, lake in lakes.items()}
+    writers = {name: BronzeWriter(lake) for name, lake in lakes.items()}
     for writer in writers.values():
         writer.write(first)
-    build_delta(lakes["duck"], "duckdb")
-    build_delta(lakes["spark"], "spark")
+    build(lakes["duck"], "duckdb")
+    build(lakes["spark"], "spark")
 
     def same(min_rows: int) -> None:
         compared = 0
@@ -118,8 +116,8 @@ def test_spark_commits_delta_silver_identical_to_duckdb_through_the_log(tmp_path
     later = _history(10, ("Paris", "Lima"), dt.datetime(2025, 4, 2, 12, tzinfo=dt.UTC))
     for writer in writers.values():
         writer.write(later)
-    build_delta(lakes["duck"], "duckdb")
-    build_delta(lakes["spark"], "spark")
+    build(lakes["duck"], "duckdb")
+    build(lakes["spark"], "spark")
     same(320)
     spark_table = DeltaTable(lakes["spark"].full(DATASETS[0]))
     after = files_by_month(lakes["spark"], DATASETS[0])
@@ -135,7 +133,7 @@ def test_spark_commits_delta_silver_identical_to_duckdb_through_the_log(tmp_path
                "fetched_at": "2025-04-03T00:00:00.000Z"}
     for writer in writers.values():
         writer.write([refetch])
-    build_delta(lakes["duck"], "spark")
-    build_delta(lakes["spark"], "duckdb")
+    build(lakes["duck"], "spark")
+    build(lakes["spark"], "duckdb")
     same(320)
     assert 2.75 in [r["temperature"] for r in delta_rows(lakes["duck"], DATASETS[0])]

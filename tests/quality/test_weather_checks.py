@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
+from deltalake import DeltaTable, write_deltalake
 
 from lakestream.cli import main
 from lakestream.config import S3Settings
@@ -83,11 +83,13 @@ def test_incomplete_bronze_fails_completeness_and_exits_1(tmp_path: Path, capsys
 
 def test_duplicates_and_out_of_range_values_in_silver_fail(tmp_path: Path) -> None:
     storage = project(tmp_path, hourly(4, NOW))
-    path = storage.full(f"{CLEANED}/year={NOW.year:04d}/month={NOW.month:02d}/data.parquet")
-    table = pq.read_table(path)
+    silver = DeltaTable(storage.full(CLEANED))
+    table = silver.to_pyarrow_dataset().to_table()
     bad = table.slice(0, 1).set_column(table.column_names.index("temperature"), "temperature",
                                        pa.array([75.0]))
-    pq.write_table(pa.concat_tables([table, bad]), path)  # a duplicate key, and 75 °C
+    write_deltalake(silver, bad, mode="append")  # a duplicate key, and 75 °C, committed
+    assert DeltaTable(storage.full(CLEANED)).to_pyarrow_dataset().count_rows() == \
+        table.num_rows + 1
     assert statuses(storage) == {
         "completeness.city": "pass", "completeness.timestamp": "pass",
         "completeness.temperature": "pass", "validity.temperature": "fail",

@@ -1,6 +1,6 @@
 """The medallion's datasets as Delta tables (issue #16): a month rebuild is one commit.
 
-Bronze is a Delta table once ``ingest`` lands it through the Delta sink
+Bronze is the Delta table ``ingest`` lands through the Delta sink
 (``year``/``month``/``day`` partitions); silver's three datasets are Delta
 tables partitioned by ``year`` and ``month`` (zero-padded strings, so the
 files stay in the ``year=YYYY/month=MM/`` folders of SPEC §5). A dataset is
@@ -50,9 +50,7 @@ from lakestream.lake.delta import (
     COMMIT_ATTEMPTS,
     DeltaDataset,
     delta_errors,
-    is_delta_table,
     storage_options,
-    writes_delta,
 )
 from lakestream.lake.storage import Storage
 
@@ -71,20 +69,6 @@ class DataFile:
     month: int
     size: int
     records: int
-
-
-def is_delta_dataset(storage: Storage, rel: str, new_as_delta: bool | None = None) -> bool:
-    """Whether ``rel`` is (or, not existing yet, is to be created as) a Delta table.
-
-    Args:
-        storage: The lake.
-        rel: The dataset folder.
-        new_as_delta: For a dataset that does not exist yet; ``None``: the rule
-            of every writer (:func:`lakestream.lake.delta.writes_delta`).
-    """
-    if new_as_delta is None:
-        return writes_delta(storage, rel)
-    return is_delta_table(storage, rel) or (new_as_delta and not storage.list_files(rel))
 
 
 def partition_folder(year: int, month: int) -> str:

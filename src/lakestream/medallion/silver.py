@@ -1,5 +1,11 @@
 """Bronze → silver for the weather pipeline: incremental, and atomic per partition.
 
+Every dataset is a Delta table (:mod:`lakestream.medallion.delta_tables`;
+issue #16): bronze is the table ``ingest`` lands, silver's three datasets are
+tables partitioned by ``year`` and ``month``. Each is read from its snapshot's
+file list, never by listing folders (a file a commit removed stays on disk
+until ``vacuum``).
+
 Incremental: ``<lake>/silver/_state/weather.json`` lists the bronze files
 already processed. A run reads only the new ones, cleans them (the rules of
 :mod:`lakestream.medallion.sql`), and recomputes only the months they touch:
@@ -8,22 +14,17 @@ and deduplicated again, which gives exactly what a full recomputation would
 (the dedup keeps the same row whatever the order the rows arrived in). The
 month's daily and hourly aggregates are then recomputed from the merged rows.
 
-Atomic per partition: every touched partition of the three datasets is first
-written to ``<lake>/_staging/silver/<run>/``, then swapped in, one file per
-partition (``year=YYYY/month=MM/data.parquet``): a rename on a local lake, a
-server-side copy onto the same key on S3, so a reader sees the old file or
-the new one, never a mix. The state is saved last; a run that dies before
+Atomic per partition: the touched months of each silver dataset are replaced
+in one commit (DuckDB: a predicate overwrite; Spark: its Parquet files,
+written below ``<lake>/_staging/silver/<run>/`` and moved into the table,
+committed with ``create_write_transaction``), so a reader sees the old months
+or the new ones, never a mix. The state is saved last; a run that dies before
 that is simply redone by the next one (re-merging the same rows changes
 nothing). One silver run at a time per lake.
 
-On Delta tables (:mod:`lakestream.medallion.delta_tables`; issue #16) bronze
-and silver are read from their snapshots' file lists, and the touched months
-of each silver dataset are replaced in one commit (DuckDB: a predicate
-overwrite; Spark: its Parquet files committed with
-``create_write_transaction``), instead of staged and swapped. Each dataset
-keeps its format: a Delta table stays one, a folder of plain Parquet stays
-one, and a dataset not created yet follows the lake's switch
-(:func:`lakestream.lake.delta.writes_delta`).
+A dataset that exists but is not a Delta table was written before the lake
+moved to Delta: the run refuses it (:class:`LegacyDatasetError`) and names
+``lakestream lake upgrade``, which converts it in place.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakestream.lake.delta import is_delta_table
+from lakestream.lake.delta import DELTA_LOG, is_delta_table
 from lakestream.lake.storage import Storage
 from lakestream.medallion import sql
-from lakestream.medallion.delta_tables import Month, is_delta_dataset, snapshot_files
-from lakestream.medallion.engines import PART_FILE, SqlEngine, StagedPartition
+from lakestream.medallion.delta_tables import Month, snapshot_files
+from lakestream.medallion.engines import MedallionError, SqlEngine
 
 BRONZE = "bronze/weather"
 CLEANED = "silver/weather_cleaned"
@@ -70,20 +71,51 @@ class SilverReport:
     seconds: float = 0.0
 
 
+class LegacyDatasetError(MedallionError):
+    """A medallion dataset is not a Delta table: the lake was written before Delta."""
+
+
+def delta_files(storage: Storage, rel: str,
+                months: list[Month] | None = None) -> dict[str, int]:
+    """The live data files of the Delta dataset ``rel`` (relative path → size), from its log.
+
+    A dataset that does not exist yet has none. A folder holding only a log
+    without a first commit (a creation that died) does not exist yet either.
+
+    Args:
+        months: Only the files of these (year, month) partitions (silver's tables).
+
+    Raises:
+        LegacyDatasetError: ``rel`` holds files but is not a Delta table.
+    """
+    return snapshot_files(storage, rel, months) if exists_as_delta(storage, rel) else {}
+
+
+def exists_as_delta(storage: Storage, rel: str) -> bool:
+    """Whether the dataset ``rel`` exists (``False``: not yet); an existing one must be Delta.
+
+    Raises:
+        LegacyDatasetError: ``rel`` holds files but is not a Delta table.
+    """
+    if is_delta_table(storage, rel):
+        return True
+    inside = len(rel) + 1
+    if any(not f.path[inside:].startswith(f"{DELTA_LOG}/") for f in storage.list_files(rel)):
+        raise LegacyDatasetError(
+            f"{storage.url(rel)} is not a Delta table: it was written before the lake "
+            "moved to Delta (issue #16)",
+            "run `lakestream lake upgrade` to convert the lake in place, then run this again")
+    return False
+
+
 def bronze_files(storage: Storage) -> dict[str, int]:
-    """Committed bronze data files (relative path → size); a Delta bronze's from its log."""
-    if is_delta_table(storage, BRONZE):
-        return snapshot_files(storage, BRONZE)
-    return {f.path: f.size for f in storage.list_files(BRONZE)
-            if f.path.endswith(".parquet") and "/_" not in f.path[len(BRONZE):]}
+    """Committed bronze data files (relative path → size), from the table's log."""
+    return delta_files(storage, BRONZE)
 
 
 def dataset_files(storage: Storage, dataset: str) -> list[str]:
-    """The partition files of a silver dataset; a Delta dataset's from its log."""
-    if is_delta_table(storage, dataset):
-        return list(snapshot_files(storage, dataset))
-    return [f.path for f in storage.list_files(dataset)
-            if f.path.endswith(".parquet") and "/_" not in f.path[len(dataset):]]
+    """The live data files of a silver dataset, from its log."""
+    return list(delta_files(storage, dataset))
 
 
 class SilverBuilder:
@@ -93,31 +125,31 @@ class SilverBuilder:
         storage: The lake.
         engine: DuckDB or Spark (:func:`lakestream.medallion.engines.open_engine`).
         on_progress: Called with a short message at each stage.
-        new_as_delta: Whether a silver dataset not created yet becomes a Delta
-            table (``None``: the lake's switch, :func:`~lakestream.lake.delta.writes_delta`).
     """
 
     def __init__(self, storage: Storage, engine: SqlEngine,
-                 on_progress: Progress | None = None, new_as_delta: bool | None = None) -> None:
+                 on_progress: Progress | None = None) -> None:
         self.storage = storage
         self.engine = engine
         self.d = engine.dialect
         self.progress = on_progress or (lambda _m: None)
-        self.new_as_delta = new_as_delta
-        self.delta: dict[str, bool] = {}
 
     def run(self) -> SilverReport:
-        """Process the bronze files not yet in silver; returns what it did."""
+        """Process the bronze files not yet in silver; returns what it did.
+
+        Raises:
+            LegacyDatasetError: Bronze or a silver dataset is not a Delta table.
+        """
         started = time.monotonic()
         report = SilverReport(self.engine.name)
         state = self._load_state()
         current = bronze_files(self.storage)
+        for dataset in DATASETS:  # refuse a lake from before Delta before writing anything
+            exists_as_delta(self.storage, dataset)
         new = sorted(p for p in current if p not in state)
         report.bronze_files = len(new)
         if new:
-            self.storage.delete_dir(STAGING)
-            self.delta = {ds: is_delta_dataset(self.storage, ds, self.new_as_delta)
-                          for ds in DATASETS}
+            self.storage.delete_dir(STAGING)  # a crashed Spark run's scratch files
             self.progress(f"silver: reading {len(new):,} new bronze file(s) on {self.engine.name}")
             self._build(new, report)
         self._save_state({p: s for p, s in current.items() if p in state or p in new})
@@ -149,11 +181,7 @@ class SilverBuilder:
         q = self.d.quote
         columns = ", ".join(q(c) for c in sql.cleaned_columns(self.d))
         union = f"SELECT {columns} FROM {q('silver_new')}"
-        if self.delta[CLEANED]:
-            files = list(snapshot_files(self.storage, CLEANED, months))
-        else:
-            wanted = {f"{CLEANED}/year={y:04d}/month={m:02d}/{PART_FILE}" for y, m in months}
-            files = [f for f in dataset_files(self.storage, CLEANED) if f in wanted]
+        files = list(delta_files(self.storage, CLEANED, months))
         if not files:
             return union, 0
         self.engine.register("silver_existing", files)
@@ -162,34 +190,23 @@ class SilverBuilder:
         return f"{union} UNION ALL SELECT {columns} FROM {q('silver_old')}", existing
 
     def _write(self, report: SilverReport, months: list[Month]) -> None:
-        """Every dataset's months: Delta tables committed, plain folders staged and swapped."""
+        """Every dataset's months replaced, one commit per dataset."""
         staging = f"{STAGING}/{uuid.uuid4().hex[:12]}"
         plan = {
             CLEANED: (f"SELECT * FROM {self.d.quote('silver_merged')}", ("city", "timestamp")),
             DAILY: (sql.daily_sql(self.d, "silver_merged"), ("city", "date")),
             HOURLY: (sql.hourly_sql(self.d, "silver_merged"), ("city", "date", "hour")),
         }
-        rows = self._stage_and_swap({ds: p for ds, p in plan.items() if not self.delta[ds]},
-                                    staging)
-        for dataset, (query, order) in plan.items():
-            if self.delta[dataset]:
+        rows = {}
+        try:
+            for dataset, (query, order) in plan.items():
                 name = dataset.split("/", 1)[1]
                 rows[dataset] = self.engine.write_delta(query, dataset, months,
                                                         f"{staging}/{name}", order)
-        self.storage.delete_dir(staging)
+        finally:
+            self.storage.delete_dir(staging)
         report.rows_out, report.daily_rows, report.hourly_rows = (rows[CLEANED], rows[DAILY],
                                                                   rows[HOURLY])
-
-    def _stage_and_swap(self, plan: dict[str, tuple[str, tuple[str, ...]]],
-                        staging: str) -> dict[str, int]:
-        staged: dict[str, list[StagedPartition]] = {}
-        for dataset, (query, order) in plan.items():
-            name = dataset.split("/", 1)[1]
-            staged[dataset] = self.engine.write_partitions(query, f"{staging}/{name}", order)
-        for dataset, parts in staged.items():
-            for part in parts:
-                self.storage.move(part.staged, f"{dataset}/{part.partition}/{PART_FILE}")
-        return {dataset: sum(p.rows for p in parts) for dataset, parts in staged.items()}
 
     def _load_state(self) -> dict[str, int]:
         try:

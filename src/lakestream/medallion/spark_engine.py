@@ -36,13 +36,7 @@ from lakestream.medallion.delta_tables import (
     ensure_table,
     partition_folder,
 )
-from lakestream.medallion.engines import (
-    PART_FILE,
-    PARTITION_COLUMNS,
-    MedallionError,
-    SqlEngine,
-    StagedPartition,
-)
+from lakestream.medallion.engines import PARTITION_COLUMNS, MedallionError, SqlEngine
 from lakestream.medallion.sql import SPARK
 
 log = logging.getLogger(__name__)
@@ -154,12 +148,6 @@ class SparkEngine(SqlEngine):
         table: pa.Table = self._run(self.spark.sql(sql).toArrow)
         return table
 
-    def write_partitions(self, sql: str, staging: str,
-                         order: Sequence[str]) -> list[StagedPartition]:
-        """``partitionBy(year, month)`` after a repartition: one file per partition."""
-        self._write_parquet(sql, staging, order)
-        return self._collect_staged(staging)
-
     def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
                     order: Sequence[str]) -> int:
         """Parquet written by Spark, moved into the table's month folders, committed by delta-rs.
@@ -204,21 +192,6 @@ class SparkEngine(SqlEngine):
         self._run(lambda: frame.write.mode("overwrite").partitionBy(year, month)
                   .parquet(self.url(staging)))
         return list(frame.columns)
-
-    def _collect_staged(self, staging: str) -> list[StagedPartition]:
-        staged = []
-        for info in self.storage.list_files(staging):
-            name = info.path.rsplit("/", 1)[-1]
-            if not name.endswith(".parquet") or name.startswith(("_", ".")):
-                continue
-            folder = info.path.rsplit("/", 1)[0]
-            part = folder[len(staging) + 1:]
-            target = f"{folder}/{PART_FILE}"
-            self.storage.move(info.path, target)
-            with self.storage.fs.open_input_file(self.storage.full(target)) as f:
-                rows = pq.ParquetFile(f).metadata.num_rows
-            staged.append(StagedPartition(part, target, int(rows)))
-        return sorted(staged, key=lambda s: s.partition)
 
     def _run(self, action: Any) -> Any:
         try:
