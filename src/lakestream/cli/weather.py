@@ -74,8 +74,8 @@ def medallion() -> None:
 def medallion_silver(ctx: Context, engine: str) -> None:
     """Clean new bronze data into silver: weather_cleaned, weather_daily_agg, weather_hourly_agg.
 
-    Only months touched by new bronze files are recomputed; each partition is
-    swapped in whole. Both engines give identical results.
+    Only months touched by new bronze files are recomputed; each dataset's
+    months are replaced in one Delta commit. Both engines give identical results.
 
     \b
     Examples:
