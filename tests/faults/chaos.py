@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import yaml
 
 from lakestream.sources.generator import TransactionGenerator
 from tests.conftest import subprocess_env
+from tests.ingest.helpers import lake_rows, log_entries
 
 LAKESTREAM = [sys.executable, "-m", "lakestream"]
-HIVE_TYPES = "{'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
 
 
 # -- children -------------------------------------------------------------------------------
@@ -338,13 +337,14 @@ class KillLoop(threading.Thread):
 
 
 def parquet_rows(lake: Path, dataset: str, columns: str) -> list[tuple[Any, ...]]:
-    """Rows of a local dataset read by DuckDB straight from its files (as a plain reader would)."""
-    files = list((lake / dataset).glob("**/*.parquet"))
-    if not files:
-        return []
-    return duckdb.sql(
-        f"SELECT {columns} FROM read_parquet('{lake}/{dataset}/**/*.parquet', "
-        f"hive_partitioning=true, hive_types={HIVE_TYPES}, union_by_name=true)").fetchall()
+    """Rows of a local dataset as a Delta reader sees them (delta-rs and DuckDB, through
+    its log: files a compaction removed or a fenced commit left unreferenced do not count)."""
+    return lake_rows(lake, dataset, columns)
+
+
+def commits(lake: Path, *datasets: str) -> tuple[frozenset[str], ...]:
+    """Per dataset, its Delta log entries: a value that changes with every commit."""
+    return tuple(log_entries(lake, d) for d in datasets)
 
 
 def topic_records(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[int, int, bytes]]:

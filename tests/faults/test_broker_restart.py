@@ -27,7 +27,7 @@ from lakestream.testing.seaweedfs import SeaweedFS
 from tests.faults.chaos import (
     Children,
     SteadyProducer,
-    files_state,
+    commits,
     parquet_rows,
     settle,
     topic_records,
@@ -72,9 +72,8 @@ def test_consumers_reconnect_after_broker_restarts_and_lose_nothing(
     lake = tmp_path / "lake"
     base = ["--config", str(config)]
 
-    def committed() -> tuple[frozenset[tuple[str, int, int]], ...]:
-        return (files_state(lake, "streams/transaction_stream/_ledger/**/*.json"),
-                files_state(lake, "streams/transaction_flattened/_ledger/**/*.json"))
+    def committed() -> tuple[frozenset[str], ...]:
+        return commits(lake, "streams/transaction_stream", "streams/transaction_flattened")
 
     # not idempotent: Tansu's s3 engine can lose acknowledged idempotent sends across a
     # restart (see README, "Fault tolerance"); a plain retry at worst duplicates a record

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -78,11 +79,23 @@ class Project:
         assert code == 1, out[-3000:]
         assert len(errors) == 1 and why in errors[0], out[-3000:]
         assert "Traceback" not in out and "internal error" not in out
-        ledger, kafka = self.ledger_offsets(), self.kafka_offsets()
-        assert all(kafka.get(p, -1) <= ledger.get(p, -1) for p in kafka), (kafka, ledger)
+        lake, kafka = self.lake_offsets(), self.kafka_offsets()
+        assert all(kafka.get(p, -1) <= lake.get(p, -1) for p in kafka), (kafka, lake)
         assert not list(self.lake.rglob(".tmp-*")), "a partial file was left behind"
-        for path in self.lake.glob("streams/feed/**/*.parquet"):
-            pq.read_metadata(path)  # every visible file is whole
+        log = self.lake / "streams/feed/_delta_log"
+        if not log.is_dir():
+            return
+        for entry in log.glob("*.json"):
+            if entry.stem.isdigit():  # every log entry is whole: one JSON action a line
+                [json.loads(line) for line in entry.read_text().splitlines() if line]
+        for uri in self.table().file_uris():
+            pq.read_metadata(uri)  # every file the log references is whole
+
+    def table(self) -> Any:
+        """The dataset's Delta table, opened by delta-rs."""
+        from deltalake import DeltaTable
+
+        return DeltaTable(str(self.lake / "streams/feed"))
 
     def assert_exactly_once(self) -> int:
         ids = Counter(r[0] for r in parquet_rows(self.lake, "streams/feed", "transaction_id"))
@@ -90,13 +103,16 @@ class Project:
         assert set(ids) == set(self.sent), f"{len(set(self.sent) - set(ids))} records missing"
         return sum(ids.values())
 
-    def ledger_offsets(self) -> dict[int, int]:
-        """Next offset per partition according to the lake's ledger."""
+    def lake_offsets(self) -> dict[int, int]:
+        """Next offset per partition according to the Delta log's application transactions."""
+        if not (self.lake / "streams/feed/_delta_log").is_dir():
+            return {}
+        table = self.table()
         out = {}
-        for partition in (self.lake / "streams/feed/_ledger" / self.topic).glob("*"):
-            names = sorted(p.name for p in partition.glob("*.json"))
-            if names:
-                out[int(partition.name)] = int(names[-1].split(".")[0]) + 1
+        for p in range(4):
+            last = table.transaction_version(f"lakestream/{self.topic}/{p}")
+            if last is not None:
+                out[p] = last + 1
         return out
 
     def kafka_offsets(self) -> dict[int, int]:

@@ -43,15 +43,37 @@ def event(transaction_id: str, event_time: str, **extra: Any) -> tuple[bytes, by
 
 
 def lake_rows(
-    lake: Path, dataset: str = "streams/feed", columns: str = "*"
+    lake: Path | str, dataset: str = "streams/feed", columns: str = "*",
+    storage_options: dict[str, str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """All rows of a local dataset, read by DuckDB straight from the files."""
-    glob = f"{lake}/{dataset}/**/*.parquet"
-    hive = "{'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
-    return duckdb.sql(
-        f"SELECT {columns} FROM read_parquet('{glob}', hive_partitioning=true, "
-        f"hive_types={hive}, union_by_name=true)"
-    ).fetchall()
+    """All rows of a dataset as a Delta reader sees them: the files its log holds live.
+
+    Read by delta-rs and DuckDB, not by Lakestream's own code. A plain folder glob
+    would also count the files a compaction removed (until vacuum deletes them) and
+    the data files of a fenced or failed commit that no log entry references: a
+    Delta reader sees neither, and neither may count. ``[]`` before the table's
+    first commit.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    uri = f"{lake}/{dataset}"
+    try:
+        table = DeltaTable(uri, storage_options=storage_options)
+    except TableNotFoundError:  # no commit yet (files without a log are not a Delta table)
+        return []
+    con = duckdb.connect()
+    try:  # never to_pyarrow_table (it may abort the process at exit)
+        con.register("live", table.to_pyarrow_dataset().to_table())
+        return con.sql(f"SELECT {columns} FROM live").fetchall()
+    finally:
+        con.close()
+
+
+def log_entries(lake: Path, dataset: str = "streams/feed") -> frozenset[str]:
+    """The names of the dataset's Delta log entries: a new one with every commit."""
+    folder = lake / dataset / "_delta_log"
+    return frozenset(p.name for p in folder.glob("*.json") if p.stem.isdigit())
 
 
 def transaction_ids(messages: list[tuple[bytes | None, bytes]]) -> list[str]:

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from lakestream.decode.json_batch import JsonDecoder
 from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
+from lakestream.errors import FencedError
 from lakestream.feeds import Feed
 from lakestream.ingest.sink import (
     _OURS,
@@ -103,6 +104,10 @@ class DeltaLakeSink:
               timestamps: Sequence[int | None]) -> FlushStats:
         """Decode one contiguous run of a partition's messages and commit it to both tables.
 
+        A retry of a batch whose commit landed although the writer saw a failure (a
+        lost response) finds the batch's last offset in the table's log: it is not
+        fenced and commits nothing twice.
+
         Raises:
             FencedError: Another writer landed this partition since this one took it.
         """
@@ -131,7 +136,14 @@ class DeltaLakeSink:
             table = storable(with_dates(table, table.column(self.feed.partition_field)))
         else:
             table = None
-        self.data.append(table if table is not None else self._no_rows(), ranges)
+        try:
+            self.data.append(table if table is not None else self._no_rows(), ranges)
+        except FencedError:
+            if self._held(self.data, topic, partition) != offsets[-1]:
+                raise
+            # this very batch is in the table: a retry whose first commit landed although
+            # the writer saw a failure (a lost response); nothing to do twice
+            seen = self._held(self.data, SOURCE_PREFIX + topic, partition)
         self.next_offset[key] = offsets[-1] + 1
         self._source_seen[key] = seen
         if table is not None:  # append() has just read the new log: no second read
@@ -141,7 +153,11 @@ class DeltaLakeSink:
         return FlushStats(rows, rejected, 0, 0)
 
     def publish_metadata(self) -> None:
-        """Rewrite ``_metadata.json`` from the two tables' logs."""
+        """Rewrite ``_metadata.json`` from the two tables' logs (nothing before the rows
+        table's first commit: a file in the dataset's folder before its log would make it
+        look like a dataset written before Delta)."""
+        if self.data.table() is None:
+            return
         delta_metadata(self.data.storage, self.feed)
 
     def _no_rows(self) -> pa.Table:
@@ -159,10 +175,22 @@ class DeltaLakeSink:
         key = (topic, partition)
         batch = BatchId(self.feed.dataset, self.feed.name, topic, partition, offsets[0],
                         offsets[-1])
-        written, self._dlq_last[key] = commit_dead_letters(
-            self.dlq, batch, self._dlq_last.get(key), rejected, values, keys.to_pylist(),
-            offsets, timestamps)
+        last = self._dlq_last.get(key)
+        try:
+            written, self._dlq_last[key] = commit_dead_letters(
+                self.dlq, batch, last, rejected, values, keys.to_pylist(), offsets, timestamps)
+        except FencedError:
+            if self._held(self.dlq, topic, partition) != offsets[-1]:
+                raise
+            # a retry whose first commit landed although the writer saw a failure
+            written = sum(1 for i, _ in rejected if last is None or offsets[i] > last)
+            self._dlq_last[key] = offsets[-1]
         return written
+
+    @staticmethod
+    def _held(table: DeltaDataset, topic: str, partition: int) -> int | None:
+        """The last offset of ``topic[partition]`` that ``table``'s latest log holds."""
+        return table.transaction_versions([_app(topic, partition)])[_app(topic, partition)]
 
 
 def lake_sink(storage: Storage, feed: Feed) -> LakeSink | DeltaLakeSink:
