@@ -4,7 +4,7 @@ Builds a bronze lake of N weather records (default 1,000,000: 500 cities × 2,00
 hours, 1 % re-fetched duplicates, a few bad records) through the real ingest
 sink, then times, per engine, on identical copies of it:
 
-* silver: ``SilverBuilder.run()`` (clean, dedup, aggregates, staged writes, swap);
+* silver: ``SilverBuilder.run()`` (clean, dedup, aggregates, one Delta commit per dataset);
 * gold: reading silver with the engine and upserting it into the gold store
   (PostgreSQL on 127.0.0.1:5432 when it answers, else SQLite), a fresh database each.
 
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from lakestream.config import S3Settings, Settings
 from lakestream.feeds import BUILTIN_FEEDS
-from lakestream.ingest.sink import LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import open_engine
 from lakestream.medallion.gold import GoldStore, load_gold
@@ -75,7 +75,7 @@ def records(n: int, seed: int = 7) -> Iterator[bytes]:
 def build_bronze(root: Path, n: int) -> Storage:
     """A local lake whose bronze holds ``n`` records, landed by the real ingest sink."""
     storage = open_storage(str(root), S3Settings())
-    sink = LakeSink(storage, next(f for f in BUILTIN_FEEDS if f.name == "weather"))
+    sink = DeltaLakeSink(storage, next(f for f in BUILTIN_FEEDS if f.name == "weather"))
     sink.recover("weather-data", 0)
     batch: list[bytes] = []
     offset = 0
@@ -89,7 +89,7 @@ def build_bronze(root: Path, n: int) -> Storage:
     return storage
 
 
-def _write(sink: LakeSink, values: list[bytes], offset: int) -> int:
+def _write(sink: DeltaLakeSink, values: list[bytes], offset: int) -> int:
     offsets = list(range(offset, offset + len(values)))
     keys: list[bytes | None] = [None] * len(values)
     stamps: list[int | None] = [int(START.timestamp() * 1000)] * len(values)
