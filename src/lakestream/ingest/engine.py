@@ -10,27 +10,24 @@ each lake commit, only so that lag tools see progress.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lakestream.config import Settings
-from lakestream.errors import FencedError, LakestreamError
+from lakestream.errors import FencedError
 from lakestream.feeds import Feed
+from lakestream.ingest.compactor import InBandCompactor
 from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
 from lakestream.ingest.sink import FlushStats, LakeSink
 from lakestream.ingest.tables import TableIngest
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.client import consumer_config
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
-from lakestream.lake.delta_maintenance import compact_small_files
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
-
-COMPACT_EVERY_S = 30.0
 
 
 @dataclass
@@ -71,14 +68,26 @@ class IngestEngine(BatchingConsumer):
             storage, tables, consumer_config(settings, bootstrap, options.group_id),
             settings.lake.snapshot_interval_s, settings.lake.table_versions) if tables else None
         self._table_partitions = table_partitions or {}
-        self._next_compaction = time.monotonic() + COMPACT_EVERY_S
+        lake = settings.lake
+        delta = [s for sinks in self.sinks.values() for s in sinks if isinstance(s, DeltaLakeSink)]
+        self.compactor = InBandCompactor(
+            storage, [rel for s in delta for rel in (s.data.rel, s.dlq.rel)],
+            lake.compact_min_files, lake.compact_target_mb * 1024 * 1024) \
+            if lake.compact_in_band else None
 
     def run(self) -> IngestReport:
         """Consume until stopped or idle; tables write their last version at the end."""
         if self.tables is not None:
             self.retry(lambda: self.tables.start(self._table_partitions) if self.tables else None,
                        "load the table versions")
-        report: IngestReport = super().run()
+        if self.compactor is not None:
+            self.compactor.start()
+        try:
+            report: IngestReport = super().run()
+        finally:
+            if self.compactor is not None:
+                self.compactor.stop()
+                self.report.compacted = self.compactor.merged
         return report
 
     def poll_more(self) -> int:
@@ -139,42 +148,10 @@ class IngestEngine(BatchingConsumer):
         self.report.bytes += stats.bytes
 
     def after_flush(self) -> None:
-        """Compact small files where due, then refresh every feed's ``_metadata.json``."""
-        self._compact_in_band()
+        """Refresh every feed's ``_metadata.json``."""
         for sinks in self.sinks.values():
             for sink in sinks:
                 self.retry(sink.publish_metadata, "update metadata")
-
-    def _compact_in_band(self) -> None:
-        """Merge the small files of day partitions holding more than ``lake.compact_min_files``.
-
-        Runs in the flush thread between two flush rounds, so this process's own
-        appends never race it, at most every :data:`COMPACT_EVERY_S`; appends of
-        other members commit beside it (``lake/delta_maintenance.py``). A failure
-        is reported and left to the next pass: it never stops the ingest.
-        """
-        from deltalake.exceptions import DeltaError
-
-        lake = self.settings.lake
-        now = time.monotonic()
-        if not lake.compact_in_band or now < self._next_compaction:
-            return
-        self._next_compaction = now + COMPACT_EVERY_S
-        for sinks in self.sinks.values():
-            for sink in sinks:
-                if not isinstance(sink, DeltaLakeSink):
-                    continue
-                for table in (sink.data, sink.dlq):
-                    try:
-                        done = compact_small_files(table, lake.compact_min_files,
-                                                   lake.compact_target_mb * 1024 * 1024)
-                    except (LakestreamError, DeltaError) as exc:
-                        log.warning("in-band compaction of %s left for later: %s", table.rel, exc)
-                        continue
-                    if done.partitions:
-                        self.report.compacted += done.files_removed
-                        log.info("%s: merged %d small files in %d partitions", table.rel,
-                                 done.files_removed, len(done.partitions))
 
     def partition_revoked(self, topic: str, partition: int) -> None:
         """Forget the partition's position in every feed."""
