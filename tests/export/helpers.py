@@ -7,13 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import duckdb
-import pyarrow as pa
 import yaml
 
 from lakestream.api import Lakestream
-from lakestream.ingest.delta_sink import DATE_COLUMNS
-from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.delta import storage_options
 from lakestream.lake.storage import Storage
 from tests.conftest import settings_for
 
@@ -47,26 +44,19 @@ def day_rows(api: Lakestream, year: int, month: int, day: int,
     return rows
 
 
-def glob_count(lake: Path, year: int, month: int, day: int) -> tuple[int, int]:
-    """(rows, distinct transaction ids) of one local day, read by a plain DuckDB glob."""
-    folder = lake / f"streams/feed/year={year:04d}/month={month:02d}/day={day:02d}"
-    sql = (f"SELECT count(*), count(DISTINCT transaction_id) FROM "
-           f"read_parquet('{folder}/*.parquet', union_by_name = true)")
-    for _ in range(20):
-        try:
-            count, distinct = duckdb.sql(sql).fetchall()[0]
-            return int(count), int(distinct)
-        except duckdb.IOException:  # listed one folder, opened after the swap: read again
-            continue
-    raise AssertionError("the day stayed unreadable")
+def delta_count(storage: Storage, year: int, month: int, day: int,
+                rel: str = "streams/feed") -> tuple[int, int]:
+    """(rows, distinct transaction ids) of one day, read by deltalake from a fresh log read
+    (an independent Delta reader: pyarrow over the snapshot's files)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    from deltalake import DeltaTable
 
-
-def make_delta(storage: Storage, *datasets: str) -> None:
-    """Make ``datasets`` empty Delta tables (what the ingest creates for a new dataset once
-    new datasets are Delta): from then on every writer and reader takes their Delta path."""
-    for rel in datasets:
-        empty = pa.table({c: pa.array([], pa.string()) for c in DATE_COLUMNS})
-        DeltaDataset(storage, rel, DATE_COLUMNS).append(empty)
+    table = DeltaTable(storage.url(rel), storage_options=storage_options(storage))
+    where = ((pads.field("year") == f"{year:04d}") & (pads.field("month") == f"{month:02d}")
+             & (pads.field("day") == f"{day:02d}"))
+    ids = table.to_pyarrow_dataset().to_table(columns=["transaction_id"], filter=where)
+    return ids.num_rows, len(pc.unique(ids.column("transaction_id")))
 
 
 def scan_while(work: Callable[[], Any], scan: Callable[[], T]) -> list[T]:

@@ -14,20 +14,17 @@ import json
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import yaml
 
 from lakestream.config import S3Settings
 from lakestream.lake.delta import DeltaDataset, app_id
-from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import open_storage
 from tests.conftest import subprocess_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap, make_delta
+from tests.export.helpers import api_for, bootstrap
 from tests.ingest.helpers import event, generated, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,37 +72,37 @@ def _beam_export(beam_bin: Path, project: Path, *options: str) -> str:
     return run.stdout
 
 
+DATASETS = ("_dlq/feed", "_dlq/strict", "streams/feed", "streams/strict")
+
+
 def _datasets(lake: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every dataset's rows (dead letters without their rejection time), sorted."""
-    folders: dict[str, Path] = {}
-    for file in lake.rglob("*.parquet"):
-        rel = file.relative_to(lake)
-        assert rel.parts[0] != "_staging", f"{rel} left in staging"
-        folders[str(rel).split("/year=")[0]] = lake / str(rel).split("/year=")[0]
+    """Every Delta table's rows as its log has them (dead letters without their rejection
+    time), sorted by value."""
+    storage = open_storage(str(lake), S3Settings())
+    assert not list((lake / "_staging").rglob("*.parquet")), "files left in staging"
     rows = {}
-    for name, folder in sorted(folders.items()):
-        rows[name] = duckdb.sql(
-            "SELECT COLUMNS(lambda c: c <> 'rejected_at') FROM read_parquet("
-            f"'{folder}/**/*.parquet', union_by_name = true, hive_partitioning = true) "
-            "ORDER BY ALL").fetchall()
+    for rel in DATASETS:
+        table = DeltaDataset(storage, rel).table()
+        if table is None:
+            continue
+        data = table.to_pyarrow_dataset().to_table()
+        names = sorted(c for c in data.column_names if c != "rejected_at")
+        rows[rel] = sorted(tuple(json.dumps(r[c], default=str, sort_keys=True) for c in names)
+                            for r in data.to_pylist())
     return rows
 
 
-def _ledgers(lake: Path) -> dict[str, dict[str, Any]]:
-    """What each feed's ledger says it holds, per partition (not how it was batched)."""
+def _offsets(lake: Path, topic: str) -> dict[str, dict[int, int | None]]:
+    """The Kafka offsets each table's log says it landed, per partition (not how it was
+    batched)."""
     storage = open_storage(str(lake), S3Settings())
-    held: dict[str, dict[str, Any]] = defaultdict(dict)
-    for feed in FEEDS:
-        for m in OffsetLedger(storage, f"streams/{feed}").all_latest():
-            t = m.totals
-            held[feed][f"{m.topic}:{m.partition}"] = (t.first_offset, m.end_offset, t.records,
-                                                     t.rejected, t.dates)
-    return dict(held)
+    return {rel: DeltaDataset(storage, rel).transaction_versions(
+                [app_id(topic, p) for p in range(4)]) for rel in DATASETS}
 
 
-def _files(lake: Path) -> dict[str, int]:
-    return {str(p.relative_to(lake)): p.stat().st_size for p in lake.rglob("*")
-            if p.is_file() and "_exports.json" not in p.name and "_metadata" not in p.name}
+def _versions(lake: Path) -> dict[str, int]:
+    storage = open_storage(str(lake), S3Settings())
+    return {rel: DeltaDataset(storage, rel).table().version() for rel in DATASETS}
 
 
 def test_the_beam_runner_gives_the_lake_of_the_builtin_export_and_appends_nothing_twice(
@@ -128,27 +125,29 @@ def test_the_beam_runner_gives_the_lake_of_the_builtin_export_and_appends_nothin
     api_for(workdir).batch.export(everything=True, pipeline="test")  # built-in, into workdir/lake
 
     datasets = _datasets(beam_lake)
-    assert sorted(datasets) == ["_dlq/feed", "_dlq/strict", "streams/feed", "streams/strict"]
+    assert sorted(datasets) == list(DATASETS)
     assert datasets == _datasets(builtin_lake)
     assert len(datasets["streams/feed"]) == 3001 and len(datasets["_dlq/feed"]) == 2
     assert 0 < len(datasets["streams/strict"]) < 3001
-    assert _ledgers(beam_lake) == _ledgers(builtin_lake)
+    offsets = _offsets(beam_lake, topic)
+    assert offsets == _offsets(builtin_lake, topic)
+    assert sum(v + 1 for v in offsets["streams/feed"].values() if v is not None) == len(messages)
     log = json.loads((beam_lake / "streams/feed/_exports.json").read_text())["last_export"]
     assert (log["mode"], log["records"]) == ("append", 3001)
     assert "feed: append from kafka, 3,001 records" in out
 
-    send(bootstrap(workdir), topic, generated(400, seed=22))  # from the ledger's next offsets
+    send(bootstrap(workdir), topic, generated(400, seed=22))  # from the log's next offsets
     assert "feed: append from kafka, 400 records" in _beam_export(beam_bin, beam)
     api_for(workdir).batch.export(everything=True, pipeline="test")
     datasets = _datasets(beam_lake)
     assert len(datasets["streams/feed"]) == 3401
     assert datasets == _datasets(builtin_lake)
-    assert _ledgers(beam_lake) == _ledgers(builtin_lake)
+    assert _offsets(beam_lake, topic) == _offsets(builtin_lake, topic)
 
-    files = _files(beam_lake)
+    versions = _versions(beam_lake)
     again = _beam_export(beam_bin, beam)
     assert "feed: append from kafka, 0 records" in again
-    assert _files(beam_lake) == files
+    assert _versions(beam_lake) == versions  # nothing committed
     assert _datasets(beam_lake) == datasets
 
 
@@ -161,7 +160,6 @@ def test_the_beam_runner_lands_every_record_once_in_delta_datasets(
     send(bootstrap(workdir), topic, messages)
     beam = _project(tmp_path / "beam", workdir, "lake")
     storage = open_storage(str(beam / "lake"), S3Settings())
-    make_delta(storage, "streams/feed", "_dlq/feed")
 
     out = _beam_export(beam_bin, beam, "--beam-option", "direct_running_mode=multi_threading",
                        "--beam-option", "direct_num_workers=2")

@@ -1,4 +1,4 @@
-"""The Beam export's steps without Beam: batches commit exactly once from the ledger's position."""
+"""The Beam export's steps without Beam: batches commit exactly once from the log's offsets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -15,12 +17,10 @@ from lakestream.errors import TerminalError
 from lakestream.export.beam import Batch, next_offsets, split_chunk, write_batch
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.feeds import Feed
-from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
-from lakestream.ingest.sink import LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import open_storage
-from tests.export.helpers import make_delta
-from tests.ingest.helpers import generated, lake_rows
+from tests.ingest.helpers import generated
 
 FEED = Feed(name="feed", topic="tx", schema="transactions", time_field="event_time",
             required=("transaction_id", "event_time", "user.user_id"))
@@ -32,24 +32,14 @@ def _chunk(messages: list[tuple[bytes | None, bytes]], first: int = 0) -> Partit
                           list(range(first, first + n)), [1_741_600_000_000] * n)
 
 
-def _sink(tmp_path: Path) -> LakeSink:
-    return LakeSink(open_storage(str(tmp_path / "lake"), S3Settings()), FEED)
+def _sink(tmp_path: Path) -> DeltaLakeSink:
+    return DeltaLakeSink(open_storage(str(tmp_path / "lake"), S3Settings()), FEED)
 
 
 def _offsets(tmp_path: Path) -> list[int]:
-    return sorted(r[0] for r in lake_rows(tmp_path / "lake", columns="_kafka_offset"))
-
-
-def test_a_batch_writes_only_what_the_ledger_does_not_hold_yet(tmp_path: Path) -> None:
-    messages = generated(100, seed=5)
-    other = _sink(tmp_path)  # e.g. a running ingest that got to the first 40 records first
-    other.recover("tx", 0)
-    other.write("tx", 0, *_columns(_chunk(messages[:40])))
-
-    stats = write_batch(_sink(tmp_path), Batch("feed", None, _chunk(messages)))
-    assert stats.records == 60
-    assert write_batch(_sink(tmp_path), Batch("feed", None, _chunk(messages))).records == 0
-    assert _offsets(tmp_path) == list(range(100))
+    table = DeltaDataset(open_storage(str(tmp_path / "lake"), S3Settings()), FEED.dataset).table()
+    return sorted(table.to_pyarrow_dataset().to_table(columns=["_kafka_offset"])
+                  .column("_kafka_offset").to_pylist())
 
 
 def test_a_commit_fenced_by_another_writer_resumes_from_the_new_position(
@@ -61,7 +51,7 @@ def test_a_commit_fenced_by_another_writer_resumes_from_the_new_position(
     calls = []
 
     def racing_write(*args: Any) -> Any:
-        if not calls:  # another writer commits between our ledger read and our commit
+        if not calls:  # another writer commits between our log read and our commit
             other.recover("tx", 0)
             other.write("tx", 0, *_columns(_chunk(messages[:20])))
         calls.append(args[4][0])
@@ -80,32 +70,29 @@ def test_a_batch_after_a_missing_one_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "lake/streams/feed").exists()
 
 
-def _delta_sinks(tmp_path: Path, n: int = 2) -> list[LakeSink | DeltaLakeSink]:
-    storage = open_storage(str(tmp_path / "lake"), S3Settings())
-    make_delta(storage, FEED.dataset)
-    return [lake_sink(storage, FEED) for _ in range(n)]
-
-
-def _delta_offsets(tmp_path: Path) -> list[int]:
-    table = DeltaDataset(open_storage(str(tmp_path / "lake"), S3Settings()), FEED.dataset).table()
-    return sorted(table.to_pyarrow_dataset().to_table(columns=["_kafka_offset"])
-                  .column("_kafka_offset").to_pylist())
-
-
-def test_a_batch_into_a_delta_dataset_writes_only_what_its_log_does_not_hold(
-        tmp_path: Path) -> None:
+def test_a_batch_writes_only_what_the_log_does_not_hold_yet(tmp_path: Path) -> None:
     messages = generated(100, seed=8)
-    other, sink = _delta_sinks(tmp_path)
-    assert isinstance(sink, DeltaLakeSink)
+    other, sink = _sink(tmp_path), _sink(tmp_path)
     other.recover("tx", 0)  # e.g. a running ingest that got to the first 40 records first
     other.write("tx", 0, *_columns(_chunk(messages[:40])))
 
     assert write_batch(sink, Batch("feed", None, _chunk(messages))).records == 60
     assert write_batch(sink, Batch("feed", None, _chunk(messages))).records == 0
-    assert _delta_offsets(tmp_path) == list(range(100))
+    assert _offsets(tmp_path) == list(range(100))
     assert next_offsets(sink.data.storage, FEED, [0, 1]) == {0: 100, 1: None}
     with pytest.raises(TerminalError, match="an earlier batch is not in the lake"):
         write_batch(sink, Batch("feed", 120, _chunk(generated(5, seed=9), first=120)))
+
+
+def test_a_dataset_written_before_delta_is_not_appended_to(tmp_path: Path) -> None:
+    folder = tmp_path / "lake/streams/feed/year=2025/month=03/day=10"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"_kafka_offset": [0]}), folder / "tx-0-0-0.parquet")
+    storage = open_storage(str(tmp_path / "lake"), S3Settings())
+    with pytest.raises(TerminalError, match="written before the lake moved to Delta") as caught:
+        next_offsets(storage, FEED, [0])
+    assert "lakestream lake upgrade" in str(caught.value.hint)
+    assert not (tmp_path / "lake/streams/feed/_delta_log").exists()
 
 
 def test_chunks_are_split_by_bytes_keeping_every_message_in_order() -> None:

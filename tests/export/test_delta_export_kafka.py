@@ -1,7 +1,6 @@
 """``lakestream export`` into Delta datasets from a real Tansu broker: append, day rebuild.
 
-The datasets are made Delta tables before the first export (as the ingest makes
-them once new datasets are Delta): from then on every path of the export
+Every dataset the export creates is a Delta table: every path of the export
 writes and reads the log.
 """
 
@@ -19,7 +18,7 @@ import pytest
 from lakestream.api import Lakestream
 from lakestream.lake.delta import DeltaDataset, app_id
 from tests.conftest import s3_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap, make_delta, scan_while
+from tests.export.helpers import api_for, bootstrap, scan_while
 from tests.ingest.helpers import event, generated, send
 
 pytestmark = pytest.mark.integration
@@ -44,7 +43,6 @@ def _feed_lake(workdir: Path, n: int, seed: int, **env: str) -> tuple[Lakestream
     topic = unique_topic()
     write_feed(workdir / "feeds", "feed", topic)
     api = api_for(workdir, **env)
-    make_delta(api.storage, "streams/feed", "_dlq/feed")
     messages = [*generated(n, seed=seed), event("t-late", "2025-03-09T23:59:00Z")]
     send(bootstrap(workdir), topic, messages)
     _produce_on_day(bootstrap(workdir), topic, [b"{not json", b'{"amount": 1}'])

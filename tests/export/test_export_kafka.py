@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from lakestream.errors import FeedError
+from lakestream.errors import FeedError, QueryError
 from lakestream.export.kafka_scan import KafkaScan
+from lakestream.lake.delta import DeltaDataset, app_id
+from lakestream.lake.snapshot import live_files
+from lakestream.lake.table_versions import delta_table_versions
 from tests.conftest import s3_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap, day_rows, glob_count, scan_while
+from tests.export.helpers import api_for, bootstrap, day_rows, delta_count, scan_while
 from tests.ingest.helpers import generated, send, transaction_ids
 
 pytestmark = pytest.mark.integration
 
 DAY = (2025, 3, 10)  # the generator's "now": most events fall on it, late ones before
+DAY_DIR = "streams/feed/year=2025/month=03/day=10"
 
 
 def _stream(workdir: Path, n: int = 2000, seed: int = 1) -> list[tuple[bytes | None, bytes]]:
@@ -65,20 +69,32 @@ def test_rebuilding_a_day_twice_gives_the_rows_the_ingest_wrote(
     ingested = day_rows(api, *DAY)
     assert len(ingested) > 1000
 
+    data = DeltaDataset(api.storage, "streams/feed")
+    topic = api.feeds.get("feed").topic
+    offsets = _offsets_in_log(data, topic)
+    version = data.table().version()
     first = api.batch.export(stream="feed", day=_date())[-1]
     after_first = day_rows(api, *DAY)
-    folder = workdir / "lake/streams/feed/year=2025/month=03/day=10"
-    files_first = sorted(p.name for p in folder.iterdir())
+    files_first = live_files(api.storage, DAY_DIR)
     second = api.batch.exports.rebuild_day("feed", _date())
 
     assert first.rebuild is not None and second.rebuild is not None
-    assert first.rebuild.mode == "swap"
+    assert first.rebuild.mode == second.rebuild.mode == "delta"
     assert after_first == ingested == day_rows(api, *DAY)
-    assert files_first == sorted(p.name for p in folder.iterdir())
+    # each rebuild is one commit (nothing new to append: the append committed nothing),
+    # removing the day's live files of its snapshot and adding the new ones
+    assert data.table().version() == version + 2
+    history = data.table().history(2)
+    assert [h["operation"] for h in history] == ["WRITE", "WRITE"]
+    assert all(h.get("lakestream.operation") == "rebuild" for h in history), history
+    files_second = live_files(api.storage, DAY_DIR)
+    assert not {f.path for f in files_first} & {f.path for f in files_second}
+    assert sum(f.records or 0 for f in files_second) == len(ingested)
     assert second.rebuild.records_before == second.rebuild.records_after == len(ingested)
+    assert _offsets_in_log(data, topic) == offsets  # a rebuild is not a consumer
     assert not list((workdir / "lake/_staging").rglob("*.parquet"))
 
-    # the ingest's recovery finds every file its ledger names: no warning, no duplicate
+    # the ingest resumes from the offsets in the log: no warning, no duplicate
     more = generated(200, seed=5)
     send(bootstrap(workdir), api.feeds.get("feed").topic, more)
     with caplog.at_level(logging.WARNING, logger="lakestream"):
@@ -95,15 +111,21 @@ def test_a_rebuild_restores_a_day_whose_files_were_lost(workdir: Path) -> None:
     api = api_for(workdir)
     api.batch.export(stream="feed")
     before = day_rows(api, *DAY)
-    folder = workdir / "lake/streams/feed/year=2025/month=03/day=10"
-    for path in sorted(folder.iterdir())[::2]:
-        path.unlink()
-    assert len(day_rows(api, *DAY)) < len(before)
+    live = live_files(api.storage, DAY_DIR)
+    lost = live[::2]
+    assert lost
+    for f in lost:
+        api.storage.delete(f.path)
+    with pytest.raises(QueryError, match="part-"):  # the log names files storage lost
+        day_rows(api, *DAY)
 
     [_, rebuilt] = api.batch.export(stream="feed", day=_date())
 
     assert rebuilt.rebuild is not None and rebuilt.rebuild.records_after == len(before)
+    assert rebuilt.rebuild.missing_files == len(lost)
     assert day_rows(api, *DAY) == before
+    assert not {f.path for f in lost} & {f.path for f in live_files(api.storage, "streams/feed")}
+    assert delta_count(api.storage, *DAY) == (len(before), len(before))  # any Delta reader
 
 
 def test_readers_scanning_during_rebuilds_see_one_complete_day(workdir: Path) -> None:
@@ -111,9 +133,16 @@ def test_readers_scanning_during_rebuilds_see_one_complete_day(workdir: Path) ->
     api = api_for(workdir)
     api.batch.export(stream="feed")
     expected = len(day_rows(api, *DAY))
+
+    def both() -> tuple[tuple[int, int], tuple[int, int]]:
+        """The day through Lakestream's reader and through deltalake (a fresh log read each)."""
+        _, rows = api.query("SELECT count(*), count(DISTINCT transaction_id) FROM feed "
+                            "WHERE year = 2025 AND month = 3 AND day = 10")
+        return rows[0], delta_count(api.storage, *DAY)
+
     seen = scan_while(lambda: [api.batch.exports.rebuild_day("feed", _date()) for _ in range(5)],
-                       lambda: glob_count(workdir / "lake", *DAY))
-    assert set(seen) == {(expected, expected)}, Counter(seen)
+                       both)
+    assert set(seen) == {((expected, expected), (expected, expected))}, Counter(seen)
 
 
 def test_s3_rebuild_is_consistent_for_lakestreams_reader(
@@ -133,11 +162,15 @@ def test_s3_rebuild_is_consistent_for_lakestreams_reader(
                        count)
     assert set(seen) == {(expected, expected)}, Counter(seen)
     assert day_rows(api, *DAY) == before
-    day = "streams/feed/year=2025/month=03/day=10"
-    manifest = json.loads(api.storage.read(f"{day}/_day.json"))
-    live = [f.path.rsplit("/", 1)[1] for f in api.storage.list_files(day)
-            if f.path.endswith(".parquet")]
-    assert manifest["generation"] == 2 and not set(manifest["superseded"]) & set(live)
+    # two rebuilds, two commits; what they replaced left the log (still on storage until
+    # vacuum, for readers of an older version), and the live files hold the day once
+    history = DeltaDataset(api.storage, "streams/feed").table().history(2)
+    assert [h.get("lakestream.operation") for h in history] == ["rebuild", "rebuild"]
+    live = live_files(api.storage, DAY_DIR)
+    on_storage = [f for f in api.storage.list_files(DAY_DIR) if f.path.endswith(".parquet")]
+    assert {f.path for f in live} < {f.path for f in on_storage}
+    assert sum(f.records or 0 for f in live) == expected
+    assert delta_count(api.storage, *DAY) == (expected, expected)
 
 
 def test_table_export_writes_versions_and_prunes_beyond_the_limit(workdir: Path) -> None:
@@ -154,8 +187,12 @@ def test_table_export_writes_versions_and_prunes_beyond_the_limit(workdir: Path)
 
     assert [r.version for r in results] == ["v1", "v2", "v3", "v4", "v5"]
     assert {r.records for r in results} == {5}
-    versions = sorted(p.name for p in (workdir / "lake/tables/totals").glob("version=*"))
-    assert versions == ["version=v3", "version=v4", "version=v5"]
+    assert delta_table_versions(api.storage, "tables/totals") == ["v3", "v4", "v5"]
+    # v5's commit added v5 and removed v2 in the same log entry
+    table = DeltaDataset(api.storage, "tables/totals", ["version"]).table()
+    before = DeltaDataset(api.storage, "tables/totals", ["version"]).table()
+    before.load_as_version(table.version() - 1)
+    assert _versions_of(before) == {"v2", "v3", "v4"} and _versions_of(table) == {"v3", "v4", "v5"}
     _, got = api.query("SELECT user_id, total FROM totals WHERE version = 'v5' ORDER BY 1")
     assert got == [(f"U{u}", float(35 + u)) for u in range(5)]
     assert json.loads((workdir / "lake/tables/totals/_metadata.json").read_text())[
@@ -173,6 +210,16 @@ def test_a_disabled_or_unknown_feed_is_not_exported(workdir: Path) -> None:
     with pytest.raises(FeedError, match="unknown feed 'fede'"):
         api.batch.export(stream="fede")
     assert not (workdir / "lake/streams/feed").exists()
+
+
+def _offsets_in_log(data: DeltaDataset, topic: str) -> dict[str, int | None]:
+    return data.transaction_versions(app_id(topic, p) for p in range(4))
+
+
+def _versions_of(table: object) -> set[str]:
+    """The ``version`` partitions the snapshot's live files hold."""
+    files = table.get_add_actions(flatten=True)  # type: ignore[attr-defined]
+    return set(files.column("partition.version").to_pylist())
 
 
 def _date():  # type: ignore[no-untyped-def]

@@ -1,21 +1,26 @@
-"""Day rebuilds without a broker: a scripted source, the ingest's own sink for the lake."""
+"""Day rebuilds without a broker: what a rebuild refuses (nothing committed), usage errors.
+
+What a rebuild commits is tested in ``test_delta_rebuild.py``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lakestream.errors import TerminalError
 from lakestream.export.kafka_scan import PartitionChunk
-from lakestream.export.rebuild import DayRebuild, ledger_view
-from lakestream.ingest.sink import LakeSink
-from lakestream.lake.reader import LakeReader
-from tests.lake.lakegen import FEED, batches, checksums, forget_types, land, local_lake
+from lakestream.export.rebuild import DayRebuild
+from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.storage import Storage
+from tests.lake.lakegen import FEED, batches, checksums, land, local_lake
 
 DAY = dt.date(2025, 1, 15)
 FOLDER = "streams/feed/year=2025/month=01/day=15"
@@ -38,41 +43,17 @@ class ScriptedSource:
                                  [offsets[i] for i in keep], [1736935200000] * len(keep))
 
 
-def test_a_rebuild_writes_the_ingests_rows_under_names_recovery_knows(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    storage = local_lake(tmp_path)
-    land(storage, 6)
-    before = checksums(tmp_path)
-    view = ledger_view(storage, FEED, FOLDER)
-
-    report = DayRebuild(storage, FEED, DAY).run(ScriptedSource(6))
-
-    assert checksums(tmp_path) == before
-    assert (report.records_before, report.records_after) == (60, 60)
-    names = {p.name for p in (tmp_path / FOLDER).iterdir()}
-    assert {name for _, _, name in view.protected.values()} <= names
-    assert "events-0-000000000000-000000000048.parquet" in names  # first..last day-15 row
-    with caplog.at_level(logging.WARNING, logger="lakestream"):
-        assert [LakeSink(storage, FEED).recover(FEED.topic, p) for p in (0, 1)] == [60, 60]
-    assert not caplog.records
-
-
-def test_a_rebuild_reads_only_offsets_the_ledger_committed(tmp_path: Path) -> None:
-    storage = local_lake(tmp_path)
-    land(storage, 3)
-    source = ScriptedSource(5)  # the topic holds two more batches than the lake
-    report = DayRebuild(storage, FEED, DAY).run(source)
-    assert source.asked == {0: (0, 29), 1: (0, 29)}
-    assert report.records_after == report.records_before == 30
+def _version(storage: Storage) -> int:
+    return int(DeltaDataset(storage, "streams/feed").table().version())
 
 
 def test_a_source_that_lost_records_of_the_day_is_refused(tmp_path: Path) -> None:
     storage = local_lake(tmp_path)
-    land(storage, 4)
-    before = sorted(p.name for p in (tmp_path / FOLDER).iterdir())
+    land(storage, 4, delta=True)
+    version, before = _version(storage), checksums(tmp_path)
     with pytest.raises(TerminalError, match="no longer holds"):
         DayRebuild(storage, FEED, DAY).run(ScriptedSource(4, available_from={0: 20}))
-    assert sorted(p.name for p in (tmp_path / FOLDER).iterdir()) == before
+    assert _version(storage) == version and checksums(tmp_path) == before
 
 
 class Replay:
@@ -88,51 +69,31 @@ class Replay:
                              keep, [1736935200000] * len(keep))
 
 
-def _orders(root: Path, n: int, text: int = 0) -> list[bytes]:
-    """``n`` records of 2025-01-15 in two batches; the last ``text`` have a text ``note``.
-
-    The two batches are written as a lake from before the type contract would have
-    (the committed types forgotten in between), so a text ``note`` lands too.
-    """
-    values = [json.dumps({"id": f"e{i}", "at": "2025-01-15T10:00:00Z", "amount": i,
-                          "note": "late" if i >= n - text else i / 2}).encode() for i in range(n)]
-    split = n - text if text else n // 2
-    for lo, hi in ((0, split), (split, n)):
-        sink = LakeSink(local_lake(root), FEED)
-        sink.recover(FEED.topic, 0)
-        sink.write(FEED.topic, 0, values[lo:hi], [b"k"] * (hi - lo), list(range(lo, hi)),
-                   [1736935200000] * (hi - lo))
-        forget_types(root)
-    return values
-
-
-def test_a_rebuild_sends_what_no_longer_fits_its_types_to_the_dlq(tmp_path: Path) -> None:
-    values = _orders(tmp_path, 20, text=5)
-    storage = local_lake(tmp_path)
-    assert LakeReader(storage).query("SELECT count(*) FROM feed")[1] == [(20,)]
-    declared = FEED.model_copy(update={"schema_spec": {**FEED.schema_spec, "note": "double"}})
-
-    report = DayRebuild(storage, declared, DAY).run(Replay(values))
-
-    assert (report.read, report.records_after, report.dead_letters) == (20, 15, 5)
-    assert report.records_before == 20 and report.new_dead_letters == 5
-    reader = LakeReader(storage, feeds=[declared])
-    assert reader.query("SELECT count(*), typeof(any_value(note)) FROM feed")[1] == [
-        (15, "DOUBLE")]
-    assert reader.query("SELECT _kafka_offset, reason FROM dlq_feed ORDER BY 1")[1] == [
-        (o, "field note: expected double, found string") for o in range(15, 20)]
-    again = DayRebuild(storage, declared, DAY).run(Replay(values))
-    assert (again.read, again.dead_letters, again.new_dead_letters) == (20, 5, 0)
-    assert LakeReader(storage).query("SELECT count(*) FROM dlq_feed")[1] == [(5,)]
-
-
 def test_a_rebuild_that_would_lose_records_of_the_day_commits_nothing(tmp_path: Path) -> None:
-    values = _orders(tmp_path, 20)
-    before = checksums(tmp_path)
+    storage = local_lake(tmp_path)
+    values = [json.dumps({"id": f"e{i}", "at": "2025-01-15T10:00:00Z", "amount": i}).encode()
+              for i in range(20)]
+    sink = DeltaLakeSink(storage, FEED)
+    sink.recover(FEED.topic, 0)
+    sink.write(FEED.topic, 0, values, [b"k"] * 20, list(range(20)), [1736935200000] * 20)
+    version, before = _version(storage), checksums(tmp_path)
     with pytest.raises(TerminalError, match="would lose 2 of the records the day holds"):
-        DayRebuild(local_lake(tmp_path), FEED, DAY).run(Replay(values, dropped=frozenset({3, 11})))
-    assert checksums(tmp_path) == before
+        DayRebuild(storage, FEED, DAY).run(Replay(values, dropped=frozenset({3, 11})))
+    assert _version(storage) == version and checksums(tmp_path) == before
     assert not (tmp_path / "_dlq").exists()
+
+
+def test_a_dataset_written_before_delta_is_not_rebuilt_but_upgraded(tmp_path: Path) -> None:
+    storage = local_lake(tmp_path)
+    folder = tmp_path / FOLDER
+    folder.mkdir(parents=True)
+    legacy = pa.table({"id": ["e0"], "_kafka_partition": [0], "_kafka_offset": [0]})
+    pq.write_table(legacy, folder / "events-0-000000000000-000000000000.parquet")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(TerminalError, match="written before the lake moved to Delta") as caught:
+        DayRebuild(storage, FEED, DAY).run(ScriptedSource(1))
+    assert "lakestream lake upgrade" in str(caught.value.hint)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_a_table_has_no_days(tmp_path: Path) -> None:

@@ -55,10 +55,11 @@ def export(ctx: Context, everything: bool, stream: str | None, day: dt.date | No
            runner: str, beam_options: tuple[str, ...]) -> None:
     """Batch export from Kafka (or ksqlDB) into the lake.
 
-    Streams append what arrived since the last export (the lake's offset
-    ledger remembers; a running `lakestream ingest` is never duplicated).
-    --date rebuilds exactly that day from the source and swaps it in
-    atomically: readers see the old day or the new one, never a mix.
+    Streams append what arrived since the last export (each Delta table's
+    log holds the Kafka offsets it landed; a running `lakestream ingest` is
+    never duplicated). --date rebuilds exactly that day from the source and
+    replaces it in one commit: readers see the old day or the new one, never
+    a mix.
 
     \b
     Examples:

@@ -5,16 +5,15 @@ service, so Lakestream reads Kafka itself, as a bounded source:
 
 1. **Plan** (in the launching process): one :class:`PartitionRange` per (feed,
    topic, partition), from the lake's next offset (the Delta log's application
-   transaction + 1; the ledger's on a lake not upgraded yet) to the partition's last
-   offset. The last offset is found by reading until the broker has nothing more:
-   watermarks only say where to start looking (Tansu's are wrong, SPEC §2).
+   transaction + 1) to the partition's last offset. The last offset is found by
+   reading until the broker has nothing more: watermarks only say where to start
+   looking (Tansu's are wrong, SPEC §2).
 2. **Read**: each range with confluent-kafka, in batches of at most
    ``lake.max_batch_records`` records and ``lake.max_batch_bytes`` bytes.
-3. **Write**: each batch through the ingest's own sink (:func:`lake_sink`: the
-   Delta sink, whose fenced commit makes it exactly once, or the ledger's
-   :class:`LakeSink`). A batch first drops what the lake already holds (a retried
-   bundle, another writer that got there first); that is no lock, though:
-   docs/operations.md says why not to run next to an ingest.
+3. **Write**: each batch through the ingest's own Delta sink, whose fenced
+   commit makes it exactly once. A batch first drops what the lake already holds
+   (a retried bundle, another writer that got there first); that is no lock,
+   though: docs/operations.md says why not to run next to an ingest.
 4. **Count**: records, dead letters, files and bytes per feed, as Beam metrics
    the launcher reads back for the export log.
 
@@ -40,11 +39,10 @@ from lakestream.config import S3Settings, Settings
 from lakestream.errors import FencedError, LakestreamError, TerminalError, UsageError
 from lakestream.export.kafka_scan import OFFSET_BEGINNING, KafkaScan, PartitionChunk
 from lakestream.feeds import Feed
-from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
-from lakestream.ingest.sink import FlushStats, LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.ingest.sink import FlushStats
 from lakestream.kafka import client
 from lakestream.lake.delta import DeltaDataset, app_id, writes_delta
-from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -60,7 +58,7 @@ class PartitionRange:
     """The offsets of one feed's Kafka partition that one export reads.
 
     Attributes:
-        follows: The ledger's next offset when planned (``None``: nothing committed).
+        follows: The lake's next offset when planned (``None``: nothing landed).
         first: The first offset to read (``OFFSET_BEGINNING`` when nothing was committed).
         last: The last offset to read (inclusive), found by reading the partition.
     """
@@ -75,10 +73,10 @@ class PartitionRange:
 
 @dataclass
 class Batch:
-    """Consecutive messages of one range, committed to the ledger as one batch.
+    """Consecutive messages of one range, committed to the lake as one batch.
 
     Attributes:
-        follows: The ledger position this batch continues.
+        follows: The lake's next offset this batch continues.
     """
 
     feed: str
@@ -98,7 +96,7 @@ class BeamReport:
 
 def plan_ranges(storage: Storage, feeds: Sequence[Feed], kafka_config: dict[str, Any],
                 partitions: dict[str, list[int]], grace_s: float) -> list[PartitionRange]:
-    """Every (feed, topic, partition) with records after the lake's ledger.
+    """Every (feed, topic, partition) with records after what the lake's log landed.
 
     Args:
         storage: The lake.
@@ -131,13 +129,19 @@ def plan_ranges(storage: Storage, feeds: Sequence[Feed], kafka_config: dict[str,
 
 def next_offsets(storage: Storage, feed: Feed, partitions: list[int]) -> dict[int, int | None]:
     """Where the lake's dataset of ``feed`` continues each partition (``None``: the start):
-    its Delta log's application transactions, or the ledger of a lake not upgraded yet."""
-    if writes_delta(storage, feed.dataset):
-        ids = {p: app_id(feed.topic, p) for p in partitions}
-        landed = DeltaDataset(storage, feed.dataset).transaction_versions(ids.values())
-        return {p: None if (v := landed[a]) is None else v + 1 for p, a in ids.items()}
-    ledger = OffsetLedger(storage, feed.dataset)
-    return {p: ledger.recover(feed.topic, p, delete_orphans=False) for p in partitions}
+    its Delta log's application transactions.
+
+    Raises:
+        TerminalError: The dataset was written before Delta (``lakestream lake upgrade``).
+    """
+    if not writes_delta(storage, feed.dataset):
+        raise TerminalError(
+            f"{feed.dataset} was written before the lake moved to Delta tables (it has no "
+            "_delta_log/): the export cannot append to it",
+            "run `lakestream lake upgrade` (with ingest, process and export stopped)")
+    ids = {p: app_id(feed.topic, p) for p in partitions}
+    landed = DeltaDataset(storage, feed.dataset).transaction_versions(ids.values())
+    return {p: None if (v := landed[a]) is None else v + 1 for p, a in ids.items()}
 
 
 def _start(next_offset: int | None) -> int:
@@ -173,24 +177,23 @@ def _piece(chunk: PartitionChunk, start: int, end: int) -> PartitionChunk:
                           chunk.timestamps[start:end])
 
 
-def write_batch(sink: LakeSink | DeltaLakeSink, batch: Batch, attempts: int = 3) -> FlushStats:
-    """Commit a batch through the sink, from where the lake's ledger stands.
+def write_batch(sink: DeltaLakeSink, batch: Batch, attempts: int = 3) -> FlushStats:
+    """Commit a batch through the sink, from where the lake's log stands.
 
-    What the ledger already holds is dropped; a commit refused because another
-    writer moved the ledger meanwhile is tried again from the new position.
+    What the log already holds is dropped; a commit refused because another
+    writer moved the log's offsets meanwhile is tried again from the new position.
 
     Raises:
-        TerminalError: The ledger is behind the batch (an earlier batch is missing).
-        FencedError: Another writer kept moving the ledger for ``attempts`` tries.
+        TerminalError: The lake is behind the batch (an earlier batch is missing).
+        FencedError: Another writer kept moving the offsets for ``attempts`` tries.
     """
     chunk = batch.chunk
     for attempt in range(1, attempts + 1):
-        held = (sink.recover(chunk.topic, chunk.partition) if isinstance(sink, DeltaLakeSink)
-                else sink.recover(chunk.topic, chunk.partition, exclusive=False))
+        held = sink.recover(chunk.topic, chunk.partition)
         ahead = held is not None and (batch.follows is None or held >= batch.follows)
         if not ahead and held != batch.follows:
             raise TerminalError(
-                f"{sink.feed.dataset} {chunk.topic}[{chunk.partition}]: the ledger is at "
+                f"{sink.feed.dataset} {chunk.topic}[{chunk.partition}]: the lake is at "
                 f"{held}, a batch follows {batch.follows}: an earlier batch is not in the lake",
                 "run the export again")
         cut = 0 if held is None else bisect_left(chunk.offsets, held)
@@ -202,7 +205,7 @@ def write_batch(sink: LakeSink | DeltaLakeSink, batch: Batch, attempts: int = 3)
         except FencedError:
             if attempt == attempts:
                 raise
-            log.info("%s %s[%d]: another writer moved the ledger; resuming", sink.feed.dataset,
+            log.info("%s %s[%d]: another writer moved the offsets; resuming", sink.feed.dataset,
                      chunk.topic, chunk.partition)
     raise AssertionError("unreachable")
 
@@ -288,18 +291,18 @@ def _transforms(beam: Any) -> tuple[Any, Any, Any]:
             yield from read_range(self.kafka_config, element, self.max_records, self.max_bytes)
 
     class WriteBatch(beam.DoFn):
-        """Commits batches through each feed's LakeSink."""
+        """Commits batches through each feed's Delta sink."""
 
         def __init__(self, lake_root: str, s3: S3Settings, feeds: dict[str, Feed]) -> None:
             super().__init__()
             self.lake_root = lake_root
             self.s3 = s3
             self.feeds = feeds
-            self.sinks: dict[str, LakeSink | DeltaLakeSink] = {}
+            self.sinks: dict[str, DeltaLakeSink] = {}
 
         def setup(self) -> None:
             storage = open_storage(self.lake_root, self.s3)
-            self.sinks = {name: lake_sink(storage, feed) for name, feed in self.feeds.items()}
+            self.sinks = {name: DeltaLakeSink(storage, feed) for name, feed in self.feeds.items()}
 
         def process(self, element: Batch) -> Iterator[tuple[str, FlushStats]]:
             yield element.feed, write_batch(self.sinks[element.feed], element)
@@ -361,7 +364,7 @@ class BeamExport:
         for feed in feeds:
             wrote = report.per_feed[feed.name]
             if wrote.files or wrote.records or wrote.rejected:
-                lake_sink(self.storage, feed).publish_metadata()
+                DeltaLakeSink(self.storage, feed).publish_metadata()
         return report
 
 

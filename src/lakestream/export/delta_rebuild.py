@@ -55,6 +55,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -96,6 +97,7 @@ class _Snapshot:
     files: pa.Table  # every live file (add actions, flattened)
     day: pa.Table  # the live files of the day
     landed: dict[int, int | None] = field(default_factory=dict)  # app transaction per partition
+    missing: frozenset[str] = frozenset()  # live files of the day storage no longer has
 
     @property
     def records(self) -> int:
@@ -104,14 +106,20 @@ class _Snapshot:
 
     def day_rows(self, partition: dict[str, str], columns: list[str] | None = None) -> pa.Table:
         """The day's rows (these columns) as of this snapshot."""
-        if self.table is None or not self.day.num_rows:
+        if self.table is None or self.day.num_rows <= len(self.missing):
             return pa.table({c: pa.array([], pa.int64())
                              for c in columns or ["_kafka_partition", "_kafka_offset"]})
         where = None
         for name, value in partition.items():
             match = pads.field(name) == value
             where = match if where is None else where & match
-        return self.table.to_pyarrow_dataset().to_table(columns=columns, filter=where)
+        dataset = self.table.to_pyarrow_dataset()
+        if self.missing:  # read what is there: the commit removes the lost files
+            kept = [f for f in dataset.get_fragments(filter=where)
+                    if not any(f.path.endswith(m) for m in self.missing)]
+            dataset = pads.FileSystemDataset(kept, dataset.schema, dataset.format,
+                                             dataset.filesystem)
+        return dataset.to_table(columns=columns, filter=where)
 
 
 class DeltaDayRebuild:
@@ -175,7 +183,17 @@ class DeltaDayRebuild:
         """The table's latest version, in an object of its own (never refreshed)."""
         table = DeltaDataset(self.storage, dataset.rel, DATE_COLUMNS).table()
         files = _files(table)
-        return _Snapshot(table, files, self._of_day(files))
+        day = self._of_day(files)
+        return _Snapshot(table, files, day, missing=self._missing(dataset.rel, day))
+
+    def _missing(self, rel: str, day: pa.Table) -> frozenset[str]:
+        """Live files of the day (paths in the log) that storage no longer holds."""
+        if not day.num_rows:
+            return frozenset()
+        folder = "/".join(f"{k}={v}" for k, v in self.partition.items())
+        present = {f.path for f in self.storage.list_files(f"{rel}/{folder}")}
+        paths = (unquote(p) for p in day.column("path").to_pylist())
+        return frozenset(p for p in paths if f"{rel}/{p}" not in present)
 
     def _of_day(self, files: pa.Table) -> pa.Table:
         if not files.num_rows or "partition.year" not in files.column_names:
@@ -208,6 +226,11 @@ class DeltaDayRebuild:
                       source: str) -> RebuildReport:
         report = RebuildReport(self.feed.name, self.day.isoformat(), "delta")
         report.files_before, report.records_before = snap.day.num_rows, snap.records
+        report.missing_files = len(snap.missing)
+        if snap.missing:
+            log.warning("%s %s: %d live files of the day are missing on storage; the rebuild "
+                        "restores their records from %s and removes them from the log",
+                        self.feed.name, self.day, len(snap.missing), source)
         tables = [rows[p] for p in sorted(rows) if rows[p].num_rows]
         new = self._conform(self.data, tables)
         adds = [] if new is None else write_files(self.storage, self.data.rel, self.partition,

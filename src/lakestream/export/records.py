@@ -22,12 +22,11 @@ from lakestream.decode.schemas import TIMESTAMP
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
-from lakestream.ingest.sink import LakeSink, replay_mask
 
 # The ingest's own helpers: the rows must match what it writes, byte for byte.
 from lakestream.ingest.sink import _keys as message_keys
 from lakestream.ingest.sink import _with_kafka_columns as with_kafka_columns
-from lakestream.lake.delta import is_delta_table
+from lakestream.ingest.sink import replay_mask
 from lakestream.lake.storage import Storage
 
 
@@ -82,8 +81,7 @@ class FeedRows:
         self.day = day
         self.held = held or {}
         self.limits = limits
-        delta = is_delta_table(storage, feed.dataset)
-        self.decoder = (DeltaLakeSink(storage, feed) if delta else LakeSink(storage, feed)).decoder
+        self.decoder = DeltaLakeSink(storage, feed).decoder
         self.max_source: dict[int, int | None] = {}
         self.dead: dict[int, DeadLetters] = {}
         self.kafka_day_dead: dict[int, DeadLetters] = {}

@@ -3,13 +3,13 @@
 - Streams **append** what is new since the last export through the streaming
   ingest's own exactly-once path: an ingest run in the ingest's consumer group
   until the topics are drained. The lake is the record of what was exported
-  (a Delta dataset's application transactions; the offset ledger of a lake not
-  upgraded yet), so an export and a running ``lakestream ingest`` never land a
-  record twice. With ``--runner beam`` the append is an Apache Beam pipeline
-  writing through the same sink (``export/beam.py``).
+  (the Delta log's application transactions), so an export and a running
+  ``lakestream ingest`` never land a record twice. With ``--runner beam`` the
+  append is an Apache Beam pipeline writing through the same sink
+  (``export/beam.py``).
 - ``--stream S --date D`` appends, then **rebuilds** day D from the source
   (Kafka, or ksqlDB when configured) and replaces it atomically: one commit on
-  a Delta dataset (``export/delta_rebuild.py``), a folder swap otherwise.
+  the Delta dataset (``export/delta_rebuild.py``).
 - Tables write a **new version** (from Kafka's changelog or a ksqlDB pull query).
 
 Each export is logged in ``<dataset>/_exports.json`` (the last one and a
@@ -43,7 +43,6 @@ from lakestream.kafka.consumer import ConsumeOptions
 from lakestream.lake.delta import DeltaDataset, is_delta_table
 from lakestream.lake.delta_metadata import kafka_offsets, snapshot_files
 from lakestream.lake.layout import dlq_path
-from lakestream.lake.ledger import OffsetLedger
 from lakestream.lake.report import EXPORT_LOG, read_export_log
 from lakestream.lake.storage import Storage
 
@@ -229,13 +228,12 @@ class ExportService:
 
 
 def feed_offsets(storage: Storage, feed: Feed) -> dict[str, Any]:
-    """``"topic:p"`` → ``first``/``last`` offset the lake holds of a stream feed: from the
-    Delta log (application transactions) for a Delta dataset, else from the ledger."""
-    if is_delta_table(storage, feed.dataset):
-        data, dlq = DeltaDataset(storage, feed.dataset), DeltaDataset(storage, dlq_path(feed.name))
-        return kafka_offsets(data, dlq, feed.topic, snapshot_files(data), snapshot_files(dlq))
-    return {f"{m.topic}:{m.partition}": {"first": m.totals.first_offset, "last": m.end_offset}
-            for m in OffsetLedger(storage, feed.dataset).all_latest()}
+    """``"topic:p"`` → ``first``/``last`` offset the lake holds of a stream feed, from the
+    Delta log (application transactions); empty before the dataset's first commit."""
+    if not is_delta_table(storage, feed.dataset):
+        return {}
+    data, dlq = DeltaDataset(storage, feed.dataset), DeltaDataset(storage, dlq_path(feed.name))
+    return kafka_offsets(data, dlq, feed.topic, snapshot_files(data), snapshot_files(dlq))
 
 
 def feed_schema(feed: Feed) -> pa.Schema:
