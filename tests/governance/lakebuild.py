@@ -1,4 +1,4 @@
-"""Lakes for governance tests, written by the real ingest sink, ledger and table sink.
+"""Lakes for governance tests, written by the real ingest sink and table sink (Delta tables).
 
 A stream feed gets records on each of ``days`` days back from today, in
 several Kafka batches (so several manifests carry running totals), plus dead
@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
-from lakestream.ingest.sink import LakeSink
 from lakestream.ingest.tables import TableSink
 from lakestream.lake.storage import Storage
 
@@ -44,14 +42,12 @@ TABLE_SPEC: dict[str, Any] = {
 
 
 def build_stream(storage: Storage, feed: Feed, today: dt.date, days: int,
-                 batches: int = 2, per_day: int = 2, partitions: int = 1,
-                 delta: bool = False) -> dict[str, int]:
+                 batches: int = 2, per_day: int = 2, partitions: int = 1) -> dict[str, int]:
     """Commit records dated today, today-1, ... today-(days-1); returns records per date.
 
     Every 50th day also gets a dead letter (an unparsable record) stamped that day.
     """
-    sink: LakeSink | DeltaLakeSink = DeltaLakeSink(storage, feed) if delta \
-        else LakeSink(storage, feed)
+    sink = DeltaLakeSink(storage, feed)
     counts: dict[str, int] = {}
     day_list = [today - dt.timedelta(days=i) for i in range(days)]
     for partition in range(partitions):
@@ -86,10 +82,10 @@ def _records(days: list[dt.date], per_day: int, partition: int,
     return values, stamps
 
 
-def build_table(storage: Storage, feed: Feed, versions: int, delta: bool = False) -> None:
-    """Write ``versions`` snapshot versions of a table feed (all kept), as a Delta table
-    partitioned by ``version`` with ``delta``."""
-    sink = TableSink(storage, feed, keep=versions + 10, delta=delta)
+def build_table(storage: Storage, feed: Feed, versions: int) -> None:
+    """Write ``versions`` snapshot versions of a table feed (all kept): a Delta table
+    partitioned by ``version``."""
+    sink = TableSink(storage, feed, keep=versions + 10)
     sink.load()
     for v in range(versions):
         for k in range(3):
@@ -98,15 +94,18 @@ def build_table(storage: Storage, feed: Feed, versions: int, delta: bool = False
         sink.snapshot()
 
 
-def build_silver(root: Path, today: dt.date, months: int) -> list[str]:
-    """``silver/weather_cleaned/year=/month=/`` files for the last ``months`` months."""
-    written = []
+def build_silver(storage: Storage, today: dt.date, months: int) -> list[str]:
+    """``silver/weather_cleaned``: a Delta table with one ``year=/month=`` partition for each
+    of the last ``months`` months (as the medallion commits it)."""
+    from lakestream.medallion.delta_tables import overwrite_months
+
+    written, data = [], []
     first = today.replace(day=1)
     for m in range(months):
         year, month = divmod(first.year * 12 + first.month - 1 - m, 12)
-        folder = root / "silver" / "weather_cleaned" / f"year={year:04d}" / f"month={month + 1:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"city": ["Paris", "Tokyo"], "temperature": [12.5, 20.0]}),
-                       folder / "part-0.parquet")
+        data.append(pa.table({"city": ["Paris", "Tokyo"], "temperature": [12.5, 20.0],
+                              "year": [year] * 2, "month": [month + 1] * 2}))
         written.append(f"year={year:04d}/month={month + 1:02d}")
+    overwrite_months(storage, "silver/weather_cleaned", pa.concat_tables(data),
+                     [(int(w[5:9]), int(w[-2:])) for w in written])
     return written

@@ -47,8 +47,8 @@ def test_delta_retention_is_one_commit_then_a_vacuum_after_the_grace_period(
     feeds = {f.name: f for f in api.feeds}
     day = today()
     counts = build_stream(api.storage, feeds["events"], day, days=400, batches=2,
-                          partitions=2, delta=True)
-    build_table(api.storage, feeds["totals"], versions=9)  # a legacy table beside: still works
+                          partitions=2)
+    build_table(api.storage, feeds["totals"], versions=9)  # a table feed beside
     data, dlq = DeltaDataset(api.storage, "streams/events"), DeltaDataset(
         api.storage, dlq_path("events"))
     versions = (data.table().version(), dlq.table().version())
@@ -67,10 +67,9 @@ def test_delta_retention_is_one_commit_then_a_vacuum_after_the_grace_period(
     assert any(d["layer"] == "dlq" for d in dry["deletions"])
     planned = {f for d in dry["deletions"] for f in d["files"]}
     removed = {f for o in real["deleted"] for f in o["removed_files"]}
-    legacy = {api.storage.url(p) for p in files_before - stored(api.storage)}
-    tables = {f for d in dry["deletions"] if d["layer"] == "tables" for f in d["files"]}
-    assert removed | tables == planned, "the delete commits removed exactly the plan"
-    assert legacy == tables, "Delta files stay on storage for the grace period"
+    assert any(d["layer"] == "tables" for d in dry["deletions"])
+    assert removed == planned, "the delete commits removed exactly the plan"
+    assert stored(api.storage) == files_before, "the files stay on storage for the grace period"
 
     assert (data.table().version(), dlq.table().version()) == (versions[0] + 1,
                                                               versions[1] + 1), "one commit each"
@@ -104,7 +103,7 @@ def test_the_table_output_lists_what_the_vacuum_would_delete(
 ) -> None:
     api = api_for(project)
     build_stream(api.storage, {f.name: f for f in api.feeds}["events"], today(), days=95,
-                 batches=1, delta=True)
+                 batches=1)
     assert run(project, "retention", "--grace-hours", "0", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "would delete 5 partition(s)/version(s)" in out
@@ -132,7 +131,7 @@ def _poll(storage: Storage, counts: list[int], stop: threading.Event,
 def _reader_sees_whole_snapshots(project: Path, storage: Storage) -> None:
     api = api_for(project)
     counts = build_stream(storage, {f.name: f for f in api.feeds}["events"], today(),
-                          days=200, batches=4, delta=True)
+                          days=200, batches=4)
     before = rows(storage, "streams/events")
     cutoff = (today() - dt.timedelta(days=90)).isoformat()
     after = sum(n for k, n in counts.items() if k > cutoff)
@@ -195,10 +194,10 @@ def test_s3_delta_retention_one_commit_and_whole_snapshots(
     assert left["deletions"] == [] and left["vacuum"] == [], "all vacuumed on S3 too"
 
 
-def test_legacy_tables_beside_delta_streams_keep_their_rules(project: Path) -> None:
+def test_table_versions_beside_streams_keep_their_own_rule(project: Path) -> None:
     api = api_for(project)
     feeds = {f.name: f for f in api.feeds}
-    build_stream(api.storage, feeds["events"], today(), days=3, batches=1, delta=True)
+    build_stream(api.storage, feeds["events"], today(), days=3, batches=1)
     build_table(api.storage, feeds["totals"], versions=9)
     plan = api.governance.retention_plan()
     assert [d.partition for d in plan.deletions if d.layer == "tables"] == \
@@ -212,7 +211,7 @@ def test_delta_table_versions_past_the_kept_ones_go_in_one_commit(
     from lakestream.lake.table_versions import current_delta_version, read_delta_version
 
     api = api_for(project)
-    build_table(api.storage, {f.name: f for f in api.feeds}["totals"], versions=10, delta=True)
+    build_table(api.storage, {f.name: f for f in api.feeds}["totals"], versions=10)
     data = DeltaDataset(api.storage, "tables/totals")
     version, current = data.table().version(), read_delta_version(api.storage, "tables/totals")
     dry = retention_json(project, capsys, "--dry-run", "--layer", "tables")

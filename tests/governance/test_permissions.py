@@ -102,8 +102,9 @@ def test_apply_modes_by_sensitivity(project: Path, capsys: pytest.CaptureFixture
     build_stream(api.storage, feeds["events"], dt.date(2025, 1, 20), 60)
     build_stream(api.storage, feeds["events_anon"], dt.date(2025, 1, 20), 2)
     build_table(api.storage, feeds["totals"], versions=1)
-    assert run(project, "permissions", "apply-modes") == 0
     lake = project / "lake"
+    (lake / "_staging" / "silver").mkdir(parents=True)  # a Spark silver run's files in flight
+    assert run(project, "permissions", "apply-modes") == 0
     assert mode(lake / "streams" / "events") == 0o750
     assert mode(lake / "_dlq" / "events") == 0o750
     assert mode(lake / "streams" / "events_anon") == 0o755

@@ -51,7 +51,7 @@ def test_the_admin_role_reads_everything(project: Path) -> None:
 
 
 def test_folder_and_layer_patterns(project: Path) -> None:
-    build_silver(project / "lake", dt.datetime.now(dt.UTC).date(), months=1)
+    build_silver(api_for(project).storage, dt.datetime.now(dt.UTC).date(), months=1)
     governance = api_for(project).governance
     assert "silver_weather_cleaned" in governance.catalog()
     streams = {n for n, info in governance.catalog().items() if info.path.startswith("streams/")}

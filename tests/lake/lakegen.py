@@ -1,4 +1,5 @@
-"""Build small lakes without a broker: the ingest's own sink, fed synthetic Kafka batches."""
+"""Build small lakes without a broker: the ingest's own (Delta) sink, fed synthetic Kafka
+batches."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import duckdb
 from lakestream.config import S3Settings
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
-from lakestream.ingest.sink import LakeSink
 from lakestream.lake.storage import Storage, open_storage
 
 FEED = Feed(name="feed", topic="events", schema={"id": "string", "at": "timestamp",
@@ -46,10 +46,13 @@ def batches(count: int, per_batch: int = 10, partitions: int = 2,
 
 def land(storage: Storage, batches_: int, per_batch: int = 10, partitions: int = 2,
          days: tuple[str, ...] = ("2025-01-15", "2025-01-16"), feed: Feed = FEED,
-         extra: dict[str, Any] | None = None, delta: bool = False) -> LakeSink | DeltaLakeSink:
-    """Commit small batches per partition through the ingest's sink (after what it holds);
-    ``delta``: the Delta sink (the lake's format from issue #16 on)."""
-    sink = DeltaLakeSink(storage, feed) if delta else LakeSink(storage, feed)
+         extra: dict[str, Any] | None = None, delta: bool = True) -> DeltaLakeSink:
+    """Commit small batches per partition through the ingest's sink (after what it holds).
+
+    ``delta`` is ignored (every dataset is a Delta table); it stays for callers that
+    still pass it."""
+    del delta
+    sink = DeltaLakeSink(storage, feed)
     for p in range(partitions):
         sink.recover(feed.topic, p)
     for p, offsets, values in batches(batches_, per_batch, partitions, days, extra):
@@ -62,7 +65,8 @@ def land(storage: Storage, batches_: int, per_batch: int = 10, partitions: int =
 
 
 def forget_types(root: Path, dataset: str = "streams/feed") -> None:
-    """Drop the committed types from the ledger, as a lake written before the type contract."""
+    """Drop the committed types from a legacy ledger (a Delta table has none: its schema is
+    the contract); kept while tests of the legacy rebuild still call it."""
     for manifest in (root / dataset / "_ledger").rglob("*.json"):
         data = json.loads(manifest.read_text())
         data.pop("contract", None)
@@ -70,9 +74,12 @@ def forget_types(root: Path, dataset: str = "streams/feed") -> None:
 
 
 def checksums(root: Path, dataset: str = "streams/feed") -> list[tuple[Any, ...]]:
-    """Row count and a checksum of every column (plain DuckDB glob over local files)."""
-    glob = f"{root}/{dataset}/**/*.parquet"
-    source = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
-    columns = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    """Row count and a checksum of every column of the table's snapshot (read through its
+    Delta log: files a commit removed but vacuum has not deleted yet are not counted)."""
+    from deltalake import DeltaTable
+
+    con = duckdb.connect()
+    con.register("snapshot", DeltaTable(str(root / dataset)).to_pyarrow_dataset().to_table())
+    columns = [r[0] for r in con.sql("DESCRIBE SELECT * FROM snapshot").fetchall()]
     sums = ", ".join(f'sum(hash("{c}")), count("{c}")' for c in columns)
-    return [tuple(columns), *duckdb.sql(f"SELECT count(*), {sums} FROM {source}").fetchall()]
+    return [tuple(columns), *con.sql(f"SELECT count(*), {sums} FROM snapshot").fetchall()]

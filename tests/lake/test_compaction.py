@@ -1,4 +1,5 @@
-"""Compaction: small files merged atomically, same rows and values, the ingest's recovery intact."""
+"""Compaction of a stream landed by the ingest's sink: small files merged in one commit, same
+rows and values, the ingest's resume point intact (the dataset is a Delta table)."""
 
 from __future__ import annotations
 
@@ -10,45 +11,48 @@ from pathlib import Path
 import pytest
 
 from lakestream.config import S3Settings
-from lakestream.ingest.sink import LakeSink
-from lakestream.lake.compaction import compact_dataset, protected_files
+from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.lake.compaction import compact_dataset
+from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.reader import LakeReader
-from lakestream.lake.storage import open_storage
-from lakestream.lake.swap import visible_files
-from tests.lake.lakegen import FEED, checksums, forget_types, land, local_lake
+from lakestream.lake.snapshot import live_files
+from lakestream.lake.storage import Storage, open_storage
+from tests.lake.lakegen import FEED, checksums, land, local_lake
 
 DAY = "streams/feed/year=2025/month=01/day=15"
 
 
-def _names(root: Path, folder: str = DAY) -> list[str]:
-    return sorted(p.name for p in (root / folder).iterdir())
+def _live(storage: Storage, folder: str = DAY) -> list[str]:
+    """The day's data files in the table's snapshot (read through the log)."""
+    return [f.path for f in live_files(storage, folder)]
+
+
+def _version(storage: Storage) -> int:
+    return int(DeltaDataset(storage, "streams/feed").table().version())
 
 
 def test_compaction_keeps_every_row_and_every_column_checksum(tmp_path: Path) -> None:
     storage = local_lake(tmp_path)
     land(storage, 8)
-    before, files_before = checksums(tmp_path), len(_names(tmp_path))
+    before, files_before = checksums(tmp_path), _live(storage)
 
     results = compact_dataset(storage, "streams/feed")
 
     assert checksums(tmp_path) == before
-    assert {r.mode for r in results} == {"swap"}
+    assert {r.mode for r in results} == {"delta"}
     assert [r.date for r in results] == ["2025-01-15", "2025-01-16"]
-    after = _names(tmp_path)
-    assert len(after) < files_before
-    assert sum(n.startswith("compacted-") for n in after) == 1
-    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+    after = _live(storage)
+    assert len(after) == 1 < len(files_before)
+    assert sorted(results[0].rewritten) == files_before, "every small file of the day merged"
 
 
-def test_the_files_recovery_relies_on_are_left_alone_and_recovery_is_quiet(
+def test_the_ingest_resumes_where_it_was_after_a_compaction_without_warnings(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     storage = local_lake(tmp_path)
     land(storage, 6)
-    protected = protected_files(storage, "streams/feed")
     compact_dataset(storage, "streams/feed")
 
-    assert all((tmp_path / path).exists() for path in protected)
-    restarted = LakeSink(storage, FEED)
+    restarted = DeltaLakeSink(storage, FEED)
     with caplog.at_level(logging.WARNING, logger="lakestream"):
         nexts = [restarted.recover(FEED.topic, p) for p in range(2)]
     assert nexts == [60, 60]
@@ -58,43 +62,45 @@ def test_the_files_recovery_relies_on_are_left_alone_and_recovery_is_quiet(
     land_more = [b'{"id": "late", "at": "2025-01-15T23:00:00Z", "amount": 1}']
     restarted.write(FEED.topic, 0, land_more, [None], [60], [None])
     assert checksums(tmp_path)[1][0] == before + 1
+    assert [restarted.recover(FEED.topic, p) for p in range(2)] == [61, 60]
 
 
 def test_a_second_compaction_has_nothing_left_to_do(tmp_path: Path) -> None:
     storage = local_lake(tmp_path)
     land(storage, 5)
     assert compact_dataset(storage, "streams/feed")
+    version = _version(storage)
     assert compact_dataset(storage, "streams/feed") == []
+    assert _version(storage) == version
 
 
 def test_dry_run_and_a_single_day_change_only_what_they_say(tmp_path: Path) -> None:
     storage = local_lake(tmp_path)
     land(storage, 5)
     other = "streams/feed/year=2025/month=01/day=16"
-    untouched = _names(tmp_path, other)
+    untouched, version = _live(storage, other), _version(storage)
     planned = compact_dataset(storage, "streams/feed", dry_run=True)
     assert [r.mode for r in planned] == ["dry-run", "dry-run"]
-    assert _names(tmp_path, other) == untouched
+    assert _live(storage, other) == untouched and _version(storage) == version
 
     [result] = compact_dataset(storage, "streams/feed", day="2025-01-15")
     assert result.date == "2025-01-15" and result.files_after < result.files_before
-    assert _names(tmp_path, other) == untouched
+    assert sorted(result.rewritten) == sorted(next(p for p in planned
+                                                   if p.date == "2025-01-15").rewritten)
+    assert _live(storage, other) == untouched and _version(storage) == version + 1
 
 
-def test_files_with_a_new_column_merge_and_conflicting_types_stay_apart(tmp_path: Path) -> None:
+def test_files_with_a_new_column_merge_into_one(tmp_path: Path) -> None:
     storage = local_lake(tmp_path)
     land(storage, 3, days=("2025-01-15",), extra={"note": 7})
     land(storage, 3, days=("2025-01-15",), extra={"note": 7, "region": "eu"})
-    forget_types(tmp_path)  # a lake written before types were a contract may hold both
-    land(storage, 3, days=("2025-01-15",), extra={"note": "seven"})
     before = checksums(tmp_path)
+    assert "region" in before[0] and len(_live(storage)) == 12
 
     [result] = compact_dataset(storage, "streams/feed")
 
     assert checksums(tmp_path) == before
-    merged = [n for n in _names(tmp_path) if n.startswith("compacted-")]
-    assert len(merged) == 2, "int and string 'note' files are merged separately"
-    assert result.files_after == 2 + 2  # two merged files + the two files recovery needs
+    assert result.files_after == 1 == len(_live(storage))
 
 
 def test_readers_never_see_both_the_small_and_the_merged_files(tmp_path: Path) -> None:
@@ -127,23 +133,22 @@ def test_readers_never_see_both_the_small_and_the_merged_files(tmp_path: Path) -
 
 
 @pytest.mark.integration
-def test_s3_compaction_uses_the_day_manifest(seaweedfs, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_s3_compaction_is_one_commit(seaweedfs, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
     storage = open_storage(f"s3://{s3_bucket}/lake", S3Settings(
         endpoint=seaweedfs.endpoint_url, access_key=seaweedfs.access_key,
         secret_key=seaweedfs.secret_key))
     land(storage, 4, days=("2025-01-15",))
     count = "SELECT count(*), count(DISTINCT id), sum(amount) FROM feed"
-    before = LakeReader(storage).query(count)[1]
+    before, version, files = LakeReader(storage).query(count)[1], _version(storage), \
+        _live(storage)
 
     [result] = compact_dataset(storage, "streams/feed")
 
-    assert result.mode == "manifest" and result.files_after < result.files_before
+    assert result.mode == "delta" and result.files_after < result.files_before
+    assert _version(storage) == version + 1 and sorted(result.rewritten) == files
     assert LakeReader(storage).query(count)[1] == before
-    live = [f.path for f in visible_files(storage, "streams/feed") if f.path.endswith(".parquet")]
-    raw = [f.path for f in storage.list_files("streams/feed") if f.path.endswith(".parquet")]
-    assert sorted(live) == sorted(raw), "superseded files are deleted after the commit"
-    assert storage.exists(f"{DAY}/_day.json")
-    assert all(storage.exists(p) for p in protected_files(storage, "streams/feed"))
+    assert len(_live(storage)) == 1
+    assert all(storage.exists(p) for p in files), "removed files stay until vacuum"
 
 
 @pytest.mark.integration

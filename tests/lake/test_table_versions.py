@@ -4,6 +4,7 @@ the oldest kept version in one commit, offsets in the log, fenced writers (local
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from lakestream.config import S3Settings
-from lakestream.errors import FencedError
+from lakestream.errors import ConfigError, FencedError
 from lakestream.feeds import Feed
 from lakestream.ingest.tables import TableSink
 from lakestream.lake.delta import DeltaDataset, app_id, is_delta_table, storage_options
@@ -27,6 +28,7 @@ from lakestream.lake.table_versions import (
 )
 from tests.governance.lakebuild import TABLE_SPEC, build_table
 
+LEGACY_LAKE = Path(__file__).parents[1] / "fixtures" / "legacy_lake"
 TOTALS = Feed(name="totals", topic="totals", kind="table", layer="tables",
               schema={"k": "string", "n": "int64"}, key=("k",))
 
@@ -43,7 +45,7 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
 
 
 def sink(lake: Storage, keep: int = 7) -> TableSink:
-    loaded = TableSink(lake, TOTALS, keep, delta=True)
+    loaded = TableSink(lake, TOTALS, keep)
     loaded.load()
     return loaded
 
@@ -201,7 +203,7 @@ def test_new_columns_and_null_only_columns_are_typed_for_every_reader(lake: Stor
 
 
 def test_query_views_are_the_current_version_and_the_history(lake: Storage) -> None:
-    build_table(lake, Feed(name="totals", topic="t-totals", **TABLE_SPEC), 3, delta=True)
+    build_table(lake, Feed(name="totals", topic="t-totals", **TABLE_SPEC), 3)
 
     assert is_delta_table(lake, TOTALS.dataset)
     reader = LakeReader(lake, feeds=[TOTALS])
@@ -215,16 +217,22 @@ def test_query_views_are_the_current_version_and_the_history(lake: Storage) -> N
     assert history == [("v1", 3), ("v2", 3), ("v3", 3)]
 
 
-def test_an_existing_delta_table_is_written_as_delta_and_a_legacy_one_stays_legacy(
-        lake: Storage) -> None:
-    build_table(lake, TOTALS, 1, delta=True)
-    legacy = Feed(name="old", topic="old", **TABLE_SPEC)
-    build_table(lake, legacy, 1)
+def test_a_table_written_before_delta_is_refused_with_the_upgrade_hint(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(LEGACY_LAKE / "tables", root / "tables")
+    lake = open_storage(str(root), S3Settings())
+    feed = Feed(name="user_transaction_summary", topic="user_transaction_summary",
+                **TABLE_SPEC)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
 
-    assert TableSink(lake, TOTALS).is_delta()
-    assert not TableSink(lake, legacy).is_delta()
-    assert not is_delta_table(lake, legacy.dataset)
-    assert lake.list_files(f"{legacy.dataset}/_ledger/versions")
+    for attempt in (TableSink(lake, feed).load, lambda: build_table(lake, feed, 1)):
+        with pytest.raises(ConfigError) as refused:
+            attempt()
+        assert refused.value.message == (f"{lake.url(feed.dataset)} was written before "
+                                         "Lakestream kept the lake as Delta tables")
+        assert refused.value.hint == "run `lakestream lake upgrade` (--dry-run shows what it does)"
+    assert not is_delta_table(lake, feed.dataset)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
 
 
 def test_a_reader_polling_during_snapshots_always_sees_one_whole_version_set(

@@ -2,7 +2,7 @@
 
 In-process, no broker: the ingest's own sink lands a stream of well- and badly
 typed records cut into batches (and sinks restarted, so the committed types come
-back from the ledger); a day rebuild then reads the same stream from a scripted
+back from the table's schema); a day rebuild then reads the same stream from a scripted
 source.
 """
 
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.export.rebuild import DayRebuild, RebuildReport
 from lakestream.feeds import Feed
-from lakestream.ingest.sink import LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage
 from tests.lake.lakegen import local_lake
@@ -66,8 +66,8 @@ def encode(messages: list[tuple[str, Any]]) -> list[bytes]:
     return out
 
 
-def new_sink(storage: Storage) -> LakeSink:
-    sink = LakeSink(storage, FEED)
+def new_sink(storage: Storage) -> DeltaLakeSink:
+    sink = DeltaLakeSink(storage, FEED)
     sink.recover(FEED.topic, 0)
     return sink
 
@@ -183,7 +183,7 @@ def test_the_types_of_the_issue_stream_hold_in_every_cut(tmp_path: Path) -> None
 
 def test_a_partition_handed_over_brings_the_types_its_writer_committed(tmp_path: Path) -> None:
     storage = local_lake(tmp_path)
-    later = LakeSink(storage, FEED)  # started before anything was committed
+    later = DeltaLakeSink(storage, FEED)  # started before anything was committed
     first = new_sink(storage)
     first.write(FEED.topic, 0, encode([("object", {"at": f"{DAYS[0]}T10:00:00Z", "qty": 2})]),
                 [b"k"], [0], [KAFKA_TIME])

@@ -18,8 +18,10 @@ gold       rows of ``gold_weather_*`` newer than N     365 days (``weather.gold_
 2025-03-01 go. Today's partition, future partitions and the current table
 version are never planned. :mod:`.retention_run` executes a plan exactly.
 
-A Delta dataset (with ``_delta_log/``) is planned from its log: a deletion
-lists the partition's live files (the ones the run's delete commit removes
+Every dataset of the lake is a Delta table, planned from its log (a dataset
+written before Lakestream kept the lake as Delta tables is refused with the
+hint to run ``lakestream lake upgrade``): a deletion lists the partition's
+live files (the ones the run's delete commit removes
 from the snapshot), and the plan's ``vacuum`` lists, per Delta dataset, the
 files no snapshot of the last ``grace_hours`` refers to (the ones the run
 deletes from storage). Files the delete commit removes are vacuumed by a
@@ -32,32 +34,28 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import pyarrow.parquet as pq
 
 from lakestream.config import Settings
 from lakestream.feeds import Feed
 from lakestream.governance.catalog import view_name
 from lakestream.governance.gold_retention import GoldRetention
 from lakestream.governance.names import RETENTION_LAYERS
-from lakestream.lake.delta import DeltaDataset, is_delta_table
+from lakestream.lake.delta import DeltaDataset, check_not_legacy, is_delta_table
 from lakestream.lake.delta_maintenance import (
     partition_columns,
     partition_files,
     vacuum_candidates,
 )
 from lakestream.lake.layout import DLQ
-from lakestream.lake.storage import FileInfo, Storage
+from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STREAM_DAYS = 365
 LAYERS = RETENTION_LAYERS
 _VERSION = re.compile(r"^version=v(\d+)$")
-_MANIFEST = re.compile(r"/v(\d+)\.json$")
 
 
 @dataclass(frozen=True)
@@ -228,57 +226,19 @@ class RetentionPlanner:
         if policy.layer == "gold":
             assert self.gold is not None and policy.cutoff is not None
             return self.gold.plan(policy.feed, policy.dataset, dt.date.fromisoformat(policy.cutoff))
-        if is_delta_table(self.storage, policy.dataset):
-            return delta_deletions(self.storage, policy, self.today)
-        if policy.unit == "versions":
-            return self._version_deletions(policy)
-        return self._day_deletions(policy)
-
-    def _day_deletions(self, policy: Policy) -> list[Deletion]:
-        assert policy.cutoff is not None
-        cutoff = min(dt.date.fromisoformat(policy.cutoff), self.today - dt.timedelta(days=1))
-        groups: dict[str, list[FileInfo]] = {}
-        for info in self.storage.list_files(policy.dataset):
-            partition = date_partition_of(info.path[len(policy.dataset) + 1:])
-            if partition is not None:
-                groups.setdefault(partition, []).append(info)
-        chosen = [(p, fs) for p, fs in sorted(groups.items())
-                  if (last := last_day(p)) is not None and last <= cutoff]
-        rows = count_rows(self.storage, [f.path for _, fs in chosen for f in fs])
-        return [Deletion(policy.feed, policy.layer, policy.dataset, p, str(last_day(p)),
-                         tuple(f.path for f in fs), sum(f.size for f in fs),
-                         sum(rows[f.path] for f in fs)) for p, fs in chosen]
-
-    def _version_deletions(self, policy: Policy) -> list[Deletion]:
-        files: dict[int, list[FileInfo]] = {}
-        for info in self.storage.list_files(policy.dataset):
-            rel = info.path[len(policy.dataset) + 1:]
-            match = _VERSION.match(rel.split("/", 1)[0])
-            manifest = _MANIFEST.search(rel) if rel.startswith("_ledger/versions/") else None
-            number = match or manifest
-            if number is not None:
-                files.setdefault(int(number.group(1)), []).append(info)
-        numbers = sorted(files)
-        keep = set(numbers[-policy.keep:]) | ({numbers[-1]} if numbers else set())
-        gone = [n for n in numbers if n not in keep]
-        rows = count_rows(self.storage, [f.path for n in gone for f in files[n]])
-        return [Deletion(policy.feed, "tables", policy.dataset, f"version=v{n}", None,
-                         tuple(f.path for f in files[n]), sum(f.size for f in files[n]),
-                         sum(rows[f.path] for f in files[n])) for n in gone]
+        if not deletions_from_log(self.storage, policy.dataset):
+            return []  # nothing written yet
+        return delta_deletions(self.storage, policy, self.today)
 
 
-def date_partition_of(rel: str) -> str | None:
-    """``year=YYYY/month=MM[/day=DD]`` holding ``rel`` (relative to its dataset), or ``None``.
+def deletions_from_log(storage: Storage, dataset: str) -> bool:
+    """Whether ``dataset`` is a Delta table (``False``: it does not exist).
 
-    Files below a folder starting with ``_`` or ``.`` (ledger, staging) belong to none.
+    Raises:
+        ConfigError: It was written before the lake was kept as Delta tables.
     """
-    folders = rel.split("/")[:-1]
-    if any(part.startswith(("_", ".")) for part in folders):
-        return None
-    keys = [p for p in folders if p.split("=", 1)[0] in ("year", "month", "day")]
-    if len(keys) < 2 or folders[: len(keys)] != keys:
-        return None
-    return "/".join(keys)
+    check_not_legacy(storage, dataset)
+    return is_delta_table(storage, dataset)
 
 
 def last_day(partition: str) -> dt.date | None:
@@ -292,22 +252,6 @@ def last_day(partition: str) -> dt.date | None:
         return following - dt.timedelta(days=1)
     except (KeyError, ValueError):
         return None
-
-
-def count_rows(storage: Storage, paths: list[str]) -> dict[str, int]:
-    """Rows of each Parquet file (from its footer; other files count 0), read in parallel."""
-    def rows(path: str) -> int:
-        if not path.endswith(".parquet"):
-            return 0
-        try:
-            with storage.fs.open_input_file(storage.full(path)) as handle:
-                return int(pq.read_metadata(handle).num_rows)
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read the row count of %s: %s", storage.url(path), exc)
-            return 0
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return dict(zip(paths, pool.map(rows, paths), strict=True))
 
 
 # -- Delta datasets: planned from the log -----------------------------------------------------

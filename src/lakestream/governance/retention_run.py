@@ -1,30 +1,15 @@
 """Retention, part two: delete exactly what a plan lists, and keep the metadata right.
 
-Per dataset, in order: delete the planned files one by one (never a whole
-folder, so a file that arrived after planning stays), remove the folders left
-empty, then bring ``_metadata.json`` up to date:
-
-- streams/bronze (and their dead letters) are ledger-tracked: the run adds
-  what it removed to ``<dataset>/_retention.json`` and rebuilds the metadata
-  from the ledger, which subtracts it (:mod:`lakestream.lake.deletions`);
-- tables: the removed versions leave the ``versions`` list;
-- other datasets (silver): removed partitions leave ``partitions`` and the
-  totals shrink, when the metadata has them.
-
-A crash between the deletions and the metadata update leaves the metadata
-overstating what the lake holds until the next ingest flush rebuilds it (the
-deletion record is then missing: totals stay high by what that run removed).
-
-A Delta dataset goes another way (:func:`_delta_run`): its planned partitions
-leave the snapshot in ONE delete commit (readers see all of them or none
-gone), then the plan's vacuum list is deleted from storage (only files no
-snapshot of the grace period refers to), and ``_metadata.json`` is rewritten
-from the log. Nothing is recorded beside the log: it is the truth.
+Every dataset of the lake is a Delta table: its planned partitions leave the
+snapshot in ONE delete commit (readers see all of them or none gone), then
+the plan's vacuum list is deleted from storage (only files no snapshot of the
+grace period refers to), folders left empty are removed, and
+``_metadata.json`` is rewritten from the log. Nothing is recorded beside the
+log: it is the truth. Gold rows are deleted in the gold store.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable
@@ -35,11 +20,9 @@ from lakestream.feeds import Feed
 from lakestream.governance.catalog import view_name
 from lakestream.governance.gold_retention import GoldRetention
 from lakestream.governance.retention import Deletion, RetentionPlan, VacuumPlan
-from lakestream.lake.deletions import Removed, record_removed
 from lakestream.lake.delta import DeltaDataset, is_delta_table
 from lakestream.lake.delta_maintenance import Partition, delete_partitions, vacuum_files
-from lakestream.lake.layout import DLQ, LEDGER, METADATA
-from lakestream.lake.metadata import read_metadata, rebuild_metadata
+from lakestream.lake.metadata import rebuild_metadata
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -83,7 +66,7 @@ class RetentionExecutor:
 
     Args:
         storage: The lake.
-        feeds: The feed registry (ledger-tracked datasets are rebuilt from it).
+        feeds: The feed registry (their ``_metadata.json`` is rewritten from the log).
         gold: The gold store's retention, when the plan has gold rows.
     """
 
@@ -101,19 +84,16 @@ class RetentionExecutor:
         vacuums = {v.dataset: v for v in plan.vacuum}
         outcomes = []
         for (layer, dataset), deletions in groups.items():
-            if layer != "gold" and is_delta_table(self.storage, dataset):
+            if layer != "gold":
                 outcomes.append(self._delta_run(deletions, vacuums.pop(dataset, None),
                                                  plan.grace_hours))
                 continue
-            rows = self._delete(layer, deletions)
+            assert self.gold is not None
+            rows = sum(self.gold.delete(d) for d in deletions)
             outcomes.append(_outcome(deletions, rows))
-            log.info("retention: %s %s: %d partition(s), %d file(s), %d row(s) deleted",
-                     layer, dataset, len(deletions), sum(len(d.files) for d in deletions), rows)
-        for vacuum in vacuums.values():  # Delta datasets with nothing old, only files to vacuum
+            log.info("retention: gold %s: %d row(s) deleted", dataset, rows)
+        for vacuum in vacuums.values():  # datasets with nothing old, only files to vacuum
             outcomes.append(self._delta_run([], vacuum, plan.grace_hours))
-        self._update_metadata([d for d in plan.deletions
-                               if d.layer == "gold" or not is_delta_table(self.storage,
-                                                                          d.dataset)])
         self._delta_metadata(plan)
         return outcomes
 
@@ -148,12 +128,11 @@ class RetentionExecutor:
             tuple(f"{dataset}/{f}" for f in done.files) if done else (), tuple(vacuumed))
 
     def _delta_metadata(self, plan: RetentionPlan) -> None:
-        """Rewrite ``_metadata.json`` of the feeds whose Delta data lost partitions."""
+        """Rewrite ``_metadata.json`` of the feeds whose data lost partitions."""
         from lakestream.lake.table_versions import write_delta_metadata
 
         touched = {(d.feed, d.layer == "tables") for d in plan.deletions
-                   if d.layer in ("streams", "bronze", "dlq", "tables")
-                   and is_delta_table(self.storage, d.dataset)}
+                   if d.layer in ("streams", "bronze", "dlq", "tables")}
         for name, table in sorted(touched):
             feed = self.feeds.get(name)
             if feed is None or not is_delta_table(self.storage, feed.dataset):
@@ -163,16 +142,6 @@ class RetentionExecutor:
                                      feed.layer, feed.key)
             else:
                 rebuild_metadata(self.storage, feed)
-
-    def _delete(self, layer: str, deletions: list[Deletion]) -> int:
-        if layer == "gold":
-            assert self.gold is not None
-            return sum(self.gold.delete(d) for d in deletions)
-        for d in deletions:
-            for path in d.files:
-                self.storage.delete(path)
-            self._remove_empty(f"{d.dataset}/{d.partition}", d.dataset)
-        return sum(d.rows for d in deletions)
 
     def _remove_empty(self, folder: str, stop: str) -> None:
         """Remove ``folder`` and its parents up to ``stop`` (exclusive) while they are empty."""
@@ -189,66 +158,6 @@ class RetentionExecutor:
             else:
                 self.storage.delete_dir(folder)
             folder = folder.rsplit("/", 1)[0]
-
-    def _update_metadata(self, deletions: list[Deletion]) -> None:
-        by_feed: dict[str, list[Deletion]] = {}
-        for d in deletions:
-            if d.layer in ("streams", "bronze", "dlq"):
-                by_feed.setdefault(d.feed, []).append(d)
-            elif d.layer == "tables":
-                self._drop_version(d)
-            elif d.layer == "silver":
-                _patch_partitions(self.storage, d)
-        for name, gone in by_feed.items():
-            feed = self.feeds[name]
-            if self.storage.list_files(f"{feed.dataset}/{LEDGER}"):
-                record_removed(self.storage, feed.dataset, _removed(gone))
-                rebuild_metadata(self.storage, feed)
-            else:
-                for d in gone:
-                    if d.layer != "dlq":
-                        _patch_partitions(self.storage, d)
-
-    def _drop_version(self, d: Deletion) -> None:
-        meta = read_metadata(self.storage, d.dataset)
-        if not meta or not isinstance(meta.get("versions"), list):
-            return
-        name = d.partition.removeprefix("version=")
-        meta["versions"] = [v for v in meta["versions"] if v.get("version") != name]
-        meta["files"] = len(meta["versions"])
-        self.storage.write_atomic(f"{d.dataset}/{METADATA}", json.dumps(meta, indent=2).encode())
-
-
-def _removed(deletions: list[Deletion]) -> Removed:
-    """The ledger adjustment of one feed's deleted data and dead-letter partitions."""
-    removed = Removed()
-    for d in deletions:
-        parquet = sum(1 for f in d.files if f.endswith(".parquet"))
-        removed.files += parquet
-        removed.bytes += d.bytes
-        if d.dataset.startswith(f"{DLQ}/"):
-            removed.rejected += d.rows
-        elif d.date is not None:
-            removed.records += d.rows
-            removed.dates[d.date] = removed.dates.get(d.date, 0) + d.rows
-    return removed
-
-
-def _patch_partitions(storage: Storage, d: Deletion) -> None:
-    """Drop a deleted partition from a metadata file that is not rebuilt from a ledger."""
-    meta = read_metadata(storage, d.dataset)
-    if not meta or not isinstance(meta.get("partitions"), list):
-        return
-    prefix = d.partition.replace("year=", "").replace("/month=", "-").replace("/day=", "-")
-    kept = [p for p in meta["partitions"]
-            if not str(p.get("date") or p.get("partition") or "").startswith(prefix)]
-    if len(kept) == len(meta["partitions"]):
-        return
-    meta["partitions"] = kept
-    for key, amount in (("records", d.rows), ("bytes", d.bytes), ("files", len(d.files))):
-        if isinstance(meta.get(key), int):
-            meta[key] = max(0, meta[key] - amount)
-    storage.write_atomic(f"{d.dataset}/{METADATA}", json.dumps(meta, indent=2).encode())
 
 
 def _outcome(deletions: list[Deletion], rows: int) -> DatasetOutcome:

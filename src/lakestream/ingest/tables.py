@@ -1,44 +1,35 @@
 """Table feeds: the latest value per key of a changelog topic, snapshotted as versions.
 
 A table feed consumes every partition of its topic (manual assignment: a
-snapshot needs all keys), keeps the latest row per key in memory, and writes
+snapshot needs all keys), keeps the latest row per key in memory, and commits
 ``<lake>/tables/<table>/version=v<N>/`` when the table changed and the
-snapshot interval passed (and at the end of ``--until-idle``). Each version's
-manifest records the offsets it covers; on restart the newest version is
+snapshot interval passed (and at the end of ``--until-idle``). The table is
+one Delta table partitioned by ``version`` (:mod:`lakestream.lake.table_versions`):
+a snapshot and the removal of the version past the last ``keep`` are one
+commit, which carries the offsets it covers; on restart the newest version is
 loaded and consumption resumes right after those offsets, so a version is
-always exactly "every change before these offsets". The last ``keep``
-versions are kept; ``_metadata.json`` names the current one.
-
-A table that is a Delta table (or a new one once
-:func:`~lakestream.lake.delta.new_datasets_are_delta`) is written by
-:mod:`lakestream.lake.table_versions` instead (the ``_delta_*`` methods): one
-Delta table partitioned by ``version``, offsets in its log, a snapshot and
-the removal of the oldest kept version in one commit. The version manifests
-below are the protocol it replaces.
+always exactly "every change before these offsets". ``_metadata.json`` names
+the current one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lakestream.decode.schemas import arrow_schema, schema_as_json
+from lakestream.decode.schemas import arrow_schema
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
-from lakestream.lake.delta import writes_delta
-from lakestream.lake.layout import METADATA, STAGING
+from lakestream.lake.delta import check_not_legacy
 from lakestream.lake.storage import Storage
 from lakestream.lake.table_versions import VersionedTable, version_name, write_delta_metadata
-from lakestream.lake.writer import parquet_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +45,6 @@ class Version:
     offsets: dict[str, int]
     file: str
     rejected: int = 0
-    staged: str = ""  # where the file waits until it is moved to ``file``
 
     @property
     def name(self) -> str:
@@ -76,38 +66,26 @@ class TableSink:
     rejected: int = 0
     last_snapshot: float = field(default_factory=time.monotonic)
     partitions: list[int] = field(default_factory=list)  # the topic's, when known
-    delta: bool | None = None  # decided by load()
-    committed: dict[int, int] = field(default_factory=dict)  # Delta: last offsets in the log
-
-    @property
-    def ledger(self) -> str:
-        """Folder of the version manifests."""
-        return f"{self.feed.dataset}/_ledger/versions"
-
-    def is_delta(self) -> bool:
-        """Whether the table is (or, not existing yet, becomes) a Delta table."""
-        if self.delta is None:
-            self.delta = writes_delta(self.storage, self.feed.dataset)
-        return self.delta
+    committed: dict[int, int] = field(default_factory=dict)  # the last offsets in the log
 
     def load(self) -> None:
-        """Load the newest version (rows and offsets) and delete uncommitted leftovers."""
-        if self.is_delta():
-            self._delta_load()
+        """The newest version's rows; every partition resumes after its offset in the log.
+
+        Raises:
+            ConfigError: The table was written before the lake was kept as Delta tables.
+        """
+        self.rows, self.offsets, self.committed, self.current = {}, {}, {}, None
+        check_not_legacy(self.storage, self.feed.dataset)
+        loaded = self._versioned().load(self.partitions)
+        if loaded is None:
             return
-        manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
-        current = Version(**json.loads(self.storage.read(manifests[-1].path))) if manifests \
-            else None
-        if current is not None and current.staged and not self.storage.exists(current.file) \
-                and self.storage.exists(current.staged):
-            self.storage.move(current.staged, current.file)  # committed, then interrupted
-        self.storage.delete_dir(f"{STAGING}/{self.feed.dataset.replace('/', '__')}")
-        if current is None:
-            return
-        self.current = current
-        data = pq.read_table(self.storage.fs.open_input_file(self.storage.full(self.current.file)))
-        self.rows = {self._key(r): r for r in data.to_pylist()}
-        self.offsets = {int(p): o for p, o in self.current.offsets.items()}
+        self.rows = {self._key(r): r for r in loaded.rows.to_pylist()}
+        self.committed = dict(loaded.offsets)
+        self.offsets = {p: o + 1 for p, o in loaded.offsets.items()}
+        self.current = Version(loaded.number, loaded.rows.num_rows, 0, "",
+                               {str(p): o for p, o in sorted(self.offsets.items())},
+                               f"{self.feed.dataset}/version={version_name(loaded.number)}",
+                               loaded.rejected)
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
         """Apply one changelog record (a ``None`` value deletes the key)."""
@@ -134,91 +112,6 @@ class TableSink:
         """Write a new version if anything changed since the last one."""
         if not self.dirty:
             return None
-        if self.is_delta():
-            return self._delta_snapshot()
-        number = (self.current.version if self.current else 0) + 1
-        table = pa.Table.from_pylist(list(self.rows.values()),
-                                     schema=self._schema(list(self.rows.values())))
-        data = parquet_bytes(table)
-        staged = f"{STAGING}/{self.feed.dataset.replace('/', '__')}/{uuid.uuid4().hex}.parquet"
-        final = f"{self.feed.dataset}/version=v{number}/part-0.parquet"
-        self.storage.write_atomic(staged, memoryview(data))
-        version = Version(number, table.num_rows, data.size,
-                          dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-                          {str(p): o for p, o in sorted(self.offsets.items())}, final,
-                          (self.current.rejected if self.current else 0) + self.rejected, staged)
-        self._commit(version, staged)
-        self.current, self.dirty, self.rejected = version, False, 0
-        self.last_snapshot = time.monotonic()
-        self._prune()
-        self._write_metadata(table.schema)
-        return version
-
-    def _commit(self, version: Version, staged: str) -> None:
-        manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
-        latest = manifests[-1].path.rsplit("/", 1)[1] if manifests else None
-        expected = f"v{self.current.version:08d}.json" if self.current else None
-        if latest != expected:
-            self.storage.delete(staged)
-            raise FencedError(f"{self.feed.name}: version {latest} was written by another "
-                              "consumer; reloading it")
-        self.storage.write_atomic(f"{self.ledger}/v{version.version:08d}.json",
-                                  json.dumps(asdict(version)).encode())
-        self.storage.move(staged, version.file)
-
-    def _prune(self) -> None:
-        manifests = [f for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
-        for old in manifests[:-self.keep]:
-            number = int(old.path.rsplit("/v", 1)[1].split(".")[0])
-            self.storage.delete_dir(f"{self.feed.dataset}/version=v{number}")
-            self.storage.delete(old.path)
-
-    def versions(self) -> list[Version]:
-        """The kept versions, oldest first."""
-        if self.is_delta():
-            return self._delta_versions()
-        return [Version(**json.loads(self.storage.read(f.path)))
-                for f in self.storage.list_files(self.ledger) if f.path.endswith(".json")]
-
-    def _write_metadata(self, schema: pa.Schema) -> None:
-        versions = self.versions()
-        current = versions[-1]
-        meta = {
-            "dataset": self.feed.name, "kind": "table", "layer": self.feed.layer,
-            "path": self.storage.url(self.feed.dataset),
-            "source": {"type": "kafka", "topic": self.feed.topic}, "format": "parquet",
-            "compression": "snappy", "partitioning": ["version"], "key": list(self.feed.key),
-            "current_version": current.name, "last_export": current.created_at,
-            "updated_at": current.created_at, "records": current.rows, "bytes": current.bytes,
-            "files": len(versions), "rejected_records": current.rejected,
-            "versions": [{"version": v.name, "rows": v.rows, "bytes": v.bytes,
-                          "created_at": v.created_at} for v in versions],
-            "schema": schema_as_json(schema), "kafka_offsets": current.offsets,
-        }
-        self.storage.write_atomic(f"{self.feed.dataset}/{METADATA}",
-                                  json.dumps(meta, indent=2).encode())
-
-    # -- the Delta path (lake/table_versions.py) --------------------------------------------
-
-    def _versioned(self) -> VersionedTable:
-        return VersionedTable(self.storage, self.feed.dataset, self.feed.topic)
-
-    def _delta_load(self) -> None:
-        """The newest version's rows; every partition resumes after its offset in the log."""
-        self.rows, self.offsets, self.committed, self.current = {}, {}, {}, None
-        loaded = self._versioned().load(self.partitions)
-        if loaded is None:
-            return
-        self.rows = {self._key(r): r for r in loaded.rows.to_pylist()}
-        self.committed = dict(loaded.offsets)
-        self.offsets = {p: o + 1 for p, o in loaded.offsets.items()}
-        self.current = Version(loaded.number, loaded.rows.num_rows, 0, "",
-                               {str(p): o for p, o in sorted(self.offsets.items())},
-                               f"{self.feed.dataset}/version={version_name(loaded.number)}",
-                               loaded.rejected)
-
-    def _delta_snapshot(self) -> Version:
-        """Commit the next version and drop the one past ``keep``, in one fenced commit."""
         number = (self.current.version if self.current else 0) + 1
         rows = list(self.rows.values())
         table = pa.Table.from_pylist(rows, schema=self._schema(rows))
@@ -229,14 +122,18 @@ class TableSink:
         self.current = Version(number, table.num_rows, 0, "",
                                {str(p): o for p, o in sorted(self.offsets.items())},
                                f"{self.feed.dataset}/version={version_name(number)}", rejected)
-        version = next(v for v in self._delta_versions() if v.version == number)
+        version = next(v for v in self.versions() if v.version == number)
         self.current, self.dirty, self.rejected = version, False, 0
         self.last_snapshot = time.monotonic()
         write_delta_metadata(self.storage, self.feed.name, self.feed.dataset, self.feed.topic,
                              self.feed.layer, self.feed.key)
         return version
 
-    def _delta_versions(self) -> list[Version]:
+    def _versioned(self) -> VersionedTable:
+        return VersionedTable(self.storage, self.feed.dataset, self.feed.topic)
+
+    def versions(self) -> list[Version]:
+        """The kept versions, oldest first, as the log sees them."""
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         current = self.current.version if self.current else None
         offsets = {str(p): o for p, o in sorted(self.offsets.items())}

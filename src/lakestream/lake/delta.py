@@ -54,7 +54,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from lakestream.errors import FencedError, StorageError, StorageFullError
+from lakestream.errors import ConfigError, FencedError, StorageError, StorageFullError
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,24 @@ def is_delta_table(storage: Storage, rel: str) -> bool:
     storage.check_root()
     return any(storage.exists(f"{rel}/{DELTA_LOG}/{name}")
                for name in (f"{0:020d}.json", "_last_checkpoint"))
+
+
+def check_not_legacy(storage: Storage, rel: str) -> None:
+    """Refuse a dataset written before the lake was kept as Delta tables.
+
+    Such a dataset has files but no Delta log (a Delta table's log exists
+    before its first data file, :meth:`DeltaDataset.ensure`).
+
+    Raises:
+        ConfigError: ``rel`` holds files but is not a Delta table.
+    """
+    if is_delta_table(storage, rel):
+        return
+    if any(d != DELTA_LOG for d in storage.list_dirs(rel)) \
+            or storage.list_files(rel, recursive=False):
+        raise ConfigError(f"{storage.url(rel)} was written before Lakestream kept the lake as "
+                          "Delta tables",
+                          "run `lakestream lake upgrade` (--dry-run shows what it does)")
 
 
 def new_datasets_are_delta() -> bool:
@@ -205,6 +223,7 @@ class DeltaDataset:
         table = self.table()
         if table is not None:
             return table
+        check_not_legacy(self.storage, self.rel)
         nullable = pa.schema([f.with_nullable(True) for f in schema])
         try:
             with delta_errors(f"create {self.uri}"):
