@@ -98,20 +98,3 @@ def test_strings_in_a_batch_of_their_own_cannot_turn_a_number_column_into_text(
     assert all(read == landed + dead and new == 0 for read, landed, dead, new in counts)
     assert sum(c[1] for c in counts) == 1200 and sum(c[2] for c in counts) == 100
     assert lake_and_dlq(workdir) == ((1200, 1200, "DOUBLE", 200), [(WRONG, 100)])
-
-
-def test_a_rebuild_after_declaring_the_type_loses_no_record_of_an_older_lake(
-        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    land_the_issue_stream(workdir, before_the_contract=True)
-    api = Lakestream(settings_for(workdir))
-    assert api.query("SELECT count(*) FROM nu_orders")[1] == [(1300,)]  # text totals landed
-    assert cli(workdir, "feeds", "update", "nu_orders", "--set",
-               "schema={total: double, order_id: string}") == 1  # the data contradicts it
-    assert cli(workdir, "feeds", "update", "nu_orders", "--keep-existing-data", "--set",
-               "schema={total: double, order_id: string}") == 0
-
-    counts = rebuild_every_day(workdir, capsys)
-
-    assert all(read == landed + dead for read, landed, dead, _ in counts)
-    assert sum(c[3] for c in counts) == 100  # moved from the lake to the DLQ, none lost
-    assert lake_and_dlq(workdir) == ((1200, 1200, "DOUBLE", 200), [(WRONG, 100)])
