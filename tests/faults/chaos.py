@@ -336,10 +336,11 @@ class KillLoop(threading.Thread):
 # -- independent reads ----------------------------------------------------------------------
 
 
-def parquet_rows(lake: Path, dataset: str, columns: str) -> list[tuple[Any, ...]]:
-    """Rows of a local dataset as a Delta reader sees them (delta-rs and DuckDB, through
-    its log: files a compaction removed or a fenced commit left unreferenced do not count)."""
-    return lake_rows(lake, dataset, columns)
+def parquet_rows(lake: Path | str, dataset: str, columns: str,
+                 storage_options: dict[str, str] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of a dataset as a Delta reader sees them (delta-rs and DuckDB, through its
+    log: files a compaction removed or a fenced commit left unreferenced do not count)."""
+    return lake_rows(lake, dataset, columns, storage_options)
 
 
 def commits(lake: Path, *datasets: str) -> tuple[frozenset[str], ...]:

@@ -1,8 +1,13 @@
-"""A plain reader that proves no partial file of a dataset is ever visible.
+"""A Delta reader that proves no partial file of a dataset is ever visible.
 
-It lists the dataset again and again and judges every new Parquet file on its
-bytes: one GET of the whole object, then a Parquet parse of those bytes in
-memory. Two outcomes are kept apart:
+What a Delta reader sees is what the table's log references: it lists the
+dataset's ``_delta_log/`` again and again, reads each new log entry (a partial
+or unparsable entry is reported), and judges every data file an entry adds on
+its bytes: one GET of the whole object, then a Parquet parse of those bytes in
+memory. Files no log entry references (the data files of a commit that died or
+was fenced before its log entry) are invisible to every reader and not judged.
+Every file any entry ever added is judged, also once a later compaction removed
+it. Two outcomes are kept apart:
 
 - *cannot read now*: the GET itself failed (connection refused or reset, a
   timeout, a server error such as SeaweedFS's ``INTERNAL_FAILURE`` while its
@@ -19,19 +24,37 @@ is reported too, so "cannot read now" cannot hide a broken object for good.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 
-def parquet_files(fs: pafs.FileSystem, dataset: str) -> list[str]:
-    """The dataset's visible Parquet files (what a hive-partitioned glob would read)."""
-    infos = fs.get_file_info(pafs.FileSelector(dataset, recursive=True, allow_not_found=True))
-    return sorted(i.path for i in infos
-                  if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+def log_entries(fs: pafs.FileSystem, dataset: str) -> list[str]:
+    """The dataset's Delta log entries (``_delta_log/<version>.json``), oldest first."""
+    infos = fs.get_file_info(pafs.FileSelector(f"{dataset}/_delta_log", allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File
+                  and i.base_name.endswith(".json") and i.base_name[:-5].isdigit())
+
+
+def added_files(dataset: str, entry: bytes) -> list[str]:
+    """The data files a log entry adds (one JSON action a line), as paths in the store.
+
+    Raises:
+        ValueError: The entry is not whole (a line is not a JSON action; also KeyError or
+            TypeError: an add action without its path).
+    """
+    paths = []
+    for line in entry.decode().splitlines():
+        if line.strip():
+            action = json.loads(line)
+            if "add" in action:
+                paths.append(f"{dataset}/{unquote(action['add']['path'])}")
+    return paths
 
 
 def parquet_problem(data: bytes) -> str | None:
@@ -46,10 +69,11 @@ def parquet_problem(data: bytes) -> str | None:
 
 
 class VisibilityChecker(threading.Thread):
-    """Lists ``dataset`` every ``interval_s`` and reads each new file whole, in a thread.
+    """Reads ``dataset``'s log every ``interval_s`` and each file it adds whole, in a thread.
 
     Attributes:
         read: Files judged (whole or broken).
+        entries: Log entry → the data files it adds.
         broken: (path, why) of every visible file that was not whole.
         unreadable: path → last store error, for files the store has not served yet.
         store_errors: Reads the store failed (retried later, not counted as broken).
@@ -59,6 +83,7 @@ class VisibilityChecker(threading.Thread):
         super().__init__(name="visibility-checker", daemon=True)
         self.fs, self.dataset, self.interval_s = fs, dataset, interval_s
         self.read: set[str] = set()
+        self.entries: dict[str, list[str]] = {}
         self.broken: list[tuple[str, str]] = []
         self.unreadable: dict[str, str] = {}
         self.store_errors = 0
@@ -96,21 +121,44 @@ class VisibilityChecker(threading.Thread):
             self.broken.append((path, f"the store never served it in {patience_s:.0f}s: {error}"))
 
     def check_all(self) -> None:
-        """Read every listed file not judged yet; stop the pass at the first store error."""
+        """Read every log entry and every file they add not judged yet; stop the pass at the
+        first store error."""
         self.unreadable.pop(self.dataset, None)
-        for path in parquet_files(self.fs, self.dataset):
-            if path in self.read:
-                continue
-            try:
-                data = self.fetch(path)
-            except FileNotFoundError as exc:
-                self._judge(path, f"listed, then missing: {exc}")
-                continue
-            except OSError as exc:
-                self.store_errors += 1
-                self.unreadable[path] = str(exc)
-                return  # cannot read now: this file and the rest on a later pass
-            self._judge(path, parquet_problem(data))
+        for entry in log_entries(self.fs, self.dataset):
+            if entry not in self.entries:
+                try:
+                    data = self.fetch(entry)
+                except FileNotFoundError as exc:
+                    self.entries[entry] = []
+                    self._judge(entry, f"log entry listed, then missing: {exc}")
+                    continue
+                except OSError as exc:
+                    self.store_errors += 1
+                    self.unreadable[entry] = str(exc)
+                    return
+                try:
+                    self.entries[entry] = added_files(self.dataset, data)
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.entries[entry] = []
+                    self._judge(entry, f"a log entry that is not whole: {exc}")
+                self.unreadable.pop(entry, None)
+            for path in self.entries[entry]:
+                if path in self.read:
+                    continue
+                try:
+                    data = self.fetch(path)
+                except FileNotFoundError as exc:
+                    self._judge(path, f"in the log, missing from the store: {exc}")
+                    continue
+                except OSError as exc:
+                    self.store_errors += 1
+                    self.unreadable[path] = str(exc)
+                    return  # cannot read now: this file and the rest on a later pass
+                self._judge(path, parquet_problem(data))
+
+    def logged(self) -> set[str]:
+        """Every data file the log entries read so far add."""
+        return {path for paths in self.entries.values() for path in paths}
 
     def fetch(self, path: str) -> bytes:
         """The whole object at ``path``, as the store serves it."""
