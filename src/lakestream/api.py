@@ -315,15 +315,11 @@ class Lakestream:
                      progress: Callable[[str], None] | None = None) -> list[DatasetUpgrade]:
         """Turn the datasets of a lake written before Delta into Delta tables, in place
         (``lake upgrade``; ``dry_run``: say what would change, change nothing)."""
-        from lakestream.derive.state import AggregateState
+        from lakestream.derive.state import pending_dead_letters
         from lakestream.lake.upgrade import upgrade_lake
 
-        state_file = self.data_dir / "state" / "processor.sqlite"
-        pending: list[tuple[str, str]] = []
-        if state_file.exists():  # the processor's dead letters committed, not yet moved
-            state = AggregateState(state_file)
-            pending = state.pending()
-            state.close()
+        # the processor's dead letters committed, not yet moved
+        pending = pending_dead_letters(self.data_dir / "state" / "processor.sqlite")
         return upgrade_lake(self.storage, self.feeds, dry_run, progress, pending)
 
     # -- query --------------------------------------------------------------------------

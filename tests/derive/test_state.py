@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lakestream.derive.state import AggregateState
+from lakestream.derive.state import AggregateState, pending_dead_letters
 
 # The state file of the release before latest attributes had their event time (verbatim).
 PREVIOUS_SCHEMA = """
@@ -118,6 +118,8 @@ def test_a_state_file_of_the_previous_version_is_migrated_in_place(tmp_path: Pat
                         [(0, 5_000_000, 1), (1, 7_000_000, 2)])
         old.execute("INSERT INTO product_counts VALUES (1, 'P0205', 'Zeta Lamp', 'home', 3, "
                     "30000000, 30000000, 3)")
+        old.execute("INSERT INTO pending_files VALUES ('_staging/processor/t-0/a.parquet', "
+                    "'_dlq/processor/year=2025/month=03/day=10/a.parquet')")
     old.close()
 
     state = AggregateState(path)
@@ -134,3 +136,12 @@ def test_a_state_file_of_the_previous_version_is_migrated_in_place(tmp_path: Pat
     reopened = AggregateState(path)  # a second open finds nothing left to migrate
     assert product(reopened, "P0205") == ("Alpha Lamp", "lighting", 4)
     reopened.close()
+    # the dead letters it had not moved out of _staging stay for `lake upgrade`
+    assert pending_dead_letters(path) == [("_staging/processor/t-0/a.parquet",
+                                           "_dlq/processor/year=2025/month=03/day=10/a.parquet")]
+
+
+def test_a_state_file_without_pending_dead_letters_has_none(tmp_path: Path) -> None:
+    AggregateState(tmp_path / "state.sqlite").close()
+    assert pending_dead_letters(tmp_path / "state.sqlite") == []
+    assert pending_dead_letters(tmp_path / "absent.sqlite") == []

@@ -35,10 +35,10 @@ from lakestream.derive.state import AggregateState
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
 from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters
-from lakestream.lake.delta import DeltaDataset, app_id, writes_delta
-from lakestream.lake.layout import dlq_path, staging_path
+from lakestream.lake.delta import DeltaDataset, app_id, check_not_legacy
+from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
-from lakestream.lake.writer import BatchId, dlq_table, stage_dlq
+from lakestream.lake.writer import BatchId
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +76,11 @@ class Processor(BatchingConsumer):
         self._reference_version: tuple[float, float] | None = None
         self._pseudonyms: dict[str, str] = {}
         self._usd_to_eur = 0.0
-        self.dead_letters = (DeltaDataset(storage, dlq_path(DLQ_FEED), DATE_COLUMNS)
-                             if writes_delta(storage, dlq_path(DLQ_FEED)) else None)
+        check_not_legacy(storage, dlq_path(DLQ_FEED))
+        self.dead_letters = DeltaDataset(storage, dlq_path(DLQ_FEED), DATE_COLUMNS)
 
     def start_offset(self, topic: str, partition: int) -> int | None:
-        """Finish moving committed DLQ files, delete uncommitted ones, resume from the state."""
-        if self.dead_letters is not None:  # a Delta table: nothing is ever half-committed
-            return self.state.next_offset(topic, partition)
-        self._settle_pending()
-        pending = {s for s, _ in self.state.pending()}
-        for staged in self.storage.list_files(staging_path(DLQ_FEED, topic, partition)):
-            if staged.path not in pending:
-                self.storage.delete(staged.path)
+        """Resume from the state (the dead letters' table is never half-committed)."""
         return self.state.next_offset(topic, partition)
 
     def committed_offset(self, topic: str, partition: int) -> int | None:
@@ -111,10 +104,7 @@ class Processor(BatchingConsumer):
 
     def _process(self, buf: PartitionBuffer) -> None:
         if (self.state.next_offset(buf.topic, buf.partition) or 0) > buf.offsets[-1]:
-            # retried after its state committed (moving its DLQ files failed): never add
-            # the batch's aggregates twice, only finish the moves
-            self._settle_pending()
-            return
+            return  # retried after its state committed: never add its aggregates twice
         self._load_reference()
         result = self.decoder.decode(buf.values)
         rejected = list(result.rejected)
@@ -130,16 +120,11 @@ class Processor(BatchingConsumer):
             index_of = {o: i for i, o in enumerate(buf.offsets)}
             rejected += [(index_of[off], reason) for off, reason in invalid]
             counts = {"processed": outputs["processed"], "blacklisted": outputs["blacklisted"]}
-        if self.dead_letters is not None:
-            self._commit_rejects(buf, sorted(rejected))
-            staged = []
-        else:
-            staged = self._stage_rejects(buf, sorted(rejected))
+        self._commit_rejects(buf, sorted(rejected))
         self.state.begin()
         try:
             published = self._publish(buf.partition, outputs)
             self.state.set_next_offset(buf.topic, buf.partition, buf.offsets[-1] + 1)
-            self.state.add_pending((f.staging, f.final) for f in staged)
             self.state.commit()
         except BaseException:
             self.state.rollback()
@@ -148,7 +133,6 @@ class Processor(BatchingConsumer):
         self.report.blacklisted += counts["blacklisted"]
         self.report.rejected += len(rejected)
         self.report.published += published
-        self._settle_pending()
 
     def _derive(self, events: pa.Table) -> tuple[dict[str, Any], list[tuple[int, str]]]:
         con = self.db
@@ -191,15 +175,6 @@ class Processor(BatchingConsumer):
         tables = table_messages(self.state, outputs["deltas"], self._usd_to_eur)
         return self.publisher.publish(partition, messages, tables)
 
-    def _stage_rejects(self, buf: PartitionBuffer, rejected: list[tuple[int, str]]) -> list[Any]:
-        if not rejected:
-            return []
-        batch = BatchId(DLQ_FEED, DLQ_FEED, buf.topic, buf.partition, buf.offsets[0],
-                        buf.offsets[-1])
-        keys = [k.decode("utf-8", "replace") if k is not None else None for k in buf.keys]
-        table = dlq_table(batch, rejected, buf.values, keys, buf.offsets, buf.timestamps)
-        return stage_dlq(self.storage, batch, table)
-
     def _commit_rejects(self, buf: PartitionBuffer, rejected: list[tuple[int, str]]) -> None:
         """Commit the batch's dead letters to the Delta table before the state commits.
 
@@ -207,7 +182,7 @@ class Processor(BatchingConsumer):
         holds: a batch replayed after a crash between this commit and the
         state's adds only what lies past it.
         """
-        if not rejected or self.dead_letters is None:
+        if not rejected:
             return
         ident = app_id(buf.topic, buf.partition)
         last = self.dead_letters.transaction_versions([ident])[ident]
@@ -216,12 +191,6 @@ class Processor(BatchingConsumer):
         keys = [k.decode("utf-8", "replace") if k is not None else None for k in buf.keys]
         commit_dead_letters(self.dead_letters, batch, last, rejected, buf.values, keys,
                             buf.offsets, buf.timestamps)
-
-    def _settle_pending(self) -> None:
-        for staging, final in self.state.pending():
-            if self.storage.exists(staging):
-                self.storage.move(staging, final)
-            self.state.settled(staging)
 
     def _load_reference(self) -> None:
         version = self.reference.version()

@@ -23,7 +23,7 @@ on every run. State files written before this rule have rows without
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,10 @@ CREATE TABLE IF NOT EXISTS product_counts (
 CREATE TABLE IF NOT EXISTS product_buyers (
   part INTEGER NOT NULL, product_id TEXT NOT NULL, user_id TEXT NOT NULL,
   PRIMARY KEY (product_id, user_id, part));
-CREATE TABLE IF NOT EXISTS pending_files (
-  staging TEXT PRIMARY KEY, final TEXT NOT NULL);
 """
+# A state file written before the lake was Delta may also hold ``pending_files`` (dead
+# letters committed but not yet moved out of ``_staging``): ``lake upgrade`` reads it
+# (:func:`pending_dead_letters`); the processor ignores it.
 
 # Columns added after the first release, created on older state files at open.
 _ADDED_COLUMNS = {
@@ -96,6 +97,22 @@ def money(micro: int) -> float:
 def mean(micro: int, n: int) -> float | None:
     """The mean of ``n`` values summing to ``micro`` micro-units."""
     return round(micro / n / 1_000_000, 6) if n else None
+
+
+def pending_dead_letters(path: Path) -> list[tuple[str, str]]:
+    """``(staging, final)`` of the dead letters a processor of the lake before Delta
+    committed in its state at ``path`` but had not moved into place yet (for
+    ``lake upgrade``); empty for a state file without that table."""
+    if not path.exists():
+        return []
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        known = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'pending_files'").fetchone()
+        return [(a, b) for a, b in con.execute("SELECT staging, final FROM pending_files")
+                ] if known else []
+    finally:
+        con.close()
 
 
 class AggregateState:
@@ -161,18 +178,6 @@ class AggregateState:
                 rows = zip(*(c.to_pylist() for c in table.columns), strict=True)
                 self.con.executemany(f"INSERT INTO {target} ({columns}) VALUES ({marks}) "
                                      f"ON CONFLICT {on_conflict}", rows)
-
-    def add_pending(self, files: Iterable[tuple[str, str]]) -> None:
-        """Remember staged files to move into place once the transaction committed."""
-        self.con.executemany("INSERT OR REPLACE INTO pending_files VALUES (?, ?)", files)
-
-    def pending(self) -> list[tuple[str, str]]:
-        """Staged files of committed batches that still wait to be moved."""
-        return [(a, b) for a, b in self.con.execute("SELECT staging, final FROM pending_files")]
-
-    def settled(self, staging: str) -> None:
-        """A pending file was moved into place."""
-        self.con.execute("DELETE FROM pending_files WHERE staging = ?", (staging,))
 
     def user_values(self, keys: list[tuple[str, str]], usd_to_eur: float) -> list[dict[str, Any]]:
         """Current rows of both user summary tables for ``keys`` (user_id, transaction_type)."""
