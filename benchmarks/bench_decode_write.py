@@ -2,10 +2,10 @@
 
 SPEC §9: ≥ 150,000 transaction events/s per core from message bytes to
 committed, date-partitioned Parquet. The records are already in memory, so
-this isolates what Lakestream itself costs: ``LakeSink.write`` (decode JSON
+this isolates what Lakestream itself costs: ``DeltaLakeSink.write`` (decode JSON
 into Arrow, check required fields, add the Kafka columns, split by event day,
-write snappy Parquet to staging, commit the ledger manifest, move the files
-into place) on batches of the size the engine flushes, on a local lake.
+write snappy Parquet through delta-rs and commit one Delta log entry carrying
+the partition's offsets) on batches of the size the engine flushes, on a local lake.
 
 Three runs on the same events:
 
@@ -44,7 +44,7 @@ from benchmarks.common import (
     verdict,
 )
 from lakestream.feeds import BUILTIN_FEEDS, Feed
-from lakestream.ingest.sink import LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.storage import Storage
 
 TARGET_PER_CORE = 150_000
@@ -107,9 +107,9 @@ def batches(events: Events, total: int, size: int) -> Iterator[tuple[Events, int
 
 
 def lakestream_write(events: Events, total: int, size: int, feed: Feed, lake: Path) -> Result:
-    """Write ``total`` events through ``LakeSink.write`` in batches of ``size``; time it."""
+    """Write ``total`` events through ``DeltaLakeSink.write`` in batches of ``size``; time it."""
     storage = Storage(pafs.LocalFileSystem(), str(lake), str(lake))
-    sink = LakeSink(storage, feed)
+    sink = DeltaLakeSink(storage, feed)
     for p in range(PARTITIONS):
         sink.recover(TOPIC, p)
     prepared = [
@@ -127,7 +127,7 @@ def lakestream_write(events: Events, total: int, size: int, feed: Feed, lake: Pa
     return Result(written, json_bytes, clock)
 
 
-def _write(sink: LakeSink, partition: int, batch: Events, offsets: list[int]) -> int:
+def _write(sink: DeltaLakeSink, partition: int, batch: Events, offsets: list[int]) -> int:
     timestamps: list[int | None] = [KAFKA_TS_MS + o for o in offsets]
     stats = sink.write(TOPIC, partition, batch.values, batch.keys, offsets, timestamps)
     if stats.records != len(offsets):

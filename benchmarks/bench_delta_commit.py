@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> list[str]:
 
                 with SeaweedFS(Path(tmp) / "seaweedfs") as server:
                     server.create_bucket("bench")
-                    s3 = S3Settings(endpoint=server.endpoint_url, access_key=server.access_key,
-                                    secret_key=server.secret_key, region=server.region)
+                    s3 = S3Settings.model_validate({
+                        "endpoint": server.endpoint_url, "access_key": server.access_key,
+                        "secret_key": server.secret_key, "region": server.region})
                     storage = open_storage("s3://bench/lake", s3)
                     lines.append(report("SeaweedFS (S3)", *measure(storage, batch,
                                                                    args.batches)))

@@ -100,6 +100,12 @@ def watch(lake: Path, load: Load, until: float) -> tuple[dict[str, float], list[
     return seen, rounds
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def files_per_day(lake: Path) -> dict[str, int]:
     """Live files per day partition of the feed's dataset."""
     storage = open_storage(str(lake), S3Settings())
@@ -131,6 +137,7 @@ def run(args: argparse.Namespace) -> list[str]:
             load.start()
             seen, rounds = watch(work / "lake", load, time.time() + args.minutes * 60 + 60)
             load.join()
+            cpu = _cpu_seconds(ingest.pid)
         finally:
             ingest.terminate()
             ingest.wait(60)
@@ -145,11 +152,15 @@ def run(args: argparse.Namespace) -> list[str]:
     lines = [
         f"events produced: {load.produced:,} + {len(load.probes)} probes; probes never seen: "
         f"{missing}",
+        f"ingest process CPU: {cpu:.0f} s for {load.produced:,} events = "
+        f"{load.produced / max(cpu, 1e-9):,.0f} events per CPU-second (at {args.rate}/s)",
         f"produce → visible: p50 {percentile(delays, 0.5):.2f} s, p99 "
         f"{percentile(delays, 0.99):.2f} s (target p99 ≤ {target:.1f} s; reader round "
         f"median {statistics.median(rounds):.2f} s)" if delays else "no probe became visible",
         f"files in the busiest day partition ({busiest}): {before.get(busiest, 0)} with "
         f"in-band compaction, {after.get(busiest, 0)} after `lakestream compact`",
+        "files per day partition with in-band compaction → after `lakestream compact`: "
+        + ", ".join(f"{d}: {before[d]} → {after.get(d, 0)}" for d in sorted(before)),
     ]
     for line in lines:
         print(f"  {line}")

@@ -5,7 +5,7 @@ at which a bare consumer with the same settings drains it from the same broker.
 Start-up and the group join (seconds on Tansu) are measured and printed, but
 excluded: both rates run from the first record received to the last record
 received (bare consumer) or the last batch committed to the lake (Lakestream,
-read from the ledger manifests' ``committed_at``). A first bare drain warms the
+read from the Delta log's last commit). A first bare drain warms the
 broker up (Tansu serves a topic's first read markedly slower) and is not
 counted; then bare and Lakestream drains alternate (``--repeat`` each, and a
 last bare one), so both meet the same load of a shared machine. The verdict is
@@ -18,7 +18,6 @@ vary by ±50 % here (the best-over-best ratio is printed too).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import tempfile
 import time
 import uuid
@@ -44,7 +43,7 @@ from lakestream.config import Settings
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import consumer_config
-from lakestream.lake.ledger import OffsetLedger
+from lakestream.lake.delta import DeltaDataset
 
 TARGET_RATIO = 0.5
 BATCH = 20_000  # the engine's consume() batch
@@ -145,12 +144,12 @@ def _epoch(report: IngestReport) -> float | None:
 
 
 def _last_commit(engine: IngestEngine) -> float:
-    """Epoch seconds of the newest manifest any partition committed."""
+    """Epoch seconds of the newest commit in any feed's Delta log."""
     stamps = []
     for sinks in engine.sinks.values():
         for sink in sinks:
-            for manifest in OffsetLedger(engine.storage, sink.feed.dataset).all_latest():
-                stamps.append(dt.datetime.fromisoformat(manifest.committed_at).timestamp())
+            table = DeltaDataset(engine.storage, sink.feed.dataset).table()
+            stamps += [int(c["timestamp"]) / 1000 for c in table.history(1)]
     return max(stamps)
 
 

@@ -100,14 +100,14 @@ def bare_child(config: str, topic: str, events: int) -> None:
 
 
 def landed_records(config: Path) -> int:
-    """Records the ingest committed to the lake (from the ledger)."""
+    """Records the ingest committed to the lake (from the Delta log's statistics)."""
     from lakestream.api import Lakestream
     from lakestream.config import load_settings
-    from lakestream.lake.ledger import OffsetLedger
+    from lakestream.lake.snapshot import live_files
 
     api = Lakestream(load_settings(config))
     dataset = api.feeds.get(FEED).dataset
-    return sum(m.totals.records for m in OffsetLedger(api.storage, dataset).all_latest())
+    return sum(f.records or 0 for f in live_files(api.storage, dataset))
 
 
 def print_sampled(name: str, s: Sampled) -> None:

@@ -30,7 +30,8 @@ from pyarrow import fs as pafs
 from benchmarks.bench_decode_write import PARTITIONS, TOPIC, Events, batches, make_events
 from benchmarks.common import KAFKA_TS_MS, banner, row, verdict
 from lakestream.feeds import BUILTIN_FEEDS
-from lakestream.ingest.sink import LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage
 
 TARGET_SAVING = 0.85
@@ -57,7 +58,7 @@ def land(events: Events, total: int, batch: int, lake: Path) -> Landed:
     """Write ``total`` events in batches of ``batch`` through the sink; measure the dataset."""
     storage = Storage(pafs.LocalFileSystem(), str(lake), str(lake))
     feed = BUILTIN_FEEDS[0]
-    sink = LakeSink(storage, feed)
+    sink = DeltaLakeSink(storage, feed)
     for p in range(PARTITIONS):
         sink.recover(TOPIC, p)
     json_bytes = 0
@@ -66,7 +67,7 @@ def land(events: Events, total: int, batch: int, lake: Path) -> Landed:
         stamps: list[int | None] = [KAFKA_TS_MS + o for o in offsets]
         sink.write(TOPIC, i % PARTITIONS, part.values, part.keys, offsets, stamps)
         json_bytes += part.json_bytes
-    files = [f for f in storage.list_files(feed.dataset) if f.path.endswith(".parquet")]
+    files = live_files(storage, feed.dataset)  # the snapshot's data files (not the log)
     return Landed(batch, total, json_bytes, sum(f.size for f in files), len(files))
 
 
