@@ -20,7 +20,7 @@ from lakestream.errors import FencedError
 from lakestream.feeds import Feed
 from lakestream.ingest.compactor import InBandCompactor
 from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
-from lakestream.ingest.sink import FlushStats, LakeSink
+from lakestream.ingest.sink import FlushStats
 from lakestream.ingest.tables import TableIngest
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.client import consumer_config
@@ -28,6 +28,11 @@ from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeR
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
+
+IN_BAND_SHARE = 8
+"""In-band compaction merges into files of up to 1/8 of ``lake.compact_target_mb``: a day
+that keeps growing is not rewritten whole every pass (``lakestream compact`` merges to the
+full target)."""
 
 
 @dataclass
@@ -57,7 +62,7 @@ class IngestEngine(BatchingConsumer):
                  feeds: Sequence[Feed], options: ConsumeOptions,
                  table_partitions: dict[str, list[int]] | None = None) -> None:
         self.storage = storage
-        self.sinks: dict[str, list[LakeSink | DeltaLakeSink]] = defaultdict(list)
+        self.sinks: dict[str, list[DeltaLakeSink]] = defaultdict(list)
         for feed in feeds:
             if feed.kind == "stream":
                 self.sinks[feed.topic].append(lake_sink(storage, feed))
@@ -72,7 +77,7 @@ class IngestEngine(BatchingConsumer):
         delta = [s for sinks in self.sinks.values() for s in sinks if isinstance(s, DeltaLakeSink)]
         self.compactor = InBandCompactor(
             storage, [rel for s in delta for rel in (s.data.rel, s.dlq.rel)],
-            lake.compact_min_files, lake.compact_target_mb * 1024 * 1024) \
+            lake.compact_min_files, lake.compact_target_mb * 1024 * 1024 // IN_BAND_SHARE) \
             if lake.compact_in_band else None
 
     def run(self) -> IngestReport:
@@ -134,7 +139,7 @@ class IngestEngine(BatchingConsumer):
                 continue
             self._count(sink.feed.name, stats)
 
-    def _write(self, sink: LakeSink | DeltaLakeSink, topic: str, partition: int,
+    def _write(self, sink: DeltaLakeSink, topic: str, partition: int,
                run: tuple[list[Any], ...]) -> FlushStats:
         result: FlushStats = self.retry(lambda: sink.write(topic, partition, *run),
                                         "write to the lake")
