@@ -20,6 +20,7 @@ import pytest
 
 from lakestream.errors import QueryError
 from lakestream.governance.sqlguard import AccessDeniedError, statement_refs
+from lakestream.lake.delta import is_delta_table
 from lakestream.lake.reader import LakeReader
 
 from .conftest import api_for, run
@@ -73,14 +74,20 @@ NEVER = {
 
 @pytest.fixture
 def lake_project(project: Path) -> Path:
-    """Two datasets: restricted `events`, shared `events_anon`; bob may read the latter."""
+    """Two datasets: restricted `events`, shared `events_anon`; bob may read the latter.
+
+    Each is one ``part.parquet`` (a name the bypass statements use) committed to a Delta
+    table by ``lake upgrade``, which makes a table of files in place."""
     for name in ("events", "events_anon"):
         folder = project / "lake" / "streams" / name / "year=2025" / "month=01" / "day=02"
         folder.mkdir(parents=True)
         when = dt.datetime(2025, 1, 2, 12, tzinfo=dt.UTC)
         table = pa.table({"id": ["a", "b", "c"], "ts": [when] * 3, "email": ["x@y.z"] * 3})
         pq.write_table(table, folder / "part.parquet")
-    api_for(project).governance.grant("bob", "events_anon", "read", actor="admin")
+    api = api_for(project)
+    api.upgrade_lake()
+    assert all(is_delta_table(api.storage, f"streams/{n}") for n in ("events", "events_anon"))
+    api.governance.grant("bob", "events_anon", "read", actor="admin")
     return project
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from lakestream.config import S3Settings
 from lakestream.feeds import Feed
-from lakestream.ingest.sink import LakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.ingest.tables import TableSink
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage, open_storage
@@ -65,7 +65,7 @@ def test_a_clean_lake_has_every_declared_view_empty_with_its_columns(lake: Stora
 
 
 def test_views_fill_as_data_arrives(lake: Storage) -> None:
-    sink = LakeSink(lake, ORDERS)
+    sink = DeltaLakeSink(lake, ORDERS)
     sink.recover(ORDERS.topic, 0)
     values = [json.dumps({"id": "o1", "at": "2025-05-01T10:00:00Z", "total": 2.5}).encode(),
               json.dumps({"id": "o2", "at": "2025-05-01T10:00:00Z", "total": "12.50"}).encode()]

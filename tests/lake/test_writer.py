@@ -12,8 +12,11 @@ import pytest
 
 from lakestream.config import S3Settings
 from lakestream.decode.schemas import TIMESTAMP
+from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters, with_dates
+from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage, open_storage
-from lakestream.lake.writer import BatchId, dlq_table, stage_data, stage_dlq
+from lakestream.lake.writer import BatchId, dlq_table
 
 UTC = dt.UTC
 BATCH = BatchId(
@@ -24,10 +27,6 @@ BATCH = BatchId(
 @pytest.fixture
 def lake(tmp_path: Path) -> Storage:
     return open_storage(str(tmp_path / "lake"), S3Settings())
-
-
-def read_staged(lake: Storage, path: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(lake.read(path)))
 
 
 def events() -> pa.Table:
@@ -42,40 +41,36 @@ def events() -> pa.Table:
     return pa.table({"id": ["a", "b", "c", "d", "e"], "event_time": pa.array(times, TIMESTAMP)})
 
 
+def _committed(lake: Storage, rel: str) -> pa.Table:
+    """The table's rows, read through its log."""
+    return DeltaDataset(lake, rel).table().to_pyarrow_dataset().to_table()
+
+
 def test_a_batch_is_split_by_utc_event_day_into_hive_partitions(lake: Storage) -> None:
-    staged = stage_data(lake, BATCH, events(), "event_time")
-    name = "orders-3-000000001000-000000001005.parquet"
-    assert [f.final for f in staged] == [
-        f"streams/orders/year=2024/month=12/day=31/{name}",
-        f"streams/orders/year=2025/month=01/day=01/{name}",
-        f"streams/orders/year=2025/month=01/day=02/{name}",
+    data = DeltaDataset(lake, "streams/orders", DATE_COLUMNS)
+    data.append(with_dates(events(), events().column("event_time")))
+    live = live_files(lake, "streams/orders")
+    assert [f.path.rsplit("/", 1)[0] for f in live] == [
+        "streams/orders/year=2024/month=12/day=31",
+        "streams/orders/year=2025/month=01/day=01",
+        "streams/orders/year=2025/month=01/day=02",
     ]
-    assert [f.date for f in staged] == ["2024-12-31", "2025-01-01", "2025-01-02"]
-    assert [f.records for f in staged] == [1, 2, 2]
-    assert all(f.kind == "data" for f in staged)
-    by_day = {f.date: read_staged(lake, f.staging).column("id").to_pylist() for f in staged}
-    assert by_day == {"2024-12-31": ["d"], "2025-01-01": ["a", "e"], "2025-01-02": ["b", "c"]}
+    assert [f.records for f in live] == [1, 2, 2]
+    rows = _committed(lake, "streams/orders").to_pylist()
+    by_day = {}
+    for r in rows:
+        by_day.setdefault(f"{r['year']}-{r['month']}-{r['day']}", []).append(r["id"])
+    assert {d: sorted(ids) for d, ids in by_day.items()} == {
+        "2024-12-31": ["d"], "2025-01-01": ["a", "e"], "2025-01-02": ["b", "c"]}
 
 
-def test_staged_files_are_snappy_parquet_outside_the_dataset(lake: Storage) -> None:
-    staged = stage_data(lake, BATCH, events(), "event_time")
-    for f in staged:
-        assert not f.staging.startswith("streams/")  # a reader's glob cannot see them
-        assert f.bytes == len(lake.read(f.staging))
-        meta = pq.ParquetFile(io.BytesIO(lake.read(f.staging))).metadata
+def test_committed_files_are_snappy_parquet(lake: Storage) -> None:
+    data = DeltaDataset(lake, "streams/orders", DATE_COLUMNS)
+    data.append(with_dates(events(), events().column("event_time")))
+    for f in live_files(lake, "streams/orders"):
+        meta = pq.ParquetFile(io.BytesIO(lake.read(f.path))).metadata
         assert meta.row_group(0).column(0).compression == "SNAPPY"
-    assert [f.path for f in lake.list_files("streams")] == []
-
-
-def test_file_names_are_deterministic_per_batch(lake: Storage) -> None:
-    first = stage_data(lake, BATCH, events(), "event_time")
-    again = stage_data(lake, BATCH, events(), "event_time")  # a retry after a crash
-    assert [(f.staging, f.final) for f in first] == [(f.staging, f.final) for f in again]
-    assert len(lake.list_files("_staging")) == 3  # overwritten, not duplicated
-    other = stage_data(
-        lake, BatchId("streams/orders", "orders", "orders", 3, 1006, 1010), events(), "event_time"
-    )
-    assert {f.final for f in other}.isdisjoint({f.final for f in first})
+        assert f.size == len(lake.read(f.path))
 
 
 def test_a_single_day_batch_writes_one_file_with_every_row(lake: Storage) -> None:
@@ -87,9 +82,12 @@ def test_a_single_day_batch_writes_one_file_with_every_row(lake: Storage) -> Non
             ),
         }
     )
-    [only] = stage_data(lake, BATCH, table, "event_time")
-    assert only.final.startswith("streams/orders/year=2025/month=03/day=09/")
-    assert read_staged(lake, only.staging).equals(table)
+    DeltaDataset(lake, "streams/orders", DATE_COLUMNS).append(
+        with_dates(table, table.column("event_time")))
+    [only] = live_files(lake, "streams/orders")
+    assert only.path.startswith("streams/orders/year=2025/month=03/day=09/")
+    assert _committed(lake, "streams/orders").select(["id", "event_time"]).to_pylist() == \
+        table.to_pylist()  # Delta keeps microseconds: the same instants
 
 
 def test_dlq_rows_keep_the_raw_bytes_reason_and_kafka_coordinates(lake: Storage) -> None:
@@ -115,12 +113,19 @@ def test_dlq_rows_keep_the_raw_bytes_reason_and_kafka_coordinates(lake: Storage)
     assert rows[0]["_kafka_timestamp"] == dt.datetime(2025, 1, 2, 10, tzinfo=UTC)
     assert all(r["rejected_at"] is not None for r in rows)
 
-    staged = stage_dlq(lake, BATCH, table)
+    dlq = DeltaDataset(lake, "_dlq/orders", DATE_COLUMNS)
+    assert commit_dead_letters(dlq, BATCH, None, rejected, values, keys, offsets,
+                               timestamps) == (3, 1003)
     today = dt.datetime.now(UTC).date()
     expected_days = sorted({"2025-01-02", today.isoformat()})  # no Kafka time: today
-    assert [f.date for f in staged] == expected_days
-    assert all(f.kind == "dlq" and f.final.startswith("_dlq/orders/year=") for f in staged)
-    assert sum(f.records for f in staged) == 3
-    landed = pa.concat_tables([read_staged(lake, f.staging) for f in staged])
+    live = live_files(lake, "_dlq/orders")
+    assert sorted({f.path.rsplit("/", 1)[0] for f in live}) == [
+        f"_dlq/orders/year={d[:4]}/month={d[5:7]}/day={d[8:]}" for d in expected_days]
+    assert sum(f.records or 0 for f in live) == 3
+    landed = _committed(lake, "_dlq/orders")
     assert sorted(landed.column("_kafka_offset").to_pylist()) == [1001, 1002, 1003]
     assert b"\xff\xfenot utf-8 {" in landed.column("raw").to_pylist()
+    # the batch replayed after a crash adds nothing twice
+    assert commit_dead_letters(dlq, BATCH, 1003, rejected, values, keys, offsets,
+                               timestamps) == (0, 1003)
+    assert _committed(lake, "_dlq/orders").num_rows == 3

@@ -72,7 +72,7 @@ def lake(tmp_path: Path) -> Storage:
     return storage
 
 
-def test_sink_positions_come_from_the_lake_ledger(lake: Storage) -> None:
+def test_sink_positions_come_from_the_lake_metadata(lake: Storage) -> None:
     assert sink_positions(lake, [STREAM, TABLE]) == {
         ("transaction_stream", "transactions", 0): 900,
         ("transaction_stream", "transactions", 1): 50,

@@ -22,7 +22,7 @@ from lakestream.governance.gold_retention import GoldRetention
 from lakestream.governance.retention import Deletion, RetentionPlan, VacuumPlan
 from lakestream.lake.delta import DeltaDataset, is_delta_table
 from lakestream.lake.delta_maintenance import Partition, delete_partitions, vacuum_files
-from lakestream.lake.metadata import rebuild_metadata
+from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class RetentionExecutor:
                 write_delta_metadata(self.storage, feed.name, feed.dataset, feed.topic,
                                      feed.layer, feed.key)
             else:
-                rebuild_metadata(self.storage, feed)
+                delta_metadata(self.storage, feed)
 
     def _remove_empty(self, folder: str, stop: str) -> None:
         """Remove ``folder`` and its parents up to ``stop`` (exclusive) while they are empty."""

@@ -1,9 +1,7 @@
 """The lake sink of one feed on Delta tables: rows and dead letters, offsets in their logs.
 
-This is the write path the streaming ingest moves to (issue #16; see
-``docs/lake.md`` for what is wired today). It keeps the interface of
-:class:`~lakestream.ingest.sink.LakeSink` (``recover`` / ``write`` / ``forget``),
-so the consumer loop does not change.
+Every feed's dataset is a Delta table (``docs/lake.md``); the consumer loop
+drives this sink through ``recover`` / ``write`` / ``forget``.
 
 **Exactly once across two tables.** A batch of one Kafka partition commits its
 dead letters first (the feed's ``_dlq/<feed>`` table), then its rows (the
@@ -37,13 +35,12 @@ from lakestream.feeds import Feed
 from lakestream.ingest.sink import (
     _OURS,
     FlushStats,
-    LakeSink,
     _keys,
     _with_kafka_columns,
     replay_mask,
 )
 from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters, with_dates
-from lakestream.lake.delta import DeltaDataset, OffsetRange, writes_delta
+from lakestream.lake.delta import DeltaDataset, OffsetRange, check_not_legacy
 from lakestream.lake.delta import app_id as _app
 from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import dlq_path
@@ -59,6 +56,10 @@ class DeltaLakeSink:
     """Exactly-once writer of one feed's dataset and dead letters as Delta tables."""
 
     def __init__(self, storage: Storage, feed: Feed) -> None:
+        """Raises ConfigError if the dataset or its dead letters were written before the
+        lake was kept as Delta tables (``lakestream lake upgrade`` converts them)."""
+        for rel in (feed.dataset, dlq_path(feed.name)):
+            check_not_legacy(storage, rel)
         self.feed = feed
         self.data = DeltaDataset(storage, feed.dataset, DATE_COLUMNS)
         self.dlq = DeltaDataset(storage, dlq_path(feed.name), DATE_COLUMNS)
@@ -193,8 +194,7 @@ class DeltaLakeSink:
         return table.transaction_versions([_app(topic, partition)])[_app(topic, partition)]
 
 
-def lake_sink(storage: Storage, feed: Feed) -> LakeSink | DeltaLakeSink:
-    """The sink of ``feed``'s dataset in the format the lake keeps it in
-    (:func:`~lakestream.lake.delta.writes_delta`)."""
-    return DeltaLakeSink(storage, feed) if writes_delta(storage, feed.dataset) \
-        else LakeSink(storage, feed)
+def lake_sink(storage: Storage, feed: Feed) -> DeltaLakeSink:
+    """The sink of ``feed``'s dataset (a Delta table; one written before Delta is refused
+    with the upgrade hint at its first commit)."""
+    return DeltaLakeSink(storage, feed)

@@ -77,7 +77,7 @@ def partitions(storage: Storage, ds: Dataset) -> list[Partition]:
 
 
 def _parquet_files(storage: Storage, folder: str, dataset_path: str) -> list[FileInfo]:
-    """Live Parquet files below ``folder`` (day manifests respected; ``_ledger`` etc. skipped)."""
+    """The Parquet files of the snapshot below ``folder`` (read through the Delta log)."""
     return [f for f in live_files(storage, folder)
             if f.path.endswith(".parquet") and "/_" not in f.path[len(dataset_path):]]
 

@@ -5,12 +5,12 @@ included). DuckDB cannot fetch its S3 extension offline (SPEC §2), so S3 lakes
 are scanned through pyarrow datasets registered in DuckDB, which push filters
 on ``year``/``month``/``day`` down to the partition paths.
 
-A Delta dataset's view reads exactly the files of its snapshot
-(``lake/snapshot.py``): a compaction, a day rebuild or a retention run
-committing meanwhile is seen whole or not at all. Datasets written before the
-move to Delta follow their ``_day.json`` manifests (``lake/swap.py``), and a
-query that meets a file deleted by a replacement committing meanwhile runs
-again on a fresh listing.
+Every dataset is a Delta table; its view reads exactly the files of its
+snapshot (``lake/snapshot.py``): a compaction, a day rebuild or a retention
+run committing meanwhile is seen whole or not at all, and a query that meets a
+file a vacuum deleted meanwhile runs again on the newer snapshot. A dataset
+written before Lakestream kept the lake as Delta tables is refused with the
+hint to run ``lakestream lake upgrade``.
 
 Given the feed registry, every declared dataset has its view before its first
 file (empty, with its declared columns), and so has every feed's dead-letter
@@ -20,7 +20,6 @@ every version kept, with its ``version`` column.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -33,11 +32,10 @@ import pyarrow.dataset as pads
 from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.errors import QueryError
 from lakestream.feeds import Feed
-from lakestream.lake.delta import DeltaDataset, is_delta_table
-from lakestream.lake.layout import DLQ, METADATA, STREAMS, TABLES, dlq_path
+from lakestream.lake.delta import DeltaDataset, check_not_legacy, is_delta_table
+from lakestream.lake.layout import DLQ, STREAMS, TABLES, dlq_path
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage
-from lakestream.lake.swap import DAY_MANIFEST
 from lakestream.lake.writer import DLQ_SCHEMA
 
 _VANISHED = re.compile(
@@ -126,17 +124,10 @@ def declared_columns(feed: Feed) -> pa.Schema:
 
 
 def current_version(storage: Storage, path: str) -> str | None:
-    """The version a table's view shows: ``current_version`` of its metadata, else the newest."""
-    try:
-        meta = json.loads(storage.read(f"{path}/{METADATA}"))
-    except (FileNotFoundError, ValueError):
-        meta = None
-    current = meta.get("current_version") if isinstance(meta, dict) else None
-    if current:
-        return str(current)
-    versions = [d.split("=", 1)[1] for d in storage.list_dirs(path) if d.startswith("version=v")]
-    numbered = [v for v in versions if v[1:].isdigit()]
-    return max(numbered, key=lambda v: int(v[1:])) if numbered else None
+    """The version a table's view shows: the newest in its log (``None``: none yet)."""
+    from lakestream.lake.table_versions import current_delta_version
+
+    return current_delta_version(storage, path) if is_delta_table(storage, path) else None
 
 
 def _has_parquet(storage: Storage, path: str) -> bool:
@@ -213,16 +204,11 @@ class LakeReader:
         if ds.columns is not None:
             self._register_arrow(ds, ds.columns.empty_table())
             return
-        delta = is_delta_table(self.storage, ds.path)
-        if self.storage.is_local and not delta and not self._has_day_manifests(ds):
-            glob = self.storage.url(folder).replace("'", "''") + "/**/*.parquet"
-            self._register_local(ds, f"'{glob}'", hive)
-            return
+        check_not_legacy(self.storage, ds.path)
         live = [f.path for f in live_files(self.storage, folder) if f.path.endswith(".parquet")]
-        if not live:
-            if delta:  # every file removed (retention): the table's columns, no rows
-                self._register_arrow(ds, _delta_columns(DeltaDataset(self.storage, ds.path),
-                                                        hive).empty_table())
+        if not live:  # every file removed (retention): the table's columns, no rows
+            self._register_arrow(ds, _delta_columns(DeltaDataset(self.storage, ds.path),
+                                                    hive).empty_table())
             return
         if self.storage.is_local:
             paths = ", ".join("'" + self.storage.url(p).replace("'", "''") + "'" for p in live)
@@ -244,10 +230,6 @@ class LakeReader:
         self.con.register(f"__arrow_{ds.name}", data)
         self.con.execute(f'CREATE VIEW "{ds.name}" AS SELECT * FROM "__arrow_{ds.name}"')
 
-    def _has_day_manifests(self, ds: Dataset) -> bool:
-        return ds.area != TABLES and any(
-            f.path.endswith(f"/{DAY_MANIFEST}") for f in self.storage.list_files(ds.path))
-
     def _register_local(self, ds: Dataset, source: str, hive: pa.Schema) -> None:
         types = ", ".join(f"'{f.name}': {_SQL_TYPES[f.type]}" for f in hive)
         partitioning = f"hive_partitioning = true, hive_types = {{{types}}}" if types else \
@@ -260,8 +242,8 @@ class LakeReader:
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run ``sql``; return column names and rows.
 
-        A file deleted between the listing and the read (a day replacement
-        committed meanwhile) makes the query run again on a fresh listing.
+        A file deleted between the snapshot and the read (a vacuum meanwhile)
+        makes the query run again on the newer snapshot.
         """
         if self.only is not None:
             self._require_one_select(sql)

@@ -143,7 +143,7 @@ def _add_summaries(storage: Storage, ds: Dataset, stats: DatasetStats) -> None:
     if not stats.schema and stats.files:
         newest = max(stats.partition_detail, key=lambda p: p.partition).partition
         path = f"{ds.path}/{newest}" if newest else ds.path
-        sample = next(f for f in storage.list_files(path) if f.path.endswith(".parquet"))
+        sample = next(f for f in live_files(storage, path) if f.path.endswith(".parquet"))
         with storage.fs.open_input_file(storage.full(sample.path)) as handle:
             schema = pq.read_schema(handle)
         stats.schema = [{"name": f.name, "type": str(f.type)} for f in schema]

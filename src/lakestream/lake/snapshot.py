@@ -1,9 +1,8 @@
-"""The live files of a dataset, whatever protocol decides them.
+"""The live files of a dataset: its Delta snapshot's add actions (the log decides, every
+reader agrees).
 
-A Delta dataset's live files are its snapshot's add actions (the log decides,
-every reader agrees); a dataset written before the move to Delta still
-follows its day manifests (``lake/swap.py``) until ``lakestream lake upgrade``
-turns it into a Delta table.
+A dataset written before Lakestream kept the lake as Delta tables (files, no
+log) is refused with the hint to run ``lakestream lake upgrade``.
 """
 
 from __future__ import annotations
@@ -13,9 +12,8 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from lakestream.lake.delta import DeltaDataset, is_delta_table
+from lakestream.lake.delta import DeltaDataset, check_not_legacy, is_delta_table
 from lakestream.lake.storage import FileInfo, Storage
-from lakestream.lake.swap import visible_files
 
 
 def dataset_root(prefix: str) -> str:
@@ -24,10 +22,16 @@ def dataset_root(prefix: str) -> str:
 
 
 def live_files(storage: Storage, prefix: str) -> list[FileInfo]:
-    """The live files below ``prefix`` (a dataset folder or a partition folder in one)."""
+    """The live files below ``prefix`` (a dataset folder or a partition folder in one); none
+    for a dataset not written yet.
+
+    Raises:
+        ConfigError: The dataset was written before the lake was kept as Delta tables.
+    """
     root = dataset_root(prefix)
     if not is_delta_table(storage, root):
-        return visible_files(storage, prefix)
+        check_not_legacy(storage, root)
+        return []
     return delta_files(DeltaDataset(storage, root), prefix)
 
 

@@ -1,4 +1,5 @@
-"""Turn one decoded batch of one Kafka partition into staged, date-partitioned Parquet files."""
+"""Parquet and dead-letter helpers of the lake's writers: the batch identity, the dead
+letters' rows, and what Parquet can store."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakestream.decode.schemas import TIMESTAMP
-from lakestream.errors import TerminalError
-from lakestream.lake.layout import date_partition, dlq_path, staging_path
-from lakestream.lake.ledger import StagedFile
-from lakestream.lake.storage import Storage
 
 PARQUET_OPTIONS = {
     "compression": "snappy",
@@ -95,54 +91,6 @@ def _without_empty_structs(kind: pa.DataType) -> pa.DataType | None:
     return kind
 
 
-def stage_data(
-    storage: Storage, batch: BatchId, table: pa.Table, time_field: str
-) -> list[StagedFile]:
-    """Write one staged file per event date of ``table`` (partitioned by ``time_field``)."""
-    days = pc.cast(table.column(time_field), pa.date32())
-    if days.null_count:  # callers require the field; never drop records silently
-        raise TerminalError(f"{days.null_count} records of {batch.dataset} have no {time_field}")
-    staged: list[StagedFile] = []
-    unique = pc.unique(days).to_pylist()
-    for day in sorted(d for d in unique if d is not None):
-        part = (
-            table if len(unique) == 1 else table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-        )
-        staged.append(
-            _stage(storage, batch, part, f"{batch.dataset}/{date_partition(day)}", day, "data")
-        )
-    return staged
-
-
-def stage_dlq(storage: Storage, batch: BatchId, rejects: pa.Table) -> list[StagedFile]:
-    """Write the batch's rejected records to the feed's dead-letter dataset, by Kafka date."""
-    return [_stage(storage, batch, part, folder, day, "dlq")
-            for day, folder, part in _dlq_days(batch, rejects)]
-
-
-def write_dlq(storage: Storage, batch: BatchId, rejects: pa.Table, tag: str) -> list[str]:
-    """Write dead letters straight into the DLQ, by Kafka date (no ledger: a day rebuild's).
-
-    Files are named ``<tag>-<topic>-<partition>-<first>-<last>.parquet``: the same
-    records written again replace their file rather than adding a copy.
-    """
-    written = []
-    for _, folder, part in _dlq_days(batch, rejects):
-        path = f"{folder}/{tag}-{batch.file_name}"
-        storage.write_atomic(path, memoryview(parquet_bytes(part)))
-        written.append(path)
-    return written
-
-
-def _dlq_days(batch: BatchId, rejects: pa.Table) -> list[tuple[dt.date, str, pa.Table]]:
-    """(day, DLQ folder, rows) of rejected records by the date of their Kafka timestamp."""
-    days = pc.cast(rejects.column("_kafka_timestamp"), pa.date32())
-    days = pc.fill_null(days, pa.scalar(dt.datetime.now(dt.UTC).date(), pa.date32()))
-    return [(day, f"{dlq_path(batch.feed)}/{date_partition(day)}",
-             rejects.filter(pc.equal(days, pa.scalar(day, pa.date32()))))
-            for day in sorted(pc.unique(days).to_pylist())]
-
-
 def dlq_table(
     batch: BatchId,
     rejected: Sequence[tuple[int, str]],
@@ -166,21 +114,4 @@ def dlq_table(
             "rejected_at": pa.array([now] * len(idx), TIMESTAMP),
         },
         schema=DLQ_SCHEMA,
-    )
-
-
-def _stage(
-    storage: Storage, batch: BatchId, table: pa.Table, folder: str, day: dt.date, kind: str
-) -> StagedFile:
-    data = parquet_bytes(table)
-    name = f"{kind}-{day.isoformat()}-{batch.file_name}"
-    staging = f"{staging_path(batch.dataset, batch.topic, batch.partition)}/{name}"
-    storage.write_atomic(staging, memoryview(data))
-    return StagedFile(
-        staging=staging,
-        final=f"{folder}/{batch.file_name}",
-        records=table.num_rows,
-        bytes=data.size,
-        date=day.isoformat(),
-        kind=kind,
     )

@@ -1,8 +1,8 @@
 """What the lake holds, per dataset: totals, freshness, partitions, files, schema, DLQ.
 
-Totals come from each dataset's ``_metadata.json`` (rebuilt from the ledger
-at every commit) when there is one; silver and other datasets written
-without a ledger are summed from their Parquet footers.
+Totals come from each dataset's ``_metadata.json`` (a summary of its Delta
+log, rewritten after commits) when there is one; other datasets are summed
+from their snapshot's Parquet footers.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Consumer lag of the lake's sinks: broker high watermarks minus committed positions.
 
-The position of a sink is what the lake committed (its ledger, summarized in
-``_metadata.json``), not what the consumer group committed to Kafka, which is
-only a mirror for lag tools. Watermarks are fetched at most every few seconds
-(pages poll), and a broker that does not answer is remembered for a while so
-a dashboard without a broker stays fast.
+The position of a sink is what the lake committed (the application
+transactions of its Delta log, summarized in ``_metadata.json``), not what
+the consumer group committed to Kafka, which is only a mirror for lag tools.
+Watermarks are fetched at most every few seconds (pages poll), and a broker
+that does not answer is remembered for a while so a dashboard without a
+broker stays fast.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class LagReport:
 
 
 def sink_positions(storage: Storage, feeds: Iterable[Feed]) -> dict[tuple[str, str, int], int]:
-    """``(feed, topic, partition)`` → the next offset the lake will read, per the ledger."""
+    """``(feed, topic, partition)`` → the next offset the lake will read, per the log."""
     positions: dict[tuple[str, str, int], int] = {}
     for feed in feeds:
         meta = read_metadata(storage, feed.dataset) or {}
