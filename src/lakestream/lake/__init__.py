@@ -1,1 +1,1 @@
-"""The lake: layout, storage (local/S3), atomic writer, offset ledger, metadata, reader."""
+"""The lake: layout, storage (local/S3), Delta tables, metadata, reader."""

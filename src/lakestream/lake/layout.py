@@ -7,8 +7,8 @@ import datetime as dt
 STREAMS = "streams"
 TABLES = "tables"
 DLQ = "_dlq"
-STAGING = "_staging"
-LEDGER = "_ledger"
+STAGING = "_staging"  # files in flight (a Spark silver run; a lake before Delta)
+LEDGER = "_ledger"  # the offset ledger of a lake before Delta (`lake upgrade` reads it)
 METADATA = "_metadata.json"
 
 
@@ -29,18 +29,3 @@ def parse_date_partition(path: str) -> dt.date | None:
 def dlq_path(feed: str) -> str:
     """Folder of a feed's dead letters."""
     return f"{DLQ}/{feed}"
-
-
-def ledger_path(dataset: str, topic: str, partition: int) -> str:
-    """Folder of the commit manifests of one Kafka partition of a dataset."""
-    return f"{dataset}/{LEDGER}/{topic}/{partition}"
-
-
-def staging_path(dataset: str, topic: str, partition: int) -> str:
-    """Where files of a not-yet-committed batch wait (outside the dataset's glob)."""
-    return f"{STAGING}/{dataset.replace('/', '__')}/{topic}-{partition}"
-
-
-def manifest_name(end_offset: int) -> str:
-    """Manifest file name: sorts by the last offset it covers."""
-    return f"{end_offset:020d}.json"

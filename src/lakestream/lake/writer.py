@@ -44,11 +44,6 @@ class BatchId:
     start: int
     end: int
 
-    @property
-    def file_name(self) -> str:
-        """Deterministic per batch: ``<topic>-<partition>-<start>-<end>.parquet``."""
-        return f"{self.topic}-{self.partition}-{self.start:012d}-{self.end:012d}.parquet"
-
 
 def parquet_bytes(table: pa.Table) -> pa.Buffer:
     """Serialize ``table`` to an in-memory Parquet file (snappy)."""
