@@ -81,8 +81,13 @@ def test_a_writer_that_lost_its_partition_is_fenced(lake: Storage) -> None:
     owner.recover("t", 0)
     batch = _batch([event(f"a{i}", "2026-12-01T10:00:00Z") for i in range(5)], 0)
     owner.write("t", 0, *batch)
-    with pytest.raises(FencedError):
-        stale.write("t", 0, *batch)
+    shorter = _batch([event(f"a{i}", "2026-12-01T10:00:00Z") for i in range(3)], 0)
+    with pytest.raises(FencedError):  # offsets 0..2 on top of nothing: the table holds 0..4
+        stale.write("t", 0, *shorter)
+    version = DeltaDataset(lake, "streams/feed").table().version()
+    # the same batch as the owner's (as a retry whose first commit landed): nothing twice
+    stale.write("t", 0, *batch)
+    assert DeltaDataset(lake, "streams/feed").table().version() == version
     assert _rows(lake, "streams/feed", "transaction_id") == [f"a{i}" for i in range(5)]
 
 
@@ -101,6 +106,22 @@ def test_a_field_keeps_the_type_the_table_holds_whatever_batch_it_comes_in(
     assert len(reasons) == 1 and "score" in reasons[0], reasons
     schema = pa.schema(DeltaDataset(lake, "streams/feed").table().schema().to_arrow())
     assert pa.types.is_integer(schema.field("score").type)
+
+
+def test_a_fraction_for_an_int64_column_is_a_dead_letter_never_truncated(lake: Storage) -> None:
+    """A Delta column's type is the table's: 2.5 where it holds int64 would be cast to 2."""
+    sink = DeltaLakeSink(lake, FEED)
+    sink.recover("t", 0)
+    sink.write("t", 0, *_batch([event("a0", "2026-12-01T10:00:00Z", score=3)], 0))
+    stats = sink.write("t", 0, *_batch([event("a1", "2026-12-01T10:00:00Z", score=2.5),
+                                        event("a2", "2026-12-01T10:00:00Z", score=4)], 1))
+    assert (stats.records, stats.rejected) == (1, 1)
+    table = DeltaDataset(lake, "streams/feed").table().to_pyarrow_dataset().to_table()
+    scores = dict(zip(table.column("transaction_id").to_pylist(),
+                      table.column("score").to_pylist(), strict=True))
+    assert scores == {"a0": 3, "a2": 4}, "no value truncated, none lost"
+    reasons = _rows(lake, "_dlq/feed", "reason")
+    assert reasons == ["field score: expected int64, found number 2.5"]
 
 
 def test_a_derived_stream_drops_replayed_source_records_across_restarts(lake: Storage) -> None:

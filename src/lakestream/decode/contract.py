@@ -5,16 +5,19 @@ Where a field's type comes from:
 - **Declared** in the feed (``schema=``): fixed, whatever the data says.
 - **Committed**: a field the feed does not declare takes the type of the first
   landed record that gives it a non-null value, and keeps it. The committed
-  types travel with the dataset's commits (today the offset ledger's manifests),
+  types travel with the dataset's commits (its Delta table's schema),
   so the next batch, the next process and a day rebuild all decode against them.
 
 A new field is a new column, typed from its JSON value: a string is ``string``
 (times stay text unless declared ``timestamp``), a number ``int64`` (``double``
 when it has a fraction or exceeds int64), ``true``/``false`` ``bool``, an object
-a struct, an array a list. One widening is allowed because it loses nothing a
-reader relies on: an ``int64`` that was inferred becomes ``double`` when a later
-record carries a fraction (a declared ``double`` accepts integers anyway; a
-declared ``int64`` never widens). Anything else that does not fit (a string for a
+a struct, an array a list (an empty object ``{}``, like ``null``, types nothing:
+no table can store a struct without fields). One widening is allowed because it
+loses nothing a reader relies on: an ``int64`` that was inferred becomes
+``double`` when a later record of the same batch carries a fraction (a declared
+``double`` accepts integers anyway; a declared ``int64`` never widens; on a
+Delta table a committed column's type is as firm as a declared one:
+``ingest/delta_sink.py``). Anything else that does not fit (a string for a
 number, an object for a string, …) is a dead letter naming the field, the
 expected and the found type.
 

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from lakestream.decode.contract import TypeContract
+from lakestream.decode.schemas import storable
 
 _MAX_REASON = 300
 _STRICT_BLOCK = 4 << 20  # bytes per parse block of the strict read
@@ -275,7 +276,9 @@ class JsonDecoder:
         blocks: list[tuple[int, pa.Table]],
         rejected: _Rejected,
     ) -> tuple[pa.Table | None, pa.Array]:
-        blocks.sort(key=lambda b: b[0])
+        # an object with no field (`{}`) or a field null in a whole block types nothing:
+        # it must not conflict with the type a later block gives it (same in any cut)
+        blocks = sorted(((start, storable(t)) for start, t in blocks), key=lambda b: b[0])
         try:
             pa.unify_schemas([self.contract.full, *(t.schema for _, t in blocks)],
                              promote_options="permissive")

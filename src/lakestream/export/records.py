@@ -28,6 +28,7 @@ from lakestream.ingest.sink import _keys as message_keys
 from lakestream.ingest.sink import _with_kafka_columns as with_kafka_columns
 from lakestream.ingest.sink import replay_mask
 from lakestream.lake.storage import Storage
+from lakestream.lake.writer import storable
 
 
 @dataclass
@@ -183,9 +184,13 @@ def _event_time(value: bytes | None, path: str) -> dt.date | None:
 
 
 def concat(tables: list[pa.Table]) -> pa.Table | None:
-    """One table from several chunks' rows (columns unified by name), or ``None``."""
+    """One table from several chunks' rows (columns unified by name), or ``None``.
+
+    Columns without a type (``{}``, a field null in every row of a chunk) are dropped
+    first, as the sink drops them before a commit: another chunk may type them.
+    """
     if not tables:
         return None
     if len(tables) == 1:
         return tables[0]
-    return pa.concat_tables(tables, promote_options="permissive")
+    return pa.concat_tables([storable(t) for t in tables], promote_options="permissive")

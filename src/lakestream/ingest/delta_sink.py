@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from lakestream.decode.contract import TypeContract
 from lakestream.decode.json_batch import JsonDecoder
 from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.errors import FencedError
@@ -66,8 +67,8 @@ class DeltaLakeSink:
         required = tuple(
             dict.fromkeys([*feed.required, *([feed.time_field] if feed.time_field else [])])
         )
-        self.decoder = JsonDecoder(arrow_schema(feed.schema_spec, feed.time_field), required,
-                                   self._committed_types())
+        self.declared = arrow_schema(feed.schema_spec, feed.time_field)
+        self.decoder = self._decoder(JsonDecoder(self.declared, required), self._committed_types())
         self.next_offset: dict[Key, int | None] = {}
         self._dlq_last: dict[Key, int | None] = {}
         self._source_seen: dict[Key, int | None] = {}
@@ -90,9 +91,7 @@ class DeltaLakeSink:
         self._dlq_last[key] = self.dlq.transaction_versions(
             [_app(topic, partition)])[_app(topic, partition)]
         self.next_offset[key] = None if last is None else last + 1
-        committed = self._committed_types()
-        if not committed.equals(self.decoder.committed):
-            self.decoder = dataclasses.replace(self.decoder, committed=committed)
+        self.decoder = self._decoder(self.decoder, self._committed_types())
         return self.next_offset[key]
 
     def forget(self, topic: str, partition: int) -> None:
@@ -148,10 +147,20 @@ class DeltaLakeSink:
         self.next_offset[key] = offsets[-1] + 1
         self._source_seen[key] = seen
         if table is not None:  # append() has just read the new log: no second read
-            committed = self._committed_types(refresh=False)
-            if not committed.equals(self.decoder.committed):
-                self.decoder = dataclasses.replace(self.decoder, committed=committed)
+            self.decoder = self._decoder(self.decoder, self._committed_types(refresh=False))
         return FlushStats(rows, rejected, 0, 0)
+
+    def _decoder(self, decoder: JsonDecoder, committed: pa.Schema) -> JsonDecoder:
+        """``decoder`` judging records against the table's columns as firmly as declared ones.
+
+        A Delta column's type is fixed by the table's schema: a value that would widen
+        it (a fraction where the table holds ``int64``) is a dead letter naming the
+        field, never a cast that would truncate it.
+        """
+        if committed.equals(decoder.committed):
+            return decoder
+        firm = TypeContract(self.declared, committed).full
+        return dataclasses.replace(decoder, schema=firm, committed=committed)
 
     def publish_metadata(self) -> None:
         """Rewrite ``_metadata.json`` from the two tables' logs (nothing before the rows

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakestream.decode.schemas import TIMESTAMP
+from lakestream.decode.schemas import TIMESTAMP, storable
 
 PARQUET_OPTIONS = {
     "compression": "snappy",
@@ -50,40 +50,6 @@ def parquet_bytes(table: pa.Table) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     pq.write_table(storable(table), sink, **PARQUET_OPTIONS)
     return sink.getvalue()
-
-
-def storable(table: pa.Table) -> pa.Table:
-    """``table`` without columns that hold no type: objects with no field (``{}``, which
-    Parquet cannot store) and fields null in every record, at any depth.
-
-    Either becomes a column as soon as a record gives it a value (SPEC §8, schema
-    evolution), so a column's existence and type never depend on how records were
-    batched. Arrays keep their item type, even an unknown one (``[]``).
-    """
-    pruned = [(field, _without_empty_structs(field.type)) for field in table.schema]
-    if all(kind == field.type for field, kind in pruned):
-        return table
-    kept = [field.with_type(kind) for field, kind in pruned if kind is not None]
-    return table.select([f.name for f in kept]).cast(pa.schema(kept, table.schema.metadata))
-
-
-def _without_empty_structs(kind: pa.DataType) -> pa.DataType | None:
-    """``kind`` with its field-less structs and null fields removed (``None``: nothing left)."""
-    if pa.types.is_null(kind):
-        return None
-    if pa.types.is_struct(kind):
-        fields = [kind.field(i) for i in range(kind.num_fields)]
-        kept = [f.with_type(t) for f in fields if (t := _without_empty_structs(f.type)) is not None]
-        return pa.struct(kept) if kept else None
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        if pa.types.is_null(kind.value_type):
-            return kind
-        inner = _without_empty_structs(kind.value_type)
-        if inner is None:
-            return None
-        item = kind.value_field.with_type(inner)
-        return pa.list_(item) if pa.types.is_list(kind) else pa.large_list(item)
-    return kind
 
 
 def dlq_table(
