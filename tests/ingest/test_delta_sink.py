@@ -108,20 +108,26 @@ def test_a_field_keeps_the_type_the_table_holds_whatever_batch_it_comes_in(
     assert pa.types.is_integer(schema.field("score").type)
 
 
-def test_a_fraction_for_an_int64_column_is_a_dead_letter_never_truncated(lake: Storage) -> None:
-    """A Delta column's type is the table's: 2.5 where it holds int64 would be cast to 2."""
+def test_a_fraction_for_an_int64_column_widens_it_never_truncated(lake: Storage) -> None:
+    """2.5 where the table holds int64 would be cast to 2: the table is rewritten once
+    with the column as double (one commit, offsets and protocol kept), then appended."""
     sink = DeltaLakeSink(lake, FEED)
     sink.recover("t", 0)
     sink.write("t", 0, *_batch([event("a0", "2026-12-01T10:00:00Z", score=3)], 0))
-    stats = sink.write("t", 0, *_batch([event("a1", "2026-12-01T10:00:00Z", score=2.5),
-                                        event("a2", "2026-12-01T10:00:00Z", score=4)], 1))
-    assert (stats.records, stats.rejected) == (1, 1)
-    table = DeltaDataset(lake, "streams/feed").table().to_pyarrow_dataset().to_table()
+    stats = sink.write("t", 0, *_batch([event("a1", "2026-12-02T10:00:00Z", score=2.5),
+                                        event("a2", "2026-12-02T10:00:00Z", score=4)], 1))
+    assert (stats.records, stats.rejected) == (2, 0)
+    data = DeltaDataset(lake, "streams/feed")
+    table = data.table().to_pyarrow_dataset().to_table()
     scores = dict(zip(table.column("transaction_id").to_pylist(),
                       table.column("score").to_pylist(), strict=True))
-    assert scores == {"a0": 3, "a2": 4}, "no value truncated, none lost"
-    reasons = _rows(lake, "_dlq/feed", "reason")
-    assert reasons == ["field score: expected int64, found number 2.5"]
+    assert scores == {"a0": 3.0, "a1": 2.5, "a2": 4.0}, "no value truncated, none lost"
+    assert pa.schema(data.table().schema().to_arrow()).field("score").type == pa.float64()
+    protocol = data.table().protocol()
+    assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+    assert data.next_offset("t", 0) == 3
+    restarted = DeltaLakeSink(lake, FEED)
+    assert restarted.recover("t", 0) == 3
 
 
 def test_a_derived_stream_drops_replayed_source_records_across_restarts(lake: Storage) -> None:

@@ -164,7 +164,11 @@ def test_rows_dead_letters_and_types_do_not_depend_on_the_cut(
             list(range(len(values)))  # every record is in the lake or the DLQ, once
 
         report = rebuild(in_pieces, values, day, chunk)
-        assert observe(in_pieces) == expected
+        rows_after, dead_after, types_after = observe(in_pieces)
+        assert (rows_after, types_after) == (rows, expected[2])
+        # the same dead letters; a rebuild judges against the table's types as they are
+        # now, so a reason may name another misfit of the record, or its type as it is now
+        assert [(o, raw) for o, why, raw in dead_after if why] == [(o, raw) for o, _, raw in dead]
         assert report.read == report.records_after + report.dead_letters
         assert report.records_after == sum(r["at"].date().isoformat() == day for r in rows)
         assert report.new_dead_letters == 0

@@ -14,12 +14,11 @@ when it has a fraction or exceeds int64), ``true``/``false`` ``bool``, an object
 a struct, an array a list (an empty object ``{}``, like ``null``, types nothing:
 no table can store a struct without fields). One widening is allowed because it
 loses nothing a reader relies on: an ``int64`` that was inferred becomes
-``double`` when a later record of the same batch carries a fraction (a declared
-``double`` accepts integers anyway; a declared ``int64`` never widens; on a
-Delta table a committed column's type is as firm as a declared one:
-``ingest/delta_sink.py``). Anything else that does not fit (a string for a
-number, an object for a string, …) is a dead letter naming the field, the
-expected and the found type.
+``double`` when a later record carries a fraction (a declared ``double``
+accepts integers anyway; a declared ``int64`` never widens; a Delta table is
+rewritten once with the column widened: ``lake/delta_maintenance.widen_columns``).
+Anything else that does not fit (a string for a number, an object for a
+string, …) is a dead letter naming the field, the expected and the found type.
 
 Because a record is judged against the types of the records landed before it,
 the outcome is the same however the stream is cut into batches.

@@ -77,6 +77,7 @@ from lakestream.lake.dead_letters import with_dates
 from lakestream.lake.delta import COMMIT_ATTEMPTS, DeltaDataset, app_id, delta_errors
 from lakestream.lake.delta_metadata import _first_offset, _partitions_seen
 from lakestream.lake.layout import dlq_path
+from lakestream.lake.snapshot import snapshot_dataset
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
 
@@ -104,7 +105,8 @@ class _Snapshot:
         """Rows of the day's files."""
         return int(pc.sum(self.day.column("num_records")).as_py() or 0) if self.day.num_rows else 0
 
-    def day_rows(self, partition: dict[str, str], columns: list[str] | None = None) -> pa.Table:
+    def day_rows(self, storage: Storage, partition: dict[str, str],
+                 columns: list[str] | None = None) -> pa.Table:
         """The day's rows (these columns) as of this snapshot."""
         if self.table is None or self.day.num_rows <= len(self.missing):
             return pa.table({c: pa.array([], pa.int64())
@@ -113,7 +115,7 @@ class _Snapshot:
         for name, value in partition.items():
             match = pads.field(name) == value
             where = match if where is None else where & match
-        dataset = self.table.to_pyarrow_dataset()
+        dataset = snapshot_dataset(storage, self.table)
         if self.missing:  # read what is there: the commit removes the lost files
             kept = [f for f in dataset.get_fragments(filter=where)
                     if not any(f.path.endswith(m) for m in self.missing)]
@@ -213,7 +215,7 @@ class DeltaDayRebuild:
 
     def _held(self, snap: _Snapshot) -> dict[int, pa.Array]:
         """Per Kafka partition, the offsets the day's files hold."""
-        table = snap.day_rows(self.partition, ["_kafka_partition", "_kafka_offset"])
+        table = snap.day_rows(self.storage, self.partition, ["_kafka_partition", "_kafka_offset"])
         held: dict[int, pa.Array] = {}
         for p in pc.unique(table.column("_kafka_partition")).to_pylist():
             held[p] = table.filter(pc.equal(table.column("_kafka_partition"), p)).column(
@@ -292,7 +294,7 @@ class DeltaDayRebuild:
                               held: dict[int, pa.Array], moving: dict[int, pa.Array],
                               rows: dict[int, pa.Table], available: dict[int, int]) -> int:
         """Replace the dead-letter day (see the module); how many rows became dead letters."""
-        old = snap.day_rows(self.partition, ["_kafka_partition", "_kafka_offset"])
+        old = snap.day_rows(self.storage, self.partition, ["_kafka_partition", "_kafka_offset"])
         was_dead = {p: old.filter(pc.equal(old.column("_kafka_partition"), p)).column(
             "_kafka_offset").combine_chunks().cast(pa.int64())
             for p in pc.unique(old.column("_kafka_partition")).to_pylist()}
@@ -340,7 +342,7 @@ class DeltaDayRebuild:
         become rows of the day: kept as they are."""
         if snap.table is None:
             return None
-        old = snap.day_rows(self.partition)
+        old = snap.day_rows(self.storage, self.partition)
         if old.num_rows == 0:
             return None
         old = old.drop_columns([c for c in DATE_COLUMNS if c in old.column_names])
@@ -384,7 +386,7 @@ class DeltaDayRebuild:
         table = self.dlq.table()
         if table is None or not len(offsets):
             return set()
-        found = table.to_pyarrow_dataset().to_table(
+        found = snapshot_dataset(self.storage, table).to_table(
             columns=["_kafka_offset"],
             filter=(pc.field("_kafka_partition") == partition)
             & pc.field("_kafka_offset").isin(offsets))

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from lakestream.decode.contract import TypeContract
 from lakestream.decode.json_batch import JsonDecoder
 from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.errors import FencedError
@@ -43,6 +42,7 @@ from lakestream.ingest.sink import (
 from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters, with_dates
 from lakestream.lake.delta import DeltaDataset, OffsetRange, check_not_legacy
 from lakestream.lake.delta import app_id as _app
+from lakestream.lake.delta_maintenance import widen_columns
 from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
@@ -136,6 +136,8 @@ class DeltaLakeSink:
             table = storable(with_dates(table, table.column(self.feed.partition_field)))
         else:
             table = None
+        if table is not None:
+            widen_columns(self.data, table.schema)  # int64 -> double: never a truncating cast
         try:
             self.data.append(table if table is not None else self._no_rows(), ranges)
         except FencedError:
@@ -151,16 +153,10 @@ class DeltaLakeSink:
         return FlushStats(rows, rejected, 0, 0)
 
     def _decoder(self, decoder: JsonDecoder, committed: pa.Schema) -> JsonDecoder:
-        """``decoder`` judging records against the table's columns as firmly as declared ones.
-
-        A Delta column's type is fixed by the table's schema: a value that would widen
-        it (a fraction where the table holds ``int64``) is a dead letter naming the
-        field, never a cast that would truncate it.
-        """
+        """``decoder`` judging records against the table's column types."""
         if committed.equals(decoder.committed):
             return decoder
-        firm = TypeContract(self.declared, committed).full
-        return dataclasses.replace(decoder, schema=firm, committed=committed)
+        return dataclasses.replace(decoder, committed=committed)
 
     def publish_metadata(self) -> None:
         """Rewrite ``_metadata.json`` from the two tables' logs (nothing before the rows

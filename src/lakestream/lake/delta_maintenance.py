@@ -335,3 +335,65 @@ def protocol_of(dataset: DeltaDataset) -> tuple[int, int, Any, Any]:
     """``(reader, writer, reader features, writer features)`` of the table's protocol."""
     p = dataset.table().protocol()
     return (p.min_reader_version, p.min_writer_version, p.reader_features, p.writer_features)
+
+
+# -- widening a column -------------------------------------------------------------------------
+
+
+def widen_columns(dataset: DeltaDataset, batch: pa.Schema) -> int | None:
+    """Rewrite the table with ``int64`` columns widened to ``double`` where ``batch`` has them
+    as ``double`` (the type contract's one widening); the commit's version, or ``None``.
+
+    A Delta column's type cannot change in place without a table feature not every
+    reader supports, and appending ``2.5`` to an ``int64`` column would cast it to
+    ``2``. So the first fraction in an integer column rewrites the table once, in one
+    commit (every reader sees the old snapshot or the widened one; the application
+    transactions, i.e. the Kafka offsets, are table state and stay), then the batch is
+    appended as usual. The rewrite is a compare-and-swap like every commit: a commit
+    that lands meanwhile makes it read the table again.
+    """
+    from deltalake import CommitProperties, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    from lakestream.lake.snapshot import snapshot_dataset
+
+    for attempt in range(COMMIT_ATTEMPTS):
+        table = dataset.table()
+        if table is None:
+            return None
+        current = pa.schema(table.schema().to_arrow())
+        target = pa.schema([_widened(f, batch) for f in current])
+        if target.equals(current):
+            return None
+        data = snapshot_dataset(dataset.storage, table).to_table().cast(target)
+        props = CommitProperties(max_commit_retries=0)
+        try:
+            with delta_errors(f"widen columns of {dataset.uri}"):
+                write_deltalake(table, data, mode="overwrite", schema_mode="overwrite",
+                                partition_by=dataset.partition_by or None,
+                                storage_options=dataset.options, commit_properties=props)
+        except CommitFailedError:
+            log.debug("%s: widening raced, attempt %d", dataset.uri, attempt + 1)
+            continue
+        log.info("%s: int64 columns widened to double (%s)", dataset.uri,
+                 ", ".join(f.name for f in target if f not in current))
+        return int(dataset.table().version())
+    raise StorageError(f"{dataset.uri}: widening lost the race {COMMIT_ATTEMPTS} times",
+                       "retry")
+
+
+def _widened(field: pa.Field, batch: pa.Schema) -> pa.Field:
+    if field.name not in batch.names:
+        return field
+    return field.with_type(_widen_type(field.type, batch.field(field.name).type))
+
+
+def _widen_type(old: pa.DataType, new: pa.DataType) -> pa.DataType:
+    if old == pa.int64() and new == pa.float64():
+        return new
+    if pa.types.is_struct(old) and pa.types.is_struct(new):
+        inner = pa.schema([new.field(i) for i in range(new.num_fields)])
+        return pa.struct([_widened(old.field(i), inner) for i in range(old.num_fields)])
+    if pa.types.is_list(old) and pa.types.is_list(new):
+        return pa.list_(old.value_field.with_type(_widen_type(old.value_type, new.value_type)))
+    return old

@@ -47,6 +47,7 @@ import pyarrow.dataset as pads
 from lakestream.decode.schemas import schema_as_json
 from lakestream.lake.delta import DeltaDataset, OffsetRange, app_id, delta_errors
 from lakestream.lake.layout import METADATA
+from lakestream.lake.snapshot import snapshot_dataset
 from lakestream.lake.storage import Storage
 
 VERSION = "version"
@@ -125,7 +126,7 @@ class VersionedTable:
         with delta_errors(f"read the log of {self.dataset.uri}"):
             txns = {p: table.transaction_version(app_id(self.topic, p)) for p in wanted}
         offsets = {p: v for p, v in txns.items() if v is not None}
-        rows = _rows_of(table, version_name(current)).drop_columns([VERSION])
+        rows = _rows_of(self.storage, table, version_name(current)).drop_columns([VERSION])
         rejected = int(info.get(META_REJECTED, 0)) if info else 0
         return LoadedSnapshot(current, rows, offsets, rejected)
 
@@ -192,7 +193,7 @@ def read_delta_version(storage: Storage, path: str, version: str | None = None) 
         return pa.table({})
     current = _current(table)
     name = version or (None if current is None else version_name(current))
-    return _rows_of(table, name)
+    return _rows_of(storage, table, name)
 
 
 def write_delta_metadata(storage: Storage, feed_name: str, rel: str, topic: str, layer: str,
@@ -286,12 +287,12 @@ def _conform(rows: pa.Table, existing: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
-def _rows_of(table: Any, name: str | None) -> pa.Table:
+def _rows_of(storage: Storage, table: Any, name: str | None) -> pa.Table:
     schema = pa.schema(table.schema().to_arrow())
     if name is None:
         return schema.empty_table()
     with delta_errors("read a table version"):
-        return table.to_pyarrow_dataset().to_table(filter=pads.field(VERSION) == name)
+        return snapshot_dataset(storage, table).to_table(filter=pads.field(VERSION) == name)
 
 
 def _snapshot_commit(table: Any) -> dict[str, Any] | None:
