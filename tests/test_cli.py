@@ -14,13 +14,14 @@ from pathlib import Path
 
 import click
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from lakestream.cli import cli, main
-from lakestream.config import ENV_OVERRIDES
+from lakestream.config import ENV_OVERRIDES, S3Settings
 from lakestream.errors import LakestreamError, UsageError
+from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.storage import open_storage
 
 LAKESTREAM_BIN = Path(sys.executable).with_name("lakestream")
 
@@ -61,9 +62,7 @@ def run(project: Path, *args: str) -> int:
 
 @pytest.fixture
 def tiny_lake(project: Path) -> Path:
-    """One dataset, ``x``, with two rows of 2025-01-02."""
-    folder = project / "lake" / "streams" / "x" / "year=2025" / "month=01" / "day=02"
-    folder.mkdir(parents=True)
+    """One dataset, ``x`` (a Delta table), with two rows of 2025-01-02."""
     table = pa.table(
         {
             "id": ["a", "b"],
@@ -74,7 +73,10 @@ def tiny_lake(project: Path) -> Path:
             ),
         }
     )
-    pq.write_table(table, folder / "f.parquet")
+    table = table.append_column("year", pa.array(["2025"] * 2)).append_column(
+        "month", pa.array(["01"] * 2)).append_column("day", pa.array(["02"] * 2))
+    storage = open_storage(str(project / "lake"), S3Settings())
+    DeltaDataset(storage, "streams/x", ["year", "month", "day"]).append(table)
     return project
 
 

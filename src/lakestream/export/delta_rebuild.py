@@ -115,12 +115,8 @@ class _Snapshot:
         for name, value in partition.items():
             match = pads.field(name) == value
             where = match if where is None else where & match
-        dataset = snapshot_dataset(storage, self.table)
-        if self.missing:  # read what is there: the commit removes the lost files
-            kept = [f for f in dataset.get_fragments(filter=where)
-                    if not any(f.path.endswith(m) for m in self.missing)]
-            dataset = pads.FileSystemDataset(kept, dataset.schema, dataset.format,
-                                             dataset.filesystem)
+        # read what is there: the commit removes the lost files
+        dataset = snapshot_dataset(storage, self.table, self.missing)
         return dataset.to_table(columns=columns, filter=where)
 
 

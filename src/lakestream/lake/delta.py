@@ -129,7 +129,10 @@ def storage_options(storage: Storage) -> dict[str, str] | None:
     if storage.is_local:
         return None
     s3 = storage.s3
-    options = {"aws_conditional_put": "etag"}
+    # delta-rs retries a failing request on its own for up to 3 minutes, silently; give
+    # up after 10 s so the caller's retry (which says it is waiting) takes over
+    options = {"aws_conditional_put": "etag", "max_retries": "3", "retry_timeout": "10s",
+               "connect_timeout": "5s"}
     if s3 is None:
         return options
     options["AWS_REGION"] = s3.region

@@ -7,6 +7,7 @@ log) is refused with the hint to run ``lakestream lake upgrade``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import unquote
 
@@ -62,7 +63,8 @@ def _seconds(mtime: Any) -> float:
     return float(mtime or 0) / 1000
 
 
-def snapshot_dataset(storage: Storage, table: Any) -> pads.Dataset:
+def snapshot_dataset(storage: Storage, table: Any,
+                     missing: Collection[str] = ()) -> pads.Dataset:
     """A pyarrow dataset over exactly the files of ``table``'s snapshot (the version it was
     loaded at), with the table's schema; partition columns (strings) from the folders.
 
@@ -70,10 +72,12 @@ def snapshot_dataset(storage: Storage, table: Any) -> pads.Dataset:
     through it aborts at exit most of the time ("terminate called without an active
     exception", 18 of 20 runs of a two-line script here), which turns a command that
     did its work into exit 134. Reading the same files with pyarrow's own filesystem
-    does not.
+    does not. Files whose path ends with one of ``missing`` (live in the log, lost on
+    storage) are left out.
     """
     schema = pa.schema(table.schema().to_arrow())
-    files = [_storage_path(uri) for uri in table.file_uris()]
+    files = [path for uri in table.file_uris() if not any(
+        (path := _storage_path(uri)).endswith(m) for m in missing)]
     if not files:
         return pads.dataset(schema.empty_table())
     columns = list(table.metadata().partition_columns)
