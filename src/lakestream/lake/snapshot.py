@@ -76,8 +76,8 @@ def snapshot_dataset(storage: Storage, table: Any,
     storage) are left out.
     """
     schema = pa.schema(table.schema().to_arrow())
-    files = [path for uri in table.file_uris() if not any(
-        (path := _storage_path(uri)).endswith(m) for m in missing)]
+    paths = [_storage_path(uri) for uri in table.file_uris()]
+    files = [p for p in paths if not any(p.endswith(m) for m in missing)]
     if not files:
         return pads.dataset(schema.empty_table())
     columns = list(table.metadata().partition_columns)
