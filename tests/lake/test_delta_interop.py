@@ -117,7 +117,10 @@ def days(rows: list[Row]) -> dict[str, int]:
 def read(reader: str, data: DeltaDataset, read_with: ReadWith, query: Any = None) -> list[Row]:
     if reader == "deltalake":
         return read_deltalake(data.uri, query, data.options)
-    return read_with(reader, data.uri, query, storage_options=data.options)
+    # the connection only: the retry settings are delta-rs's (polars wants other types)
+    options = {k: v for k, v in (data.options or {}).items()
+               if k not in ("max_retries", "retry_timeout", "connect_timeout")}
+    return read_with(reader, data.uri, query, storage_options=options)
 
 
 def assert_every_reader_sees(data: DeltaDataset, rows: list[Row], readers: tuple[str, ...],
