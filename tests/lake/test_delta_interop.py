@@ -183,13 +183,6 @@ def test_commits_that_remove_files_are_respected_by_every_reader(
         assert one_day["n"] == 12, reader
 
 
-@pytest.fixture(scope="module")
-def spark() -> Any:
-    from lakestream.medallion.spark_engine import spark_session
-
-    return spark_session()
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.spark

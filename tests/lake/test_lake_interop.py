@@ -146,13 +146,6 @@ def test_every_reader_sees_the_kept_table_versions(lake: Storage, read_with: Rea
         assert Counter(r["version"] for r in got) == versions, reader
 
 
-@pytest.fixture(scope="module")
-def spark() -> Any:
-    from lakestream.medallion.spark_engine import spark_session
-
-    return spark_session()
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.spark
