@@ -11,7 +11,7 @@ import pytest
 from lakestream.config import S3Settings
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
-from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.ingest.delta_sink import DeltaLakeSink, Run, _split
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import Storage, open_storage
 from tests.ingest.helpers import event
@@ -67,7 +67,8 @@ def test_a_crash_between_the_two_commits_replays_without_doubling(lake: Storage)
     from lakestream.ingest.sink import _keys
 
     # the dead letters committed, then the process died before the rows' commit
-    crashed._commit_dead_letters("t", 0, result.rejected, values, _keys(keys), offsets, times)
+    run = Run(0, values, keys, offsets, times)
+    crashed._commit_dead_letters("t", _split(result, [run]), {0: _keys(keys)})
     restarted = DeltaLakeSink(lake, FEED)
     assert restarted.recover("t", 0) is None, "the rows table is the resume point"
     restarted.write("t", 0, values, keys, offsets, times)
@@ -154,3 +155,76 @@ def test_a_batch_of_only_bad_records_still_moves_the_offsets(lake: Storage) -> N
     assert DeltaLakeSink(lake, FEED).recover("t", 2) == 42
     assert _rows(lake, "_dlq/feed", "_kafka_offset") == [40, 41]
     assert _rows(lake, "streams/feed", "transaction_id") == []
+
+
+def _run(partition: int, messages: list[tuple[bytes, bytes]], first: int) -> Run:
+    return Run(partition, *_batch(messages, first))
+
+
+def test_a_round_of_several_partitions_is_one_commit_per_table(lake: Storage) -> None:
+    sink = DeltaLakeSink(lake, FEED)
+    for p in range(3):
+        sink.recover("t", p)
+    runs = [_run(p, [event(f"p{p}-{i}", f"2026-12-0{1 + i % 2}T10:00:00Z") for i in range(4)]
+                 + [(b"U", b"{broken")], 10 * p) for p in range(3)]
+    data, dlq = DeltaDataset(lake, "streams/feed"), DeltaDataset(lake, "_dlq/feed")
+    result = sink.write_round("t", runs)
+    assert (result.stats.records, result.stats.rejected, result.fenced) == (12, 3, {})
+    assert data.table().version() == 1 and dlq.table().version() == 1  # 0 = CREATE TABLE
+    assert _rows(lake, "streams/feed", "transaction_id") == sorted(
+        f"p{p}-{i}" for p in range(3) for i in range(4))
+    offsets = DeltaDataset(lake, "streams/feed").table().to_pyarrow_dataset().to_table(
+        columns=["_kafka_partition", "_kafka_offset", "transaction_id"]).to_pylist()
+    assert sorted((r["_kafka_partition"], r["_kafka_offset"]) for r in offsets) == [
+        (p, 10 * p + i) for p in range(3) for i in range(4)]
+    assert all(r["transaction_id"].startswith(f"p{r['_kafka_partition']}-") for r in offsets)
+    assert _rows(lake, "_dlq/feed", "_kafka_offset") == [4, 14, 24]
+    restarted = DeltaLakeSink(lake, FEED)
+    assert [restarted.recover("t", p) for p in range(3)] == [5, 15, 25]
+
+
+def test_a_round_drops_only_the_partition_another_writer_took(lake: Storage) -> None:
+    stale, owner = DeltaLakeSink(lake, FEED), DeltaLakeSink(lake, FEED)
+    for p in (0, 1):
+        stale.recover("t", p)
+    owner.recover("t", 1)
+    owner.write("t", 1, *_batch([event("o0", "2026-12-01T10:00:00Z"), (b"U", b"[1")], 0))
+    runs = [_run(0, [event("s0", "2026-12-01T10:00:00Z"), (b"U", b"nope")], 0),
+            _run(1, [event("s1", "2026-12-01T10:00:00Z"), event("s2", "2026-12-01T10:00:00Z"),
+                     (b"U", b"nope")], 0)]
+    result = stale.write_round("t", runs)
+    assert list(result.fenced) == [1] and "t[1]" in result.fenced[1]
+    assert (result.stats.records, result.stats.rejected) == (1, 1)
+    assert _rows(lake, "streams/feed", "transaction_id") == ["o0", "s0"]
+    assert sorted(_rows(lake, "_dlq/feed", "_kafka_offset")) == [1, 1]  # one per partition
+    assert stale.next_offset[("t", 0)] == 2 and stale.next_offset[("t", 1)] is None
+    # a retry of the same round (its first commit landed, the writer saw a failure):
+    # partition 0 is in the table already, nothing lands twice
+    versions = (DeltaDataset(lake, "streams/feed").table().version(),
+                DeltaDataset(lake, "_dlq/feed").table().version())
+    again = DeltaLakeSink(lake, FEED)
+    again.recover("t", 0)
+    again.next_offset[("t", 0)] = None  # the position it had before the lost response
+    again._dlq_last[("t", 0)] = None
+    again.recover("t", 1)
+    retry = again.write_round("t", [runs[0]])
+    assert retry.fenced == {}
+    assert (DeltaDataset(lake, "streams/feed").table().version(),
+            DeltaDataset(lake, "_dlq/feed").table().version()) == versions
+    assert _rows(lake, "streams/feed", "transaction_id") == ["o0", "s0"]
+
+
+def test_a_new_field_is_typed_once_for_the_whole_round(lake: Storage) -> None:
+    """Partitions decoded together: a field new to the table gets one type in the round,
+    the records of another partition that disagree are dead letters."""
+    sink = DeltaLakeSink(lake, FEED)
+    for p in (0, 1):
+        sink.recover("t", p)
+    result = sink.write_round("t", [
+        _run(0, [event("a0", "2026-12-01T10:00:00Z", score=3)], 0),
+        _run(1, [event("b0", "2026-12-01T10:00:00Z", score="high"),
+                 event("b1", "2026-12-01T10:00:00Z", score=5)], 0)])
+    assert (result.stats.records, result.stats.rejected) == (2, 1)
+    schema = pa.schema(DeltaDataset(lake, "streams/feed").table().schema().to_arrow())
+    assert pa.types.is_integer(schema.field("score").type)
+    assert _rows(lake, "streams/feed", "transaction_id") == ["a0", "b1"]

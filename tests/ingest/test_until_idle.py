@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -216,6 +217,20 @@ def _wait_for_rows(lake: Path, at_least: int, timeout: float = 60) -> None:
 
 
 
+def _wait_for_connection(run: subprocess.Popen[str], port: int, timeout: float = 60) -> None:
+    """Wait until process ``run`` holds a TCP connection to ``port`` on this machine."""
+    pid = run.pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run.poll() is not None:
+            raise AssertionError(f"ingest exited {run.returncode}: {run.communicate()}")
+        if any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+               for c in psutil.Process(pid).net_connections("tcp")):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} never connected to port {port}")
+
+
 def test_a_table_feed_is_drained_only_once_read_to_its_end(
         workdir: Path, durable_broker: EmbeddedBroker) -> None:
     """Table feeds are read by manual assignment: a broker that goes away is not 'the end'."""
@@ -237,11 +252,15 @@ def test_a_table_feed_is_drained_only_once_read_to_its_end(
 
     produce({"bootstrap.servers": bootstrap, "linger.ms": 5}, table, changes(0, 30))
     cmd = [*LAKESTREAM, "--config", str(config_path), "ingest", "--feed", table,
-           "--until-idle", "--idle-timeout", "3", "--drain-timeout", "15"]
+           "--until-idle", "--idle-timeout", "6", "--drain-timeout", "25"]
     run = subprocess.Popen(cmd, cwd=workdir, env=subprocess_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.0)  # started and reading; the idle timeout has not passed
+        # started and reading (a loaded machine may take seconds to start the process: a
+        # broker killed before it connected is "cannot reach Kafka", another test's case);
+        # the idle timeout has not passed
+        _wait_for_connection(run, int(bootstrap.rsplit(":", 1)[1]))
+        time.sleep(2.0)
         assert durable_broker.process is not None
         durable_broker.process.kill()
         durable_broker.process.wait(15)

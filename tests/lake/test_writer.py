@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -129,3 +130,20 @@ def test_dlq_rows_keep_the_raw_bytes_reason_and_kafka_coordinates(lake: Storage)
     assert commit_dead_letters(dlq, BATCH, 1003, rejected, values, keys, offsets,
                                timestamps) == (0, 1003)
     assert _committed(lake, "_dlq/orders").num_rows == 3
+
+
+def test_event_days_are_the_utc_days_of_any_time_including_before_1970_and_none() -> None:
+    rnd = random.Random(7)
+    millis = [rnd.choice([None, rnd.randint(-10**13, 10**13), rnd.randint(-3 * 86_400_000,
+                          3 * 86_400_000), -1, 0, 86_399_999, 86_400_000]) for _ in range(3000)]
+    times = pa.chunked_array([pa.array(millis[:1000], pa.int64()).cast(TIMESTAMP),
+                              pa.array(millis[1000:], pa.int64()).cast(TIMESTAMP)])
+    got = with_dates(pa.table({"n": range(3000)}), times)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    for ms, y, m, d in zip(millis, *(got.column(c).to_pylist() for c in DATE_COLUMNS),
+                           strict=True):
+        if ms is None:
+            assert (y, m, d) == (None, None, None)
+            continue
+        day = epoch + dt.timedelta(milliseconds=ms)
+        assert (y, m, d) == (f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"), ms

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from lakestream.decode.json_batch import JsonDecoder
+from lakestream.decode.json_batch import DecodeResult, JsonDecoder
 from lakestream.decode.schemas import KAFKA_COLUMNS, arrow_schema
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
@@ -39,8 +41,8 @@ from lakestream.ingest.sink import (
     _with_kafka_columns,
     replay_mask,
 )
-from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters, with_dates
-from lakestream.lake.delta import DeltaDataset, OffsetRange, check_not_legacy
+from lakestream.lake.dead_letters import DATE_COLUMNS, dead_letter_rows, with_dates
+from lakestream.lake.delta import DeltaDataset, OffsetRange, PartitionRows, check_not_legacy
 from lakestream.lake.delta import app_id as _app
 from lakestream.lake.delta_maintenance import widen_columns
 from lakestream.lake.delta_metadata import delta_metadata
@@ -102,55 +104,86 @@ class DeltaLakeSink:
     def write(self, topic: str, partition: int, values: Sequence[bytes | None],
               keys: Sequence[bytes | None], offsets: Sequence[int],
               timestamps: Sequence[int | None]) -> FlushStats:
-        """Decode one contiguous run of a partition's messages and commit it to both tables.
-
-        A retry of a batch whose commit landed although the writer saw a failure (a
-        lost response) finds the batch's last offset in the table's log: it is not
-        fenced and commits nothing twice.
+        """Decode one contiguous run of a partition's messages and commit it to both tables
+        (:meth:`write_round` of that one run).
 
         Raises:
             FencedError: Another writer landed this partition since this one took it.
         """
-        key = (topic, partition)
+        result = self.write_round(topic, [Run(partition, values, keys, offsets, timestamps)])
+        if partition in result.fenced:
+            raise FencedError(result.fenced[partition])
+        return result.stats
+
+    def write_round(self, topic: str, runs: Sequence[Run]) -> RoundResult:
+        """Decode runs of several partitions of ``topic`` as one batch and commit them: one
+        commit to the dead letters (if any), then one to the rows.
+
+        Each partition is fenced on its own (:meth:`DeltaDataset.append_partitions`):
+        one whose partition another writer took is dropped from both commits and
+        named in the result; the others land. A retry of a round whose commit
+        landed although the writer saw a failure (a lost response) finds each
+        batch's last offset in the table's log and commits nothing twice.
+        """
+        runs = [r for r in runs if len(r.offsets)]
+        if not runs:
+            return RoundResult(FlushStats(), {})
+        values = runs[0].values if len(runs) == 1 else [v for r in runs for v in r.values]
+        pieces = _split(self.decoder.decode(values), runs)
+        keys = {r.partition: _keys(r.keys) for r in runs}
+        rejected, fenced = self._commit_dead_letters(topic, pieces, keys)
+        parts: dict[int, PartitionRows] = {}
+        tops: dict[int, int | None] = {}
+        for piece in pieces:
+            p = piece.run.partition
+            if p in fenced:
+                continue
+            parts[p], tops[p] = self._rows(topic, piece, keys[p])
+        outcome = self.data.append_partitions(parts, self._storable)
+        fenced.update(outcome.fenced)
+        rows = 0
+        for p in outcome.committed + outcome.landed:
+            key = (topic, p)
+            part = parts[p]
+            rows += part.rows.num_rows if part.rows is not None else 0
+            self.next_offset[key] = part.ranges[0].last + 1
+            self._source_seen[key] = (tops[p] if p in outcome.committed
+                                      else self._held(self.data, SOURCE_PREFIX + topic, p))
+        if rows:  # append_partitions has just read the new log: no second read
+            self.decoder = self._decoder(self.decoder, self._committed_types(refresh=False))
+        return RoundResult(FlushStats(rows, rejected, 0, 0), fenced)
+
+    def _rows(self, topic: str, piece: _Piece,
+              keys: pa.Array) -> tuple[PartitionRows, int | None]:
+        """One partition's share of the rows commit, and its new highest source offset."""
+        run = piece.run
+        key = (topic, run.partition)
         nxt = self.next_offset.get(key)
-        expected = None if nxt is None else nxt - 1
-        result = self.decoder.decode(values)
-        key_strings = _keys(keys)
-        rejected = self._commit_dead_letters(topic, partition, result.rejected, values,
-                                             key_strings, offsets, timestamps)
-        table, indices = result.table, result.indices
+        ranges = [OffsetRange(topic, run.partition, None if nxt is None else nxt - 1,
+                              run.offsets[-1])]
+        table, indices = piece.table, piece.indices
         seen = self._source_seen.get(key)
-        ranges = [OffsetRange(topic, partition, expected, offsets[-1])]
         if table is not None and self.feed.dedupe_source:
             keep, top = replay_mask(table, seen)
             table, indices = table.filter(keep), indices.filter(keep)
             if top is not None and top != seen:
-                ranges.append(OffsetRange(SOURCE_PREFIX + topic, partition, seen, top))
+                ranges.append(OffsetRange(SOURCE_PREFIX + topic, run.partition, seen, top))
                 seen = top
-        rows = 0
-        if table is not None and table.num_rows:
-            rows = table.num_rows
-            table = _with_kafka_columns(table, indices, partition, offsets, timestamps,
-                                        key_strings, topic if self.feed.layer == "bronze" else None)
-            # no column without a type: Parquet cannot store `{}`, nor a field null everywhere
-            table = storable(with_dates(table, table.column(self.feed.partition_field)))
-        else:
-            table = None
-        if table is not None:
-            widen_columns(self.data, table.schema)  # int64 -> double: never a truncating cast
-        try:
-            self.data.append(table if table is not None else self._no_rows(), ranges)
-        except FencedError:
-            if self._held(self.data, topic, partition) != offsets[-1]:
-                raise
-            # this very batch is in the table: a retry whose first commit landed although
-            # the writer saw a failure (a lost response); nothing to do twice
-            seen = self._held(self.data, SOURCE_PREFIX + topic, partition)
-        self.next_offset[key] = offsets[-1] + 1
-        self._source_seen[key] = seen
-        if table is not None:  # append() has just read the new log: no second read
-            self.decoder = self._decoder(self.decoder, self._committed_types(refresh=False))
-        return FlushStats(rows, rejected, 0, 0)
+        if table is None or not table.num_rows:
+            return PartitionRows(None, ranges), seen
+        table = _with_kafka_columns(table, indices, run.partition, run.offsets, run.timestamps,
+                                    keys, topic if self.feed.layer == "bronze" else None)
+        return PartitionRows(table, ranges), seen
+
+    def _storable(self, tables: list[pa.Table]) -> pa.Table:
+        """The rows of a commit as the table stores them (widened first if need be)."""
+        if not tables:
+            return self._no_rows()
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        # no column without a type: Parquet cannot store `{}`, nor a field null everywhere
+        table = storable(with_dates(table, table.column(self.feed.partition_field)))
+        widen_columns(self.data, table.schema)  # int64 -> double: never a truncating cast
+        return table
 
     def _decoder(self, decoder: JsonDecoder, committed: pa.Schema) -> JsonDecoder:
         """``decoder`` judging records against the table's column types."""
@@ -173,30 +206,88 @@ class DeltaLakeSink:
                   *(pa.field(name, pa.string()) for name in DATE_COLUMNS)]
         return pa.schema(fields).empty_table()
 
-    def _commit_dead_letters(self, topic: str, partition: int,
-                             rejected: Sequence[tuple[int, str]],
-                             values: Sequence[bytes | None], keys: pa.Array,
-                             offsets: Sequence[int], timestamps: Sequence[int | None]) -> int:
-        """Commit the batch's dead letters past the DLQ table's own version; how many."""
-        key = (topic, partition)
-        batch = BatchId(self.feed.dataset, self.feed.name, topic, partition, offsets[0],
-                        offsets[-1])
-        last = self._dlq_last.get(key)
-        try:
-            written, self._dlq_last[key] = commit_dead_letters(
-                self.dlq, batch, last, rejected, values, keys.to_pylist(), offsets, timestamps)
-        except FencedError:
-            if self._held(self.dlq, topic, partition) != offsets[-1]:
-                raise
-            # a retry whose first commit landed although the writer saw a failure
-            written = sum(1 for i, _ in rejected if last is None or offsets[i] > last)
-            self._dlq_last[key] = offsets[-1]
-        return written
+    def _commit_dead_letters(self, topic: str, pieces: Sequence[_Piece],
+                             keys: dict[int, pa.Array]) -> tuple[int, dict[int, str]]:
+        """Commit the round's dead letters past the DLQ table's own version of each
+        partition; how many, and the partitions another writer took."""
+        parts: dict[int, PartitionRows] = {}
+        for piece in pieces:
+            run = piece.run
+            if not piece.rejected:
+                continue
+            last = self._dlq_last.get((topic, run.partition))
+            batch = BatchId(self.feed.dataset, self.feed.name, topic, run.partition,
+                            run.offsets[0], run.offsets[-1])
+            rows = dead_letter_rows(batch, last, piece.rejected, run.values,
+                                    keys[run.partition].to_pylist(), run.offsets,
+                                    run.timestamps)
+            if rows is not None:
+                parts[run.partition] = PartitionRows(
+                    rows, [OffsetRange(topic, run.partition, last, run.offsets[-1])])
+        outcome = self.dlq.append_partitions(parts, _concat)
+        written = 0
+        for p in outcome.committed + outcome.landed:
+            rows = parts[p].rows
+            written += rows.num_rows if rows is not None else 0
+            self._dlq_last[(topic, p)] = parts[p].ranges[0].last
+        return written, outcome.fenced
 
     @staticmethod
     def _held(table: DeltaDataset, topic: str, partition: int) -> int | None:
         """The last offset of ``topic[partition]`` that ``table``'s latest log holds."""
         return table.transaction_versions([_app(topic, partition)])[_app(topic, partition)]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One contiguous run of a partition's buffered messages (in offset order)."""
+
+    partition: int
+    values: Sequence[bytes | None]
+    keys: Sequence[bytes | None]
+    offsets: Sequence[int]
+    timestamps: Sequence[int | None]
+
+
+@dataclass
+class RoundResult:
+    """What :meth:`DeltaLakeSink.write_round` landed, and the partitions it dropped (why)."""
+
+    stats: FlushStats
+    fenced: dict[int, str]
+
+
+@dataclass
+class _Piece:
+    """One run's share of a round's decoded batch (indices and rejects relative to it)."""
+
+    run: Run
+    table: pa.Table | None
+    indices: pa.Array
+    rejected: list[tuple[int, str]]
+
+
+def _split(result: DecodeResult, runs: Sequence[Run]) -> list[_Piece]:
+    """Cut the decoded batch of the concatenated runs back into the runs."""
+    if len(runs) == 1:
+        return [_Piece(runs[0], result.table, result.indices, list(result.rejected))]
+    pieces = []
+    start = row = 0
+    for run in runs:
+        end = start + len(run.offsets)
+        below = pc.sum(pc.less(result.indices, end)).as_py() if result.table is not None else 0
+        rows = (below or 0) - row
+        table = None if result.table is None or not rows else result.table.slice(row, rows)
+        indices = pc.subtract(result.indices.slice(row, rows),
+                              pa.scalar(start, result.indices.type))
+        rejected = [(i - start, why) for i, why in result.rejected if start <= i < end]
+        pieces.append(_Piece(run, table, indices, rejected))
+        start, row = end, row + rows
+    return pieces
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def lake_sink(storage: Storage, feed: Feed) -> DeltaLakeSink:

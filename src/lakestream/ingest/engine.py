@@ -13,13 +13,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from lakestream.config import Settings
-from lakestream.errors import FencedError
 from lakestream.feeds import Feed
 from lakestream.ingest.compactor import InBandCompactor
-from lakestream.ingest.delta_sink import DeltaLakeSink, lake_sink
+from lakestream.ingest.delta_sink import DeltaLakeSink, RoundResult, Run, lake_sink
 from lakestream.ingest.sink import FlushStats
 from lakestream.ingest.tables import TableIngest
 from lakestream.kafka.buffer import PartitionBuffer
@@ -126,24 +124,29 @@ class IngestEngine(BatchingConsumer):
         return min(known) if known and len(known) == len(nexts) else None
 
     def flush_partition(self, buffer: PartitionBuffer) -> None:
-        """Write the buffer into every feed of its topic (each from where it stands)."""
-        topic, partition = buffer.topic, buffer.partition
-        for sink in self.sinks[topic]:
-            run = buffer.columns_from(sink.next_offset.get((topic, partition)))
-            if run is None:
-                continue
-            try:
-                stats = self._write(sink, topic, partition, run)
-            except FencedError as exc:
-                log.warning("%s; dropping this consumer's buffer for it", exc)
-                continue
-            self._count(sink.feed.name, stats)
+        """Write one buffer into every feed of its topic (each from where it stands)."""
+        self.flush_buffers([buffer])
 
-    def _write(self, sink: DeltaLakeSink, topic: str, partition: int,
-               run: tuple[list[Any], ...]) -> FlushStats:
-        result: FlushStats = self.retry(lambda: sink.write(topic, partition, *run),
-                                        "write to the lake")
-        return result
+    def flush_buffers(self, buffers: list[PartitionBuffer]) -> None:
+        """Write a round's buffers into every feed of their topics: one commit per feed for
+        all the partitions of its topic (each partition from where the feed stands)."""
+        by_topic: dict[str, list[PartitionBuffer]] = defaultdict(list)
+        for buf in buffers:
+            by_topic[buf.topic].append(buf)
+        for topic, bufs in by_topic.items():
+            for sink in self.sinks[topic]:
+                runs = [Run(buf.partition, *run) for buf in bufs
+                        if (run := buf.columns_from(sink.next_offset.get((topic, buf.partition))))
+                        is not None]
+                if runs:
+                    self._count(sink.feed.name, self._write(sink, topic, runs))
+
+    def _write(self, sink: DeltaLakeSink, topic: str, runs: list[Run]) -> FlushStats:
+        result: RoundResult = self.retry(lambda: sink.write_round(topic, runs),
+                                         "write to the lake")
+        for why in result.fenced.values():
+            log.warning("%s; dropping this consumer's buffer for it", why)
+        return result.stats
 
     def _count(self, feed: str, stats: FlushStats) -> None:
         self.report.per_feed[feed] += stats

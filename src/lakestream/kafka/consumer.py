@@ -113,6 +113,14 @@ class BatchingConsumer(ABC):
     def flush_partition(self, buffer: PartitionBuffer) -> None:
         """Durably commit the buffered messages (raise to keep them uncommitted)."""
 
+    def flush_buffers(self, buffers: list[PartitionBuffer]) -> None:
+        """Durably commit a round of buffers; by default one by one (:meth:`flush_partition`).
+
+        A sink that can commit several partitions at once overrides this.
+        """
+        for buf in buffers:
+            self.flush_partition(buf)
+
     def committed_offset(self, topic: str, partition: int) -> int | None:
         """The next offset the sink holds, mirrored to Kafka for lag tools."""
         return None
@@ -298,9 +306,8 @@ class BatchingConsumer(ABC):
                 or any(len(b) >= self.options.max_batch_records for b in buffers))
 
     def _flush_round(self, buffers: list[PartitionBuffer]) -> list[tuple[str, int]]:
-        """One round, in the flush thread: commit each buffer, then the after-flush hook."""
-        for buf in buffers:
-            self._commit_buffer(buf)
+        """One round, in the flush thread: commit the buffers, then the after-flush hook."""
+        self._commit_buffers(buffers)
         self.after_flush()
         return [(b.topic, b.partition) for b in buffers]
 
@@ -325,16 +332,17 @@ class BatchingConsumer(ABC):
         buf = self.buffers.get(key)
         if buf is None or not len(buf):
             return False
-        self._commit_buffer(buf)
+        self._commit_buffers([buf])
         self._commit_kafka(*key)
         buf.clear()
         return True
 
-    def _commit_buffer(self, buf: PartitionBuffer) -> None:
-        """Make one buffer durable through the sink and count it."""
-        self.flush_partition(buf)
-        self.report.flushes += 1
-        self.drain.committed((buf.topic, buf.partition), len(buf))
+    def _commit_buffers(self, buffers: list[PartitionBuffer]) -> None:
+        """Make the buffers durable through the sink and count them."""
+        self.flush_buffers(buffers)
+        for buf in buffers:
+            self.report.flushes += 1
+            self.drain.committed((buf.topic, buf.partition), len(buf))
 
     def retry(self, action: Callable[[], Any], what: str) -> Any:
         """Run ``action``, retrying transient failures with exponential backoff."""

@@ -130,16 +130,7 @@ def nullable(schema: pa.Schema) -> pa.Schema:
 
 def ensure_table(storage: Storage, rel: str, schema: pa.Schema) -> Any:
     """The Delta table at ``rel``, created empty with ``schema`` if it does not exist yet."""
-    from deltalake import DeltaTable
-
-    dataset = DeltaDataset(storage, rel, PARTITION_BY)
-    table = dataset.table()
-    if table is not None:
-        return table
-    with delta_errors(f"create {dataset.uri}"):
-        DeltaTable.create(dataset.uri, schema=nullable(schema), mode="ignore",
-                          partition_by=list(PARTITION_BY), storage_options=dataset.options)
-    return dataset.table()
+    return DeltaDataset(storage, rel, PARTITION_BY).ensure(nullable(schema))
 
 
 def overwrite_months(storage: Storage, rel: str, data: pa.Table, months: Sequence[Month]) -> int:
