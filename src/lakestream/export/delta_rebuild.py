@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -62,7 +61,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from lakestream.errors import StorageError
-from lakestream.export.delta_files import remove_actions, write_files
 from lakestream.export.rebuild import (
     DayReader,
     RebuildReport,
@@ -74,7 +72,8 @@ from lakestream.export.records import DeadLetters, FeedRows
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DATE_COLUMNS
 from lakestream.lake.dead_letters import with_dates
-from lakestream.lake.delta import COMMIT_ATTEMPTS, DeltaDataset, app_id, delta_errors
+from lakestream.lake.delta import DeltaDataset, app_id, delta_errors
+from lakestream.lake.delta_files import FilesGone, replace_files, write_files
 from lakestream.lake.delta_metadata import _first_offset, _partitions_seen
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.snapshot import snapshot_dataset
@@ -84,10 +83,6 @@ from lakestream.lake.writer import BatchId, dlq_table
 log = logging.getLogger(__name__)
 
 REBUILD_ATTEMPTS = 5
-
-
-class _Replaced(Exception):
-    """A file the rebuild replaces was removed by another commit: start over."""
 
 
 @dataclass
@@ -142,7 +137,7 @@ class DeltaDayRebuild:
         for attempt in range(1, REBUILD_ATTEMPTS + 1):
             try:
                 return self._attempt(read, source)
-            except _Replaced as exc:
+            except FilesGone as exc:
                 log.info("%s %s: %s; rebuilding again (attempt %d)", self.feed.name, self.day,
                          exc, attempt + 1)
         raise StorageError(f"{self.feed.dataset} {self.day} was rewritten by another commit "
@@ -255,34 +250,8 @@ class DeltaDayRebuild:
 
     def _commit(self, dataset: DeltaDataset, snap: _Snapshot, adds: list[Any]) -> int | None:
         """Remove the snapshot's day files and add ``adds`` in one commit (see the module)."""
-        from deltalake import CommitProperties
-        from deltalake.exceptions import CommitFailedError
-
-        removes = remove_actions(snap.day)
-        if not adds and not removes:
-            return None
-        replaced = set(snap.day.column("path").to_pylist())
-        props = CommitProperties(max_commit_retries=0, custom_metadata={
+        return replace_files(dataset, snap.day, adds, {
             "lakestream.operation": "rebuild", "lakestream.day": self.day.isoformat()})
-        for attempt in range(COMMIT_ATTEMPTS):
-            table = dataset.table()
-            live = set(self._of_day(_files(table)).column("path").to_pylist())
-            if not replaced <= live:
-                raise _Replaced(f"{len(replaced - live)} of its files were removed meanwhile")
-            try:
-                with delta_errors(f"commit to {dataset.uri}"):
-                    table.create_write_transaction(adds + removes, mode="append",
-                                                   schema=table.schema(),
-                                                   partition_by=list(DATE_COLUMNS),
-                                                   commit_properties=props)
-            except CommitFailedError as exc:
-                log.debug("%s: rebuild commit raced (%s), attempt %d", dataset.uri, exc,
-                          attempt + 1)
-                time.sleep(min(0.01 * 2 ** attempt, 0.5))
-                continue
-            return int(dataset.table().version())
-        raise StorageError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
-                           "for the next log version", "retry the rebuild")
 
     # -- the dead letters -------------------------------------------------------------------
 

@@ -3,13 +3,15 @@
 Every feed's dataset is a Delta table (``docs/lake.md``); the consumer loop
 drives this sink through ``recover`` / ``write`` / ``forget``.
 
-**Exactly once across two tables.** A batch of one Kafka partition commits its
-dead letters first (the feed's ``_dlq/<feed>`` table), then its rows (the
-dataset's table); each commit carries the partition's application
-transaction and is fenced (:mod:`lakestream.lake.delta`). The rows table's
-transaction is the resume point. A crash between the two commits replays the
-batch; the replay lands in the dead-letter table only the records past that
-table's own transaction version, so each table holds each offset once.
+**Exactly once across two tables.** A flush round (the batches of several Kafka
+partitions of the feed's topic, decoded as one) commits its dead letters
+first (the feed's ``_dlq/<feed>`` table), then its rows (the dataset's table):
+one commit per table, carrying each partition's application transaction, each
+partition fenced on its own (:meth:`~lakestream.lake.delta.DeltaDataset.append_partitions`).
+The rows table's transaction is the resume point. A crash between the two
+commits replays the batches; the replay lands in the dead-letter table only
+the records past that table's own transaction version of the partition, so
+each table holds each offset once.
 
 **Derived streams** (``dedupe_source``) keep their highest source offset as a
 second application transaction of the rows table, committed with the rows:

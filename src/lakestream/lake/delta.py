@@ -303,7 +303,7 @@ class DeltaDataset:
         self.ensure(data.schema)
         for attempt in range(COMMIT_ATTEMPTS):
             table = self.table()
-            self._check_fence(table, ranges)
+            self.check_fence(table, ranges)
             props = CommitProperties(app_transactions=txns or None, max_commit_retries=0,
                                      custom_metadata=dict(metadata) if metadata else None)
             try:
@@ -319,7 +319,9 @@ class DeltaDataset:
         raise StorageError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
                            "for the next log version", "retry; is something rewriting the table?")
 
-    def _check_fence(self, table: Any, ranges: Sequence[OffsetRange]) -> None:
+    def check_fence(self, table: Any, ranges: Sequence[OffsetRange]) -> None:
+        """Raise :class:`FencedError` unless every range's partition holds its expected
+        version in ``table`` (the step 2 of the module docstring)."""
         if not ranges:
             return
         current = ({r.app_id: None for r in ranges} if table is None

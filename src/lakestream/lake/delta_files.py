@@ -1,8 +1,9 @@
 """Data files written by Lakestream itself and committed as explicit Delta actions.
 
-A day rebuild writes its files once and then commits them, with the removal of
-the files it replaces, as one transaction that may be retried on a newer log
-without writing anything again (``export/delta_rebuild.py``). delta-rs commits
+A day rebuild (``export/delta_rebuild.py``) and a dead-letter replay
+(``ingest/replay.py``) write their files once and then commit them, with the
+removal of the files they replace, as one transaction that may be retried on a
+newer log without writing anything again (:func:`replace_files`). delta-rs commits
 such files through ``create_write_transaction`` from :class:`AddAction` s that
 carry the statistics every Delta reader uses to skip files; this module writes
 the Parquet files and reads those statistics back from each file's footer, as
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import logging
 import math
 import time
 import uuid
@@ -24,8 +26,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakestream.errors import StorageError
+from lakestream.lake.delta import COMMIT_ATTEMPTS, DeltaDataset, OffsetRange, delta_errors
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import parquet_bytes
+
+log = logging.getLogger(__name__)
 
 ROWS_PER_FILE = 1_000_000
 
@@ -138,3 +144,55 @@ def remove_actions(files: pa.Table) -> list[Any]:
         values = {c.removeprefix("partition."): row[c] for c in parts}
         out.append(RemoveAction(row["path"], True, now, row["size_bytes"], values))
     return out
+
+
+class FilesGone(Exception):
+    """A file a replacement removes was removed by another commit meanwhile: plan again."""
+
+
+def replace_files(dataset: DeltaDataset, removed: pa.Table, adds: Sequence[Any],
+                  metadata: Mapping[str, str], ranges: Sequence[OffsetRange] = ()) -> int | None:
+    """Remove ``removed`` (snapshot rows of :func:`remove_actions`) and add ``adds`` in one
+    commit; the new version (``None``: nothing to do).
+
+    The commit lands only while every removed file is still live: one that another
+    commit removed meanwhile (a compaction, another replacement) raises
+    :class:`FilesGone` and nothing is committed. Commits that only added files
+    in between are kept (the commit is retried on top of them; ``adds`` are
+    written once). ``ranges`` are application transactions fenced as
+    :meth:`DeltaDataset.append` fences them.
+
+    Raises:
+        FilesGone: A removed file is no longer live.
+        FencedError: An application transaction of ``ranges`` moved.
+    """
+    from deltalake import CommitProperties, Transaction
+    from deltalake.exceptions import CommitFailedError
+
+    removes = remove_actions(removed)
+    if not adds and not removes:
+        return None
+    replaced = set(removed.column("path").to_pylist())
+    props = CommitProperties(max_commit_retries=0, custom_metadata=dict(metadata),
+                             app_transactions=[Transaction(r.app_id, r.last) for r in ranges]
+                             or None)
+    for attempt in range(COMMIT_ATTEMPTS):
+        table = dataset.table()
+        dataset.check_fence(table, ranges)
+        live = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
+        if not replaced <= live:
+            raise FilesGone(f"{len(replaced - live)} of the files it replaces were removed "
+                            "meanwhile")
+        try:
+            with delta_errors(f"commit to {dataset.uri}"):
+                table.create_write_transaction([*adds, *removes], mode="append",
+                                               schema=table.schema(),
+                                               partition_by=dataset.partition_by or None,
+                                               commit_properties=props)
+        except CommitFailedError as exc:
+            log.debug("%s: replacement raced (%s), attempt %d", dataset.uri, exc, attempt + 1)
+            time.sleep(min(0.01 * 2 ** attempt, 0.5))
+            continue
+        return int(dataset.table().version())
+    raise StorageError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
+                       "for the next log version", "retry; is something rewriting the table?")
