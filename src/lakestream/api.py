@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lakestream.export.batch import BatchService
     from lakestream.governance.feed_changes import FeedUpdate
     from lakestream.governance.service import Governance
+    from lakestream.ingest.dead_letters import DeadLetters
     from lakestream.lake.upgrade import DatasetUpgrade
     from lakestream.observe import Monitor
     from lakestream.observe.tokens import ApiTokens
@@ -321,6 +322,15 @@ class Lakestream:
         # the processor's dead letters committed, not yet moved
         pending = pending_dead_letters(self.data_dir / "state" / "processor.sqlite")
         return upgrade_lake(self.storage, self.feeds, dry_run, progress, pending)
+
+    # -- dead letters -------------------------------------------------------------------
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        """The feeds' dead letters: list, show, replay, purge (``dlq``)."""
+        from lakestream.ingest.dead_letters import DeadLetters
+
+        return DeadLetters(self.storage, self.feeds, lambda: self.governance.audit)
 
     # -- query --------------------------------------------------------------------------
 

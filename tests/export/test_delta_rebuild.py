@@ -323,3 +323,54 @@ def test_a_rebuilt_day_with_a_new_field_grows_the_tables_schema_first(tmp_path: 
     assert notes == {("15", True), ("16", False)}
     assert report.records_after == report.records_before == 20
     assert table.protocol().min_writer_version == 2
+
+
+def _land_strict(storage: Storage, count: int) -> list[tuple[int, int]]:
+    """The lake of the feed that requires an id: every fifth record a dead letter; all
+    coordinates."""
+    sink = DeltaLakeSink(storage, FEED)
+    for p in (0, 1):
+        sink.recover(FEED.topic, p)
+    every = []
+    for p, offsets, values in batches(count):
+        sink.write(FEED.topic, p, [_no_id(p, o, v) for o, v in zip(offsets, values, strict=True)],
+                   [b"k"] * len(values), offsets, [_kafka_time(p, o) for o in offsets])
+        every += [(p, o) for o in offsets]
+    return sorted(every)
+
+
+def test_a_replay_during_a_rebuild_lands_each_record_once(tmp_path: Path) -> None:
+    """Both turn the same dead letters into rows: whichever commits second starts over."""
+    from lakestream.ingest.replay import DeadLetterReplay
+
+    storage = local_lake(tmp_path)
+    every = _land_strict(storage, 4)
+    assert _coordinates(storage, DLQ)
+    replays = []
+    report = DayRebuild(storage, LOOSE, DAY).run(_loose_source(
+        4, during=lambda: replays.append(DeadLetterReplay(storage, LOOSE).run())))
+    assert replays[0].landed > 0 and report.records_after
+    rows, dead = _coordinates(storage), _coordinates(storage, DLQ)
+    assert Counter(rows).most_common(1)[0][1] == 1
+    assert not set(rows) & set(dead) and sorted(rows + dead) == every
+
+
+def test_a_replay_planned_before_a_rebuild_plans_again(tmp_path: Path) -> None:
+    from lakestream.errors import FencedError
+    from lakestream.ingest.replay import DeadLetterReplay
+    from lakestream.lake.dead_letter_report import LetterFilter
+
+    storage = local_lake(tmp_path)
+    every = _land_strict(storage, 4)
+    replay = DeadLetterReplay(storage, LOOSE)
+    stale = replay._plan(LetterFilter())
+    DayRebuild(storage, LOOSE, DAY).run(_loose_source(4))
+    try:
+        replay._land(stale)
+        raise AssertionError("a replay planned before the rebuild committed landed")
+    except FencedError:
+        pass
+    DeadLetterReplay(storage, LOOSE).run()
+    rows, dead = _coordinates(storage), _coordinates(storage, DLQ)
+    assert Counter(rows).most_common(1)[0][1] == 1 and not dead
+    assert sorted(rows) == every

@@ -11,7 +11,7 @@ import pytest
 from lakestream.config import S3Settings
 from lakestream.errors import FencedError
 from lakestream.feeds import Feed
-from lakestream.ingest.delta_sink import DeltaLakeSink, Run, _split
+from lakestream.ingest.delta_sink import DeltaLakeSink, Run, split_round
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import Storage, open_storage
 from tests.ingest.helpers import event
@@ -68,7 +68,7 @@ def test_a_crash_between_the_two_commits_replays_without_doubling(lake: Storage)
 
     # the dead letters committed, then the process died before the rows' commit
     run = Run(0, values, keys, offsets, times)
-    crashed._commit_dead_letters("t", _split(result, [run]), {0: _keys(keys)})
+    crashed._commit_dead_letters("t", split_round(result, [run]), {0: _keys(keys)})
     restarted = DeltaLakeSink(lake, FEED)
     assert restarted.recover("t", 0) is None, "the rows table is the resume point"
     restarted.write("t", 0, values, keys, offsets, times)

@@ -127,6 +127,9 @@ def test_dead_letters_keep_reason_and_coordinates(client: TestClient,
                       headers=admin).json()
     assert body["count"] == 5 and len(body["samples"]) == 3
     assert {"reason", "raw", "_kafka_partition", "_kafka_offset"} <= set(body["samples"][0])
+    assert sum(g["count"] for g in body["reasons"]) == 5
+    assert all(g["partitions"] and g["first_seen"] for g in body["reasons"])
+    assert body["replay"] == "lakestream dlq replay --feed transaction_stream --dry-run"
 
 
 def test_runs_and_quality_come_from_the_run_logs(client: TestClient,

@@ -115,6 +115,12 @@ def test_click_through_feed_to_partition(page: Any, demo_lake: DemoLake) -> None
         assert int(cell(page, "partitions", day, "records")) == count
     assert page.locator("#schema tbody tr").count() >= 16
     assert page.locator("#dlq tbody tr").count() == 5
+    groups = page.locator("#dlq-reasons tbody tr")
+    assert groups.count() >= 1
+    assert sum(int(groups.nth(i).locator("td").nth(1).inner_text().replace(",", ""))
+               for i in range(groups.count())) == 5
+    assert page.locator("code:text-is('lakestream dlq replay --feed transaction_stream "
+                        "--dry-run')").count() == 1
     shot(page, "feed_transaction_stream")
     newest = max(days)
     page.click(f'#partitions a:text-is("{newest}")')

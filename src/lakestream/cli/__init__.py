@@ -9,6 +9,7 @@ import lakestream.cli.warehouse  # noqa: F401  (registers the commands)
 from lakestream.cli import (  # noqa: F401  (each module registers its commands)
     batch,
     derive,
+    dlq,
     doctor,
     feeds,
     governance,

@@ -16,6 +16,7 @@ from lakestream.api import Lakestream
 from lakestream.config import load_settings
 from lakestream.errors import LakestreamError, UsageError
 from lakestream.kafka.client import RepeatFilter
+from lakestream.memory import limit_malloc_arenas
 from lakestream.output import (
     err_console,
     print_error,
@@ -83,6 +84,7 @@ def cli(ctx: click.Context, config: str | None, debug: bool, verbose: bool) -> N
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and map errors to exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    limit_malloc_arenas()  # before the long-running commands start their threads
     try:
         cli.main(args=argv, prog_name="lakestream", standalone_mode=False)
     except click.exceptions.Exit as exc:

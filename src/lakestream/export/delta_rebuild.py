@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -60,7 +61,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from lakestream.errors import StorageError
+from lakestream.errors import FencedError, StorageError
 from lakestream.export.rebuild import (
     DayReader,
     RebuildReport,
@@ -72,7 +73,14 @@ from lakestream.export.records import DeadLetters, FeedRows
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DATE_COLUMNS
 from lakestream.lake.dead_letters import with_dates
-from lakestream.lake.delta import DeltaDataset, app_id, delta_errors
+from lakestream.lake.delta import (
+    REWRITES,
+    DeltaDataset,
+    OffsetRange,
+    app_id,
+    delta_errors,
+    rewrite_range,
+)
 from lakestream.lake.delta_files import FilesGone, replace_files, write_files
 from lakestream.lake.delta_metadata import _first_offset, _partitions_seen
 from lakestream.lake.layout import dlq_path
@@ -94,6 +102,7 @@ class _Snapshot:
     day: pa.Table  # the live files of the day
     landed: dict[int, int | None] = field(default_factory=dict)  # app transaction per partition
     missing: frozenset[str] = frozenset()  # live files of the day storage no longer has
+    rewrite: int | None = None  # the rewrite transaction (REWRITES) at this version
 
     @property
     def records(self) -> int:
@@ -137,7 +146,7 @@ class DeltaDayRebuild:
         for attempt in range(1, REBUILD_ATTEMPTS + 1):
             try:
                 return self._attempt(read, source)
-            except FilesGone as exc:
+            except (FilesGone, FencedError) as exc:
                 log.info("%s %s: %s; rebuilding again (attempt %d)", self.feed.name, self.day,
                          exc, attempt + 1)
         raise StorageError(f"{self.feed.dataset} {self.day} was rewritten by another commit "
@@ -177,7 +186,9 @@ class DeltaDayRebuild:
         table = DeltaDataset(self.storage, dataset.rel, DATE_COLUMNS).table()
         files = _files(table)
         day = self._of_day(files)
-        return _Snapshot(table, files, day, missing=self._missing(dataset.rel, day))
+        rewrite = None if table is None else table.transaction_version(app_id(REWRITES, 0))
+        return _Snapshot(table, files, day, missing=self._missing(dataset.rel, day),
+                         rewrite=rewrite)
 
     def _missing(self, rel: str, day: pa.Table) -> frozenset[str]:
         """Live files of the day (paths in the log) that storage no longer holds."""
@@ -229,7 +240,7 @@ class DeltaDayRebuild:
         adds = [] if new is None else write_files(self.storage, self.data.rel, self.partition,
                                                   new, self.rows_per_file)
         report.files_after, report.records_after = len(adds), 0 if new is None else new.num_rows
-        self._commit(self.data, snap, adds)
+        self._commit(self.data, snap, adds, [rewrite_range(snap.rewrite)])
         log.info("rebuilt %s %s from %s: %d records in %d files (was %d in %d)", self.feed.name,
                  self.day, source, report.records_after, report.files_after,
                  report.records_before, report.files_before)
@@ -248,10 +259,13 @@ class DeltaDayRebuild:
             dataset.append(pa.schema([*current, *grown]).empty_table())
         return merged
 
-    def _commit(self, dataset: DeltaDataset, snap: _Snapshot, adds: list[Any]) -> int | None:
-        """Remove the snapshot's day files and add ``adds`` in one commit (see the module)."""
+    def _commit(self, dataset: DeltaDataset, snap: _Snapshot, adds: list[Any],
+                ranges: Sequence[OffsetRange] = ()) -> int | None:
+        """Remove the snapshot's day files and add ``adds`` in one commit (see the module);
+        the rows' commit moves the rewrite transaction, so a dead-letter replay that
+        committed since the snapshot sends the rebuild back to its start."""
         return replace_files(dataset, snap.day, adds, {
-            "lakestream.operation": "rebuild", "lakestream.day": self.day.isoformat()})
+            "lakestream.operation": "rebuild", "lakestream.day": self.day.isoformat()}, ranges)
 
     # -- the dead letters -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Actions written by Lakestream:
 ``read_failed``           a permitted query that failed (bad SQL, a file access DuckDB refused)
 ``grant`` / ``revoke``    a permission (or role membership) given or taken
 ``retention_delete``      what one retention run deleted from one dataset
+``dlq_purge``             the days of dead letters ``dlq purge`` removed from one feed
 ``token_issue``           an API token created for a principal
 ========================  ==========================================================
 

@@ -131,7 +131,7 @@ class DeltaLakeSink:
         if not runs:
             return RoundResult(FlushStats(), {})
         values = runs[0].values if len(runs) == 1 else [v for r in runs for v in r.values]
-        pieces = _split(self.decoder.decode(values), runs)
+        pieces = split_round(self.decoder.decode(values), runs)
         keys = {r.partition: _keys(r.keys) for r in runs}
         rejected, fenced = self._commit_dead_letters(topic, pieces, keys)
         parts: dict[int, PartitionRows] = {}
@@ -141,7 +141,7 @@ class DeltaLakeSink:
             if p in fenced:
                 continue
             parts[p], tops[p] = self._rows(topic, piece, keys[p])
-        outcome = self.data.append_partitions(parts, self._storable)
+        outcome = self.data.append_partitions(parts, self.storable_rows)
         fenced.update(outcome.fenced)
         rows = 0
         for p in outcome.committed + outcome.landed:
@@ -155,7 +155,7 @@ class DeltaLakeSink:
             self.decoder = self._decoder(self.decoder, self._committed_types(refresh=False))
         return RoundResult(FlushStats(rows, rejected, 0, 0), fenced)
 
-    def _rows(self, topic: str, piece: _Piece,
+    def _rows(self, topic: str, piece: RunRows,
               keys: pa.Array) -> tuple[PartitionRows, int | None]:
         """One partition's share of the rows commit, and its new highest source offset."""
         run = piece.run
@@ -177,7 +177,7 @@ class DeltaLakeSink:
                                     keys, topic if self.feed.layer == "bronze" else None)
         return PartitionRows(table, ranges), seen
 
-    def _storable(self, tables: list[pa.Table]) -> pa.Table:
+    def storable_rows(self, tables: list[pa.Table]) -> pa.Table:
         """The rows of a commit as the table stores them (widened first if need be)."""
         if not tables:
             return self._no_rows()
@@ -208,7 +208,7 @@ class DeltaLakeSink:
                   *(pa.field(name, pa.string()) for name in DATE_COLUMNS)]
         return pa.schema(fields).empty_table()
 
-    def _commit_dead_letters(self, topic: str, pieces: Sequence[_Piece],
+    def _commit_dead_letters(self, topic: str, pieces: Sequence[RunRows],
                              keys: dict[int, pa.Array]) -> tuple[int, dict[int, str]]:
         """Commit the round's dead letters past the DLQ table's own version of each
         partition; how many, and the partitions another writer took."""
@@ -260,8 +260,9 @@ class RoundResult:
 
 
 @dataclass
-class _Piece:
-    """One run's share of a round's decoded batch (indices and rejects relative to it)."""
+class RunRows:
+    """One run's share of a round's decoded batch: its good rows, their indices in the run,
+    and ``(index in the run, reason)`` of its rejected records."""
 
     run: Run
     table: pa.Table | None
@@ -269,10 +270,10 @@ class _Piece:
     rejected: list[tuple[int, str]]
 
 
-def _split(result: DecodeResult, runs: Sequence[Run]) -> list[_Piece]:
+def split_round(result: DecodeResult, runs: Sequence[Run]) -> list[RunRows]:
     """Cut the decoded batch of the concatenated runs back into the runs."""
     if len(runs) == 1:
-        return [_Piece(runs[0], result.table, result.indices, list(result.rejected))]
+        return [RunRows(runs[0], result.table, result.indices, list(result.rejected))]
     pieces = []
     start = row = 0
     for run in runs:
@@ -283,7 +284,7 @@ def _split(result: DecodeResult, runs: Sequence[Run]) -> list[_Piece]:
         indices = pc.subtract(result.indices.slice(row, rows),
                               pa.scalar(start, result.indices.type))
         rejected = [(i - start, why) for i, why in result.rejected if start <= i < end]
-        pieces.append(_Piece(run, table, indices, rejected))
+        pieces.append(RunRows(run, table, indices, rejected))
         start, row = end, row + rows
     return pieces
 

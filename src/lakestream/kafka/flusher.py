@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from lakestream.kafka.buffer import PartitionBuffer
+from lakestream.memory import release_freed_memory
 
 TopicPartitionKey = tuple[str, int]
 
@@ -49,7 +50,14 @@ class BackgroundFlusher:
         """Start a round (the previous one must have been collected with :meth:`wait`)."""
         if self._round is not None:
             raise RuntimeError("a flush round is still uncollected")
-        self._round = self._executor.submit(self._flush, buffers)
+        self._round = self._executor.submit(self._flush_and_release, buffers)
+
+    def _flush_and_release(self, buffers: list[PartitionBuffer]) -> list[TopicPartitionKey]:
+        try:
+            return self._flush(buffers)
+        finally:
+            buffers.clear()  # the round's messages are garbage now, not at the next round
+            release_freed_memory()
 
     def wait(self) -> list[TopicPartitionKey]:
         """Wait for the round in flight; its partitions (raises what the round raised)."""
@@ -59,3 +67,4 @@ class BackgroundFlusher:
     def close(self) -> None:
         """Stop the thread (after the round in flight, if any)."""
         self._executor.shutdown(wait=True)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -9,6 +10,7 @@ import pyarrow.compute as pc
 
 from lakestream.decode.schemas import TIMESTAMP
 from lakestream.lake.delta import DeltaDataset, OffsetRange
+from lakestream.lake.delta_maintenance import PartitionDelete, delete_partitions, partition_files
 from lakestream.lake.writer import BatchId, dlq_table
 
 DATE_COLUMNS = ("year", "month", "day")
@@ -70,3 +72,25 @@ def with_dates(table: pa.Table, times: pa.ChunkedArray | pa.Array) -> pa.Table:
     return table
 
 
+
+
+def purge_dead_letters(dlq: DeltaDataset, before: dt.date,
+                       dry_run: bool = False) -> PartitionDelete:
+    """Remove the day partitions of a dead-letter table older than ``before`` in one commit
+    (``dry_run``: what it would remove). The files stay for ``vacuum``, as retention's do.
+
+    The days are the dead letters' Kafka timestamps (the time of rejection when the
+    record had none), the folders they are stored in.
+    """
+    old = {p: files for p, files in partition_files(dlq).items() if _day(p) < before}
+    if not dry_run:
+        return delete_partitions(dlq, {p: [f.path for f in files] for p, files in old.items()})
+    chosen = sorted(old)
+    gone = [f for p in chosen for f in old[p]]
+    return PartitionDelete(chosen, [f.path for f in gone], sum(f.size for f in gone),
+                           sum(f.records for f in gone), None)
+
+
+def _day(partition: tuple[str, ...]) -> dt.date:
+    year, month, day = (int(v) for v in partition)
+    return dt.date(year, month, day)

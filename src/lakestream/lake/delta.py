@@ -152,6 +152,17 @@ def storage_options(storage: Storage) -> dict[str, str] | None:
     return options
 
 
+REWRITES = "rewrite:"
+"""Topic of the application transaction that a dead-letter replay and a day rebuild move on
+a dataset they add rows to (``rewrite:`` is no Kafka topic name). Each commits only if the
+transaction still holds what it read: the two never land the same record twice."""
+
+
+def rewrite_range(held: int | None) -> OffsetRange:
+    """The rewrite transaction moved on from ``held`` (what the writer read)."""
+    return OffsetRange(REWRITES, 0, held, (held or 0) + 1)
+
+
 @dataclass(frozen=True)
 class OffsetRange:
     """Offsets ``first..last`` of one partition, landed on top of ``expected`` (``None``: none)."""

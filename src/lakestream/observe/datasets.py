@@ -155,6 +155,15 @@ class LakeCatalog:
         page = browse.read_rows(self.storage, ds, None, None, limit, 0)
         return page.total, [dict(zip(page.columns, r, strict=True)) for r in page.rows]
 
+    def dlq_reasons(self, feed: Feed) -> list[dict[str, Any]]:
+        """``feed``'s dead letters grouped by reason (``lakestream dlq list``'s groups)."""
+        from lakestream.lake.dead_letter_report import reason_groups
+        from lakestream.lake.dead_letters import DATE_COLUMNS
+        from lakestream.lake.delta import DeltaDataset
+
+        table = DeltaDataset(self.storage, f"{DLQ}/{feed.name}", DATE_COLUMNS)
+        return [g.as_json() for g in reason_groups(self.storage, table)]
+
     def _dlq_records(self, feed: Feed) -> int:
         ds = Dataset(f"dlq_{feed.name}", f"{DLQ}/{feed.name}", DLQ)
         return sum(_footer_rows(self.storage, [f.path for f in p.files])

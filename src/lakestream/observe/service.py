@@ -105,13 +105,16 @@ class Monitor:
         ds, _ = self._authorized(principal, name, "rows")
         return browse.read_rows(self.storage, ds, columns, day, limit, offset)
 
-    def dlq(self, principal: str, name: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
-        """The dead letters of a feed's dataset: their count and the first ``limit``."""
+    def dlq(self, principal: str, name: str, limit: int) -> dict[str, Any]:
+        """The dead letters of a feed's dataset: their count, the first ``limit``, the
+        groups by reason and the command that replays them."""
         _, feed = self._authorized(principal, name, "dlq")
         if feed is None:
             raise UsageError(f"dataset '{name}' is not written by a feed: it has no DLQ")
         self._authorize(principal, f"dlq_{feed.name}", "api:dlq")
-        return self.catalog.dlq_samples(feed, limit)
+        count, samples = self.catalog.dlq_samples(feed, limit)
+        return {"count": count, "samples": samples, "reasons": self.catalog.dlq_reasons(feed),
+                "replay": f"lakestream dlq replay --feed {feed.name} --dry-run"}
 
     def _authorized(self, principal: str, name: str, what: str) -> tuple[Any, Feed | None]:
         known = self.catalog.datasets()

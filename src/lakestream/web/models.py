@@ -127,12 +127,25 @@ class RowsPage(BaseModel):
     files_read: int = Field(description="Parquet files the page was read from")
 
 
+class DeadLetterGroup(BaseModel):
+    """Dead letters of one reason (the reason without the value it quotes)."""
+
+    reason: str
+    count: int
+    first_seen: str | None
+    last_seen: str | None
+    partitions: list[dict[str, Any]]
+
+
 class DeadLetters(BaseModel):
-    """A feed's rejected records: how many, and the first few."""
+    """A feed's rejected records: how many, the first few, the groups by reason, and the
+    command that replays them after a fix."""
 
     dataset: str
     count: int
     samples: list[dict[str, Any]]
+    reasons: list[DeadLetterGroup]
+    replay: str
 
 
 class PartitionLag(BaseModel):

@@ -103,9 +103,10 @@ def rows(api: Api, principal: Principal, name: Name,
 @router.get("/datasets/{name}/dlq", response_model=models.DeadLetters, tags=["datasets"])
 def dead_letters(api: Api, principal: Principal, name: Name,
                  limit: Annotated[int, Query(ge=0, le=100)] = 10) -> Any:
-    """How many records of the dataset's feed were rejected, and the first ``limit``."""
-    count, samples = api.monitor.dlq(principal, name, limit)
-    return {"dataset": name, "count": count, "samples": plain(samples)}
+    """How many records of the dataset's feed were rejected, the first ``limit``, the
+    groups by reason, and the command that replays them."""
+    found = api.monitor.dlq(principal, name, limit)
+    return {"dataset": name, **plain(found)}
 
 
 @router.get("/lag", response_model=models.LagReport, tags=["operations"])

@@ -122,7 +122,20 @@
         dlq.status === 400 ? h("p", { class: "muted" }, "This dataset has no dead-letter queue.")
                            : problem(dlq));
     }
-    return panel(`Dead letters (${fmt.int(dlq.count)})`, table([
+    return panel(`Dead letters (${fmt.int(dlq.count)})`,
+      table([
+        { label: "reason", key: "reason", wrap: true },
+        { label: "count", key: "count", num: true },
+        { label: "first seen", key: "first_seen", get: (r) => fmt.time(r.first_seen) },
+        { label: "last seen", key: "last_seen", get: (r) => fmt.time(r.last_seen) },
+        { label: "offsets", key: "partitions", wrap: true,
+          get: (r) => r.partitions.map((p) => `${p.topic}[${p.partition}] ${p.first_offset}…${p.last_offset}`)
+                                  .join(", ") },
+      ], dlq.reasons, { id: "dlq-reasons", empty: "No record was rejected.",
+                        rowKey: (r) => r.reason }),
+      dlq.count ? h("p", {}, "After a fix, replay them (those that pass land once, the others stay): ",
+                    h("code", { class: "mono" }, dlq.replay)) : null,
+      table([
       { label: "reason", key: "reason", wrap: true },
       { label: "raw", key: "raw", wrap: true, get: (r) => h("pre", {}, String(r.raw ?? "").slice(0, 300)) },
       { label: "partition", key: "_kafka_partition", num: true },
