@@ -186,11 +186,6 @@ class FeedRegistry:
 
     # -- lifecycle: every change is validated before it is written ---------------------------
 
-    def path_of(self, name: str) -> Path | None:
-        """The active file that defines ``name`` (``None``: a built-in feed without override)."""
-        self.get(name)
-        return self._paths.get(name)
-
     def archived(self) -> dict[str, Path]:
         """Archived feeds: name → file in ``<feeds_dir>/archived``."""
         found = {}

@@ -35,15 +35,6 @@ class PartitionBuffer:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def drop_before(self, offset: int) -> None:
-        """Forget messages below ``offset`` (already in the lake)."""
-        cut = 0
-        while cut < len(self.offsets) and self.offsets[cut] < offset:
-            cut += 1
-        if cut:
-            del self.values[:cut], self.keys[:cut], self.offsets[:cut], self.timestamps[:cut]
-            self.nbytes = sum(len(v) for v in self.values if v)
-
     def clear(self) -> None:
         """Empty the buffer after a flush."""
         self.values, self.keys, self.offsets, self.timestamps = [], [], [], []

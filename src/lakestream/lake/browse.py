@@ -82,18 +82,6 @@ def _parquet_files(storage: Storage, folder: str, dataset_path: str) -> list[Fil
             if f.path.endswith(".parquet") and "/_" not in f.path[len(dataset_path):]]
 
 
-def parse_day(text: str) -> dt.date:
-    """A ``YYYY-MM-DD`` date.
-
-    Raises:
-        UsageError: Not such a date.
-    """
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"'{text}' is not a date", "use YYYY-MM-DD, e.g. 2025-01-15") from None
-
-
 def _scope(storage: Storage, ds: Dataset, day: dt.date | None) -> tuple[str, str | None]:
     """(folder to read, extra SQL filter) for ``ds`` restricted to ``day``."""
     if ds.area == "tables":

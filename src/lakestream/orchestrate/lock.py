@@ -18,7 +18,6 @@ import socket
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 import psutil
 import sqlalchemy as sa
@@ -225,10 +224,3 @@ class DagLock:
                     return
             except Exception as exc:
                 log.warning("could not refresh the lock of %s: %s", self.dag, exc)
-
-
-def lock_rows(engine: sa.Engine) -> list[dict[str, Any]]:
-    """Every held DAG lock (for status displays)."""
-    ensure_table(engine, dag_locks)
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(dag_locks))]
