@@ -84,7 +84,7 @@ class Lakestream:
 
     @cached_property
     def weather(self) -> WeatherService:
-        """The weather pipeline (SPEC §4): produce, bronze, silver, gold, quality, run."""
+        """The weather pipeline (docs/weather.md): produce, bronze, silver, gold, quality, run."""
         from lakestream.pipelines.weather import WeatherService
 
         return WeatherService(self.settings, self.storage, self.feeds)
@@ -217,7 +217,7 @@ class Lakestream:
                   for f in feeds if f.kind == "table"}
         from lakestream.governance.modes import prepare_feed_folders
 
-        prepare_feed_folders(self.storage, feeds)  # 0750 restricted / 0755 shared (SPEC §6)
+        prepare_feed_folders(self.storage, feeds)  # 0750 restricted / 0755 shared
         return IngestEngine(self.settings, bootstrap, self.storage, feeds, options, tables)
 
     def warehouse_loader(self, until_idle: bool = False, idle_timeout_s: float = 3.0,

@@ -100,7 +100,7 @@ class S3Settings(_Model):
 
 
 class WeatherSettings(_Model):
-    """The weather pipeline (SPEC §4): which cities, how often, how long each layer is kept."""
+    """The weather pipeline (docs/weather.md): which cities, how often, how long layers are kept."""
 
     cities: tuple[str, ...] = Field(
         default=("Paris", "London", "New York", "Tokyo", "Sydney"),

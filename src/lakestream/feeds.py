@@ -96,7 +96,7 @@ BUILTIN_FEEDS: tuple[Feed, ...] = (
         required=TRANSACTION_REQUIRED,
         time_field="event_time",
         sensitivity="restricted",
-        description="raw transaction events (SPEC §3.1), nested fields as structs",
+        description="raw transaction events (schema `transactions`), nested fields as structs",
     ),
     *(
         Feed(name=name, topic=name, pipeline="transactions", schema=name,
@@ -126,7 +126,7 @@ BUILTIN_FEEDS: tuple[Feed, ...] = (
         time_field="fetched_at",
         sensitivity="shared",
         retention_days=30,
-        description="raw OpenWeather current-weather records + city, fetched_at (SPEC §4)",
+        description="raw OpenWeather current-weather records + city, fetched_at (docs/weather.md)",
     ),
 )
 

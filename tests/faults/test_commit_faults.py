@@ -197,7 +197,7 @@ def test_ingest_survives_a_failure_before_and_after_each_commit_step(
     write_feed(tmp_path / "feeds", "feed", topic)
     config = write_config(tmp_path, kafka={"bootstrap_servers": broker.bootstrap_servers},
                           lake={"max_batch_records": 100, "flush_interval_s": 0.2})
-    messages = _with_bad_records(generated(3000, seed=SEED % 1000))
+    messages = _with_bad_records(generated(4000, seed=SEED % 1000))
     send(broker.bootstrap_servers, topic, [])
     faults = [
         Fault("create", "_dlq/feed", 1, after=False),
@@ -207,9 +207,11 @@ def test_ingest_survives_a_failure_before_and_after_each_commit_step(
         Fault("read", "_dlq/feed", 5, after=False),
         Fault("commit", "_dlq/feed", 2, after=False),
         Fault("commit", "_dlq/feed", 4, after=True),  # then the rows commit of the retry
-        Fault("commit", "streams/feed", 5, after=False),
-        Fault("commit", "streams/feed", 9, after=True),
-        Fault("commit", "streams/feed", 12, after=True),
+        # a flush round is one commit per table (all partitions): ~8-9 rows commits in
+        # the run, the retries' back-off included
+        Fault("commit", "streams/feed", 3, after=False),
+        Fault("commit", "streams/feed", 5, after=True),
+        Fault("commit", "streams/feed", 7, after=True),
         Fault("metadata", "_metadata.json", 2, after=True),
         Fault("metadata", "_metadata.json", 4, after=False),
     ]
@@ -217,7 +219,7 @@ def test_ingest_survives_a_failure_before_and_after_each_commit_step(
     engine = api.ingest_engine(api.select_feeds(None, "feed"), until_idle=True,
                                idle_timeout_s=2.0, group_id=f"steps-{uuid.uuid4().hex[:6]}")
     with caplog.at_level(logging.WARNING), producing(broker.bootstrap_servers, topic, messages,
-                                                     rate=300):  # ~10 s: many small commits
+                                                     rate=300):  # ~13 s: many small commits
         report = engine.run()
 
     assert [(str(f), f.seen) for f in faults if not f.fired] == []
@@ -280,8 +282,10 @@ def test_sigkill_before_between_and_after_each_delta_commit_loses_and_doubles_no
         tmp_path: Path, broker: EmbeddedBroker, counts: FaultCounts) -> None:
     topic = unique_topic("faults-kill9")
     write_feed(tmp_path / "feeds", "feed", topic)
+    # a flush round is one commit per table for all partitions: rounds of at most 40
+    # records a partition give each run several commits of its ~84 records a partition
     config = write_config(tmp_path, kafka={"bootstrap_servers": broker.bootstrap_servers},
-                          lake={"max_batch_records": 100, "flush_interval_s": 0.2})
+                          lake={"max_batch_records": 40, "flush_interval_s": 0.2})
     messages = _with_bad_records(generated(3000, seed=SEED % 991), every=11)
     lake = tmp_path / "lake"
     ingest = ["--config", str(config), "ingest", "--feed", "feed", "--group", "kill9",

@@ -121,7 +121,7 @@ def produce() -> None:
 @click.option("--seed", type=int, default=None, help="Seed for reproducible events.")
 @pass_ctx
 def produce_transactions(ctx: Context, messages: int, rate: float, seed: int | None) -> None:
-    """Generate realistic transaction events (SPEC §3.1) into the `transactions` topic.
+    """Generate realistic transaction events into the `transactions` topic.
 
     Events are keyed by user id; about 2 % arrive late (event time 1-72 h in the
     past) and land in their own day's partition.

@@ -165,8 +165,8 @@ def storable(table: pa.Table) -> pa.Table:
     """``table`` without columns that hold no type: objects with no field (``{}``, which
     Parquet cannot store) and fields null in every record, at any depth.
 
-    Either becomes a column as soon as a record gives it a value (SPEC §8, schema
-    evolution), so a column's existence and type never depend on how records were
+    Either becomes a column as soon as a record gives it a value (docs/operations.md,
+    "Types"), so a column's existence and type never depend on how records were
     batched. Arrays keep their item type, even an unknown one (``[]``).
     """
     pruned = [(field, _without_empty_structs(field.type)) for field in table.schema]

@@ -1,1 +1,1 @@
-"""Derive: the ksqlDB-equivalent streams and exact aggregate tables (SPEC §3.2, §3.3)."""
+"""Derive: the ksqlDB-equivalent streams and exact aggregate tables (docs/ksqldb.md)."""

@@ -9,7 +9,7 @@ and input offsets together. A crash before the commit replays the batch: the
 derived streams may repeat records (each carries ``_source_partition`` and
 ``_source_offset`` and goes to the partition of its source, so ``ingest`` drops
 the repeats) and tables may repeat a key's latest value (an upsert). No Kafka
-transactions are needed (Tansu does not isolate them, SPEC §2).
+transactions are needed (Tansu accepts but does not isolate them: README.md).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%gZ"
 
-# Events that pass decoding but break the contract of SPEC §3.1.
+# Events that pass decoding but are not valid transactions (one reason per broken rule).
 INVALID = """
 SELECT _source_offset,
        concat_ws('; ',
@@ -54,7 +54,7 @@ FROM events e JOIN rates r ON r.currency = e.currency
 WHERE e._source_offset NOT IN (SELECT _source_offset FROM invalid)
 """
 
-# Columns of each derived stream as published (SPEC §3.2), in order.
+# Columns of each derived stream as published, in order (docs/ksqldb.md).
 FLATTENED_COLUMNS = (
     "transaction_id", "event_time", "transaction_type", "status", "amount", "currency",
     "amount_usd", "quantity", "user_id", "user_name", "user_email", "user_country", "user_city",
@@ -138,7 +138,7 @@ SELECT DISTINCT _source_partition AS part, product_id, user_id
 FROM flattened WHERE status = 'completed' AND transaction_type = 'purchase'
 """
 
-# Table name -> (key columns, value columns) of the published aggregates (SPEC §3.3).
+# Table name -> (key columns, value columns) of the published aggregates (docs/ksqldb.md).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "user_transaction_summary": (
         ("user_id", "transaction_type"), ("total_amount", "transaction_count", "avg_amount")),

@@ -7,7 +7,7 @@ service, so Lakestream reads Kafka itself, as a bounded source:
    topic, partition), from the lake's next offset (the Delta log's application
    transaction + 1) to the partition's last offset. The last offset is found by
    reading until the broker has nothing more: watermarks only say where to start
-   looking (Tansu's are wrong, SPEC §2).
+   looking (Tansu's are wrong: docs/operations.md).
 2. **Read**: each range with confluent-kafka, in batches of at most
    ``lake.max_batch_records`` records and ``lake.max_batch_bytes`` bytes.
 3. **Write**: each batch through the ingest's own Delta sink, whose fenced

@@ -3,7 +3,7 @@
 Batch exports read a bounded range of each partition: from a start found by
 time (``offsets_for_times``) or the partition's beginning, up to an end offset
 or to the partition's end. Tansu answers ``offsets_for_times`` with offset 0
-for any timestamp (SPEC §2); :meth:`KafkaScan.offsets_for_time` detects that
+for any timestamp (docs/operations.md); :meth:`KafkaScan.offsets_for_time` detects that
 with a probe far in the future (a real broker answers "no such record", -1)
 and then returns ``None``: the caller scans from the beginning instead.
 

@@ -1,4 +1,4 @@
-"""Governance (SPEC §6): retention, enforced permissions, secrets and the audit trail.
+"""Governance (docs/governance.md): retention, enforced permissions, secrets and the audit trail.
 
 Modules, lowest first: :mod:`.catalog` (datasets and their sensitivity),
 :mod:`.store` (the governance tables), :mod:`.audit`, :mod:`.permissions`

@@ -5,7 +5,7 @@ A dataset's name is the name of its view in ``lakestream query`` (see
 ``payment_method_totals_history``, ``bronze_weather``, ``silver_weather_cleaned``,
 ``dlq_transaction_stream`` ... Every feed's dataset and dead letters are in it
 from the moment the feed is declared, before any data arrives.
-Its sensitivity decides the default permissions (SPEC §6):
+Its sensitivity decides the default permissions (docs/governance.md):
 
 - streams, tables and bronze take their feed's ``sensitivity``;
 - dead-letter datasets are always ``restricted`` (they hold raw payloads);

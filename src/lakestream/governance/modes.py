@@ -1,4 +1,4 @@
-"""File modes of a local lake by sensitivity (SPEC §6): restricted 0750, shared 0755.
+"""File modes of a local lake by sensitivity (docs/governance.md): restricted 0750, shared 0755.
 
 The mode of a dataset's folder is what gates other local users: without the
 execute bit nobody else can reach the files below, whatever their own modes.

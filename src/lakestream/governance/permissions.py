@@ -12,7 +12,7 @@ The model (docs/governance.md):
   role through a membership row: the dataset ``role:<name>``
   (``lakestream permissions assign alice analyst``). Memberships are one
   level deep: roles do not belong to roles.
-- **Defaults** (SPEC §6): the ``analyst`` role reads every ``shared`` dataset
+- **Defaults** (docs/governance.md): the ``analyst`` role reads every ``shared`` dataset
   (anonymized streams, aggregates, weather); ``restricted`` datasets (raw
   streams, dead letters) need an explicit grant. The ``admin`` role has the
   ``admin`` level on every dataset (``*``), so it reads everything.

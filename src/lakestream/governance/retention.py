@@ -1,6 +1,6 @@
 """Retention, part one: the plan of exactly what would go (``lakestream retention --dry-run``).
 
-Policies per feed and layer (SPEC §4, §5, §6), each overridable in the feed file:
+Policies per feed and layer (docs/governance.md, "Retention"), each overridable in the feed file:
 
 =========  ==========================================  =================================
 layer      what is kept                                default

@@ -76,7 +76,7 @@ def _with_kafka_columns(
     keys: pa.Array,
     topic: str | None = None,
 ) -> pa.Table:
-    """``table`` with the Kafka coordinates as columns (and the topic, for bronze: SPEC §4)."""
+    """``table`` with the Kafka coordinates as columns (and the topic, for bronze)."""
     n = table.num_rows
     columns = {
         "_kafka_partition": pa.array([partition] * n, pa.int32())

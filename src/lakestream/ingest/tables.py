@@ -212,8 +212,8 @@ class TableIngest:
 
         A partition whose watermark cannot be read (the broker is down) counts as
         unfinished: ``--until-idle`` then waits, bounded by its drain timeout.
-        Tansu's watermark is never above the true end (SPEC §2); the caller's
-        quiet time covers one that is too low.
+        Tansu's watermark is never above the true end (docs/operations.md,
+        ``--until-idle``); the caller's quiet time covers one that is too low.
         """
         from confluent_kafka import KafkaException, TopicPartition
 

@@ -102,6 +102,9 @@ class BatchingConsumer(ABC):
         self._verdict = DrainVerdict(False, "the group to assign partitions")
         self._flusher: BackgroundFlusher | None = None
         self._round_error: BaseException | None = None
+        # a poll never brings more than a batch: a round holds at most max_batch_records
+        # of a partition, as the setting says, however much the topic has waiting
+        self._per_poll = max(1, min(20_000, options.max_batch_records))
 
     # -- what a subclass provides ---------------------------------------------------------
 
@@ -178,8 +181,8 @@ class BatchingConsumer(ABC):
     def _loop(self) -> DrainError | None:
         last_progress = time.monotonic()
         while not self.stopping:
-            messages = (self._consumer.consume(num_messages=20_000, timeout=0.25) if self.topics
-                        else _nap(0.25))
+            messages = (self._consumer.consume(num_messages=self._per_poll, timeout=0.25)
+                        if self.topics else _nap(0.25))
             consumed = self._buffer(messages) if messages else 0
             extra = self.poll_more()
             if consumed or extra:
@@ -406,7 +409,7 @@ class BatchingConsumer(ABC):
     def lag(self) -> dict[str, int]:
         """Approximate lag per ``topic:partition`` from cached high watermarks.
 
-        Tansu reports wrong high watermarks (SPEC §2): a hint, never a decision.
+        Tansu reports wrong high watermarks (docs/api.md): a hint, never a decision.
         """
         from confluent_kafka import TopicPartition
 

@@ -1,6 +1,6 @@
 """When ``--until-idle`` may stop: every partition read to its end, or owned by a live member.
 
-"No record for a while" is not "drained" (issue #14, SPEC §8). After a crash the
+"No record for a while" is not "drained" (issue #14, docs/operations.md). After a crash the
 killed consumers stay members of the group until their session times out; a
 restarted consumer may be given only some partitions, the rest going to members
 that are dead, and a quiet loop would exit 0 with those never read. So a run
@@ -11,7 +11,7 @@ subscribed topic:
    idle timeout, no record of it arrived for the idle timeout, and this
    consumer's position is at or past the broker's high watermark, queried
    uncached *after* the quiet time began. Tansu's watermark is stale or the
-   start of the last batch (SPEC §2): never above the true end, so position ≥
+   start of the last batch (docs/api.md): never above the true end, so position ≥
    watermark never holds early for a partition not yet fetched, and the quiet
    time covers a watermark that is too low. An ``EOF`` event from librdkafka
    moves the position past control records.

@@ -3,7 +3,7 @@
 The arithmetic is kept apart from the broker call so it can be checked with
 the numbers a correct broker would give: Tansu, the embedded broker, reports
 wrong high watermarks (stale on its s3 engine, the last batch's start on its
-memory engine; SPEC §2), so lag against Tansu is only approximate.
+memory engine; docs/api.md), so lag against Tansu is only approximate.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class BrokerWatermarks:
 
     @property
     def is_tansu(self) -> bool:
-        """Whether the broker is Tansu, whose high watermarks are unreliable (SPEC §2)."""
+        """Whether the broker is Tansu, whose high watermarks are unreliable (docs/api.md)."""
         return (self.cluster_id or "").lower().startswith("tansu")
 
 

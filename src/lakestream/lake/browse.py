@@ -5,7 +5,7 @@ as a view over all its files, a page of rows is read through a view built over
 only the files that can match: a date filter becomes the ``year=/month=/day=``
 folder of that day (``year=/month=`` on silver, which then filters on ``day``),
 and a table is read at its current version (``<t>_history``: every version). So
-asking for one day of a stream opens that day's files and no others (SPEC §9),
+asking for one day of a stream opens that day's files and no others (docs/api.md),
 whatever the engine would have pruned by itself.
 """
 

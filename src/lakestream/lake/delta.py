@@ -228,7 +228,8 @@ class DeltaDataset:
         handle loaded afresh starts from the newest checkpoint instead, which
         every delta-rs writer leaves each ``delta.checkpointInterval`` commits.
         """
-        config = self._table.metadata().configuration or {}
+        with delta_errors(f"read the log of {self.uri}"):
+            config = self._table.metadata().configuration or {}
         try:
             every = max(1, int(config.get("delta.checkpointInterval", CHECKPOINT_INTERVAL)))
         except ValueError:
@@ -335,8 +336,9 @@ class DeltaDataset:
         version in ``table`` (the step 2 of the module docstring)."""
         if not ranges:
             return
-        current = ({r.app_id: None for r in ranges} if table is None
-                   else {r.app_id: table.transaction_version(r.app_id) for r in ranges})
+        with delta_errors(f"read the log of {self.uri}"):
+            current = ({r.app_id: None for r in ranges} if table is None
+                       else {r.app_id: table.transaction_version(r.app_id) for r in ranges})
         stale = [r for r in ranges if current[r.app_id] != r.expected]
         if stale:
             raise FencedError(self.fenced_message(stale[0], current[stale[0].app_id]))

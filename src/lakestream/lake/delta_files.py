@@ -179,7 +179,9 @@ def replace_files(dataset: DeltaDataset, removed: pa.Table, adds: Sequence[Any],
     for attempt in range(COMMIT_ATTEMPTS):
         table = dataset.table()
         dataset.check_fence(table, ranges)
-        live = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
+        with delta_errors(f"read the log of {dataset.uri}"):
+            live = set(pa.table(table.get_add_actions(flatten=True)).column("path")
+                       .to_pylist())
         if not replaced <= live:
             raise FilesGone(f"{len(replaced - live)} of the files it replaces were removed "
                             "meanwhile")

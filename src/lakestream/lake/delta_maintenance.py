@@ -1,7 +1,7 @@
 """Maintenance of Delta datasets: compaction (CLI and in-band), partition deletes, vacuum.
 
 Every operation here is one or more Delta commits, so every reader sees the
-snapshot before or the one after, never a mix (SPEC §5):
+snapshot before or the one after, never a mix (docs/lake.md):
 
 - **Compaction** is delta-rs's ``optimize.compact``, one commit per day
   partition. It removes exactly the small files it read and adds the merged

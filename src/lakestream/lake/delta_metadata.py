@@ -1,6 +1,6 @@
 """``_metadata.json`` of a Delta dataset: a human-readable summary read from its log.
 
-Nothing here is a second source of truth (SPEC §5): records, files, bytes and
+Nothing here is a second source of truth (docs/lake.md): records, files, bytes and
 partitions come from the snapshot's add actions (their ``numRecords``
 statistics), the dead letters from the feed's dead-letter table, the Kafka
 offsets from the tables' application transactions, and the time of the last
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakestream.decode.schemas import schema_as_json
-from lakestream.lake.delta import DeltaDataset, app_id
+from lakestream.lake.delta import DeltaDataset, app_id, delta_errors
 from lakestream.lake.layout import METADATA, dlq_path
 from lakestream.lake.storage import Storage
 
@@ -111,7 +111,16 @@ def _total(files: pa.Table, column: str) -> int:
 
 def delta_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
     """Summarize the log of ``feed``'s dataset and dead letters into ``_metadata.json``
-    (a table feed's: its versions, :func:`~lakestream.lake.table_versions.write_delta_metadata`)."""
+    (a table feed's: its versions, :func:`~lakestream.lake.table_versions.write_delta_metadata`).
+
+    Raises:
+        StorageError: The log could not be read (transient: retry).
+    """
+    with delta_errors(f"read the log of {storage.url(feed.dataset)}"):
+        return _delta_metadata(storage, feed)
+
+
+def _delta_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
     if feed.kind == "table":
         from lakestream.lake.table_versions import write_delta_metadata
 

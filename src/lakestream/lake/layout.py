@@ -1,4 +1,4 @@
-"""Where things live in the lake (SPEC §5). Every path is relative to the lake root."""
+"""Where things live in the lake (docs/lake.md). Every path is relative to the lake root."""
 
 from __future__ import annotations
 

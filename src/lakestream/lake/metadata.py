@@ -1,4 +1,4 @@
-"""``_metadata.json`` of a dataset: a human-readable summary of its Delta log (SPEC §5).
+"""``_metadata.json`` of a dataset: a human-readable summary of its Delta log (docs/lake.md).
 
 The log stays the truth; the summary is rewritten from it after commits
 (:mod:`lakestream.lake.delta_metadata`).

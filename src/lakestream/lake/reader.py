@@ -1,7 +1,7 @@
 """Read the lake with DuckDB: one view per dataset, hive partitioning on.
 
 Local lakes are scanned by DuckDB's own ``read_parquet`` (partition pruning
-included). DuckDB cannot fetch its S3 extension offline (SPEC §2), so S3 lakes
+included). DuckDB cannot fetch its S3 extension (httpfs) offline, so S3 lakes
 are scanned through pyarrow datasets registered in DuckDB, which push filters
 on ``year``/``month``/``day`` down to the partition paths.
 
@@ -298,6 +298,6 @@ def _hive_schema(ds: Dataset) -> pa.Schema:
         return pa.schema([])
     if ds.area == TABLES:
         return pa.schema([("version", pa.string())])
-    if ds.area == "silver":  # SPEC §5: silver datasets are partitioned year=/month= only
+    if ds.area == "silver":  # silver: year=/month= only (docs/weather.md)
         return pa.schema([("year", pa.int32()), ("month", pa.int32())])
     return pa.schema([("year", pa.int32()), ("month", pa.int32()), ("day", pa.int32())])

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from lakestream.lake.delta import DeltaDataset, check_not_legacy, is_delta_table
+from lakestream.lake.delta import DeltaDataset, check_not_legacy, delta_errors, is_delta_table
 from lakestream.lake.storage import FileInfo, Storage
 
 
@@ -42,7 +42,8 @@ def delta_files(dataset: DeltaDataset, prefix: str | None = None) -> list[FileIn
     table = dataset.table()
     if table is None:
         return []
-    actions = pa.table(table.get_add_actions(flatten=False))
+    with delta_errors(f"read the log of {dataset.uri}"):
+        actions = pa.table(table.get_add_actions(flatten=False))
     inside = (prefix or dataset.rel).strip("/") + "/"
     found = []
     for path, size, mtime, records in zip(

@@ -1,8 +1,8 @@
 """Aggregate tables on Delta: one table partitioned by ``version``, one commit per snapshot.
 
 A table feed's dataset ``tables/<t>`` is one Delta table partitioned by the
-string column ``version`` (``v1``, ``v2``, …), so its files stay in the
-``tables/<t>/version=vN/`` folders of SPEC §5. Writing snapshot ``vN`` is one
+string column ``version`` (``v1``, ``v2``, …), so its files stay in the lake's
+``tables/<t>/version=vN/`` folders (docs/lake.md). Writing snapshot ``vN`` is one
 predicate overwrite (``version IN ('vN', <versions past the kept ones>)``):
 the same log entry adds ``vN``'s files and removes the oldest version's, so
 every Delta reader sees the kept versions before or after, never a table

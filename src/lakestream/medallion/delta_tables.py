@@ -3,7 +3,7 @@
 Bronze is the Delta table ``ingest`` lands through the Delta sink
 (``year``/``month``/``day`` partitions); silver's three datasets are Delta
 tables partitioned by ``year`` and ``month`` (zero-padded strings, so the
-files stay in the ``year=YYYY/month=MM/`` folders of SPEC §5). A dataset is
+files stay in the ``year=YYYY/month=MM/`` folders of docs/lake.md). A dataset is
 read from its snapshot's file list, never by listing folders, so a file a
 commit did not reference (yet, or any more) is never read.
 
@@ -14,7 +14,7 @@ never a half:
 
 * DuckDB hands its Arrow result to ``write_deltalake(mode="overwrite",
   predicate="(year = 'YYYY' AND month = 'MM') OR ...")``.
-* Spark (no delta-spark jars here, SPEC §2) writes plain Parquet into the
+* Spark (no delta-spark jars here, docs/lake.md) writes plain Parquet into the
   table's partition folders under unique names; :func:`commit_files` then
   commits them with ``DeltaTable.create_write_transaction``. Its
   ``mode="overwrite"`` takes one conjunction of partition filters (one month
@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 from lakestream.errors import StorageError, TerminalError
 from lakestream.lake.delta import (
     COMMIT_ATTEMPTS,
+    TABLE_CONFIGURATION,
     DeltaDataset,
     delta_errors,
     storage_options,
@@ -129,8 +130,23 @@ def nullable(schema: pa.Schema) -> pa.Schema:
 
 
 def ensure_table(storage: Storage, rel: str, schema: pa.Schema) -> Any:
-    """The Delta table at ``rel``, created empty with ``schema`` if it does not exist yet."""
-    return DeltaDataset(storage, rel, PARTITION_BY).ensure(nullable(schema))
+    """The Delta table at ``rel``, created empty with ``schema`` if it does not exist yet.
+
+    Not :meth:`DeltaDataset.ensure`: the medallion refuses a dataset written before Delta
+    itself, for all its datasets before it writes any (``LegacyDatasetError``).
+    """
+    from deltalake import DeltaTable
+
+    dataset = DeltaDataset(storage, rel, PARTITION_BY)
+    table = dataset.table()
+    if table is not None:
+        return table
+    with delta_errors(f"create {dataset.uri}"):
+        DeltaTable.create(dataset.uri, schema=nullable(schema), mode="ignore",
+                          partition_by=list(PARTITION_BY),
+                          configuration=dict(TABLE_CONFIGURATION),
+                          storage_options=dataset.options)
+    return dataset.table()
 
 
 def overwrite_months(storage: Storage, rel: str, data: pa.Table, months: Sequence[Month]) -> int:

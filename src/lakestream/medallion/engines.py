@@ -8,7 +8,7 @@ partitions in one commit (:meth:`SqlEngine.write_delta`,
 folder names and the log, not in the files.
 
 DuckDB (the default) reads a local lake with ``read_parquet`` and an S3 lake
-through pyarrow datasets (it cannot load its S3 extension offline, SPEC §2);
+through pyarrow datasets (it cannot load its S3 extension offline);
 delta-rs writes its result to either.
 """
 

@@ -1,4 +1,4 @@
-"""The weather gold store's tables (SPEC §4): PostgreSQL ``weather_dw`` in production.
+"""The weather gold store's tables (docs/weather.md): PostgreSQL ``weather_dw`` in production.
 
 One definition serves PostgreSQL, MySQL/MariaDB and SQLite. Each gold table
 is unique on its natural key, the key of the upsert that loads it, so loading
@@ -117,7 +117,7 @@ data_quality_results = sa.Table(
     sa.Column("checked_at", STAMP, nullable=False),
     sa.Index("ix_quality_results_run", "run_id"),
     sa.Index("ix_quality_results_pipeline", "pipeline", "checked_at"),
-    comment="One row per quality check of a run (SPEC §4).",
+    comment="One row per quality check of a run.",
     **MYSQL_OPTIONS,
 )
 

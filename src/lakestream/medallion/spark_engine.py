@@ -7,7 +7,7 @@ and writes the lake itself: a local lake as ``file://`` paths, an S3 lake as
 loopback interface only (``SPARK_LOCAL_IP``, ``spark.driver.host`` and
 ``spark.driver.bindAddress``); the web UI is off.
 
-Delta tables without delta-spark (no such jars here, SPEC §2): Spark reads a
+Delta tables without delta-spark (no such jars here, docs/lake.md): Spark reads a
 table from its snapshot's file list (the silver builder hands it the files
 the log holds, never a folder), and writes plain Parquet that
 :func:`lakestream.medallion.delta_tables.commit_files` commits with

@@ -1,4 +1,4 @@
-"""The silver transformations of SPEC §4, written once as SQL for DuckDB and Spark.
+"""The silver transformations (docs/weather.md), written once as SQL for DuckDB and Spark.
 
 Both engines run the same statements; a :class:`Dialect` fills in the few
 places where their SQL differs (identifier quoting, type names, the first
@@ -10,7 +10,7 @@ from text, and averages and sums divide exact integer sums of values taken in
 hundredths (``floor(x * 100 + 0.5)``), so the order in which an engine adds
 rows up cannot change a result.
 
-The rules (SPEC §4):
+The rules (docs/weather.md, "Silver: the rules"):
 
 * typed columns from the raw OpenWeather document (``city``, ``timestamp`` =
   ``dt``, ``temperature`` = ``main.temp``, ...);

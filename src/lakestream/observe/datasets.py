@@ -21,7 +21,7 @@ from lakestream.lake.metadata import read_metadata
 from lakestream.lake.reader import Dataset, discover
 from lakestream.lake.storage import Storage
 
-STALE_AFTER_S = 2 * 3600  # SPEC §4's freshness warning
+STALE_AFTER_S = 2 * 3600  # where the weather freshness check warns (docs/weather.md)
 
 
 class UnknownDatasetError(LakestreamError):

@@ -1,6 +1,6 @@
 """The DAGs that ship with Lakestream: ``weather`` and ``transactions``.
 
-Weather (SPEC §4): check_api → ingest_data → consume_to_s3 → process_silver
+Weather (docs/orchestration.md): check_api → ingest_data → consume_to_s3 → process_silver
 → load_gold → quality_check → notify_success → cleanup_old_data; hourly, at
 most one active run, 3 retries 5 minutes apart, a 30-minute SLA and a 2-hour
 run timeout. The steps are the weather pipeline's own
@@ -8,7 +8,7 @@ run timeout. The steps are the weather pipeline's own
 ``notify_success`` sends the success notification; ``cleanup_old_data``
 applies retention (:mod:`lakestream.governance`).
 
-Transactions (SPEC §3): process → ingest → export_tables → sync → quality →
+Transactions (docs/orchestration.md): process → ingest → export_tables → sync → quality →
 retention, each a bounded (``--until-idle``) run of its command
 (:mod:`lakestream.pipelines.transactions`), with the same policy.
 """

@@ -55,7 +55,7 @@ TaskFn = Callable[[TaskContext], Any]
 
 @dataclass(frozen=True)
 class DagPolicy:
-    """How a DAG runs (SPEC §4's weather policy is the default).
+    """How a DAG runs (the default is the policy in docs/orchestration.md).
 
     Attributes:
         schedule: Cron expression (UTC) of the scheduler; hourly by default.

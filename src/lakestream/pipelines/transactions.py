@@ -1,4 +1,4 @@
-"""The transactions pipeline (SPEC §3) as the steps of its DAG.
+"""The transactions pipeline as the steps of its DAG (docs/orchestration.md).
 
 Each step is one bounded run of a feature the facade exposes, the same work
 as its command with ``--until-idle``:

@@ -1,4 +1,4 @@
-"""The weather pipeline (SPEC §4), wired: source → Kafka → bronze → silver → gold → quality.
+"""The weather pipeline (docs/weather.md): source → Kafka → bronze → silver → gold → quality.
 
 :class:`WeatherService` is what the facade exposes as ``Lakestream.weather``.
 Each step can run alone (``produce weather``, ``ingest --pipeline weather``,

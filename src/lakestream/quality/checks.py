@@ -1,4 +1,4 @@
-"""The weather pipeline's data-quality checks (SPEC §4), run on the lake with DuckDB.
+"""The weather pipeline's data-quality checks (docs/weather.md), run on the lake with DuckDB.
 
 =================  ===================  ===========================================
 check              dataset              passes when

@@ -1,4 +1,4 @@
-"""The OpenWeather "current weather" API client (SPEC §4).
+"""The OpenWeather "current weather" API client (docs/weather.md).
 
 One GET per city (``q=<city>&units=metric&appid=<key>``), with a timeout and
 up to ``retries`` retries with exponential backoff on what waiting can fix
@@ -224,5 +224,5 @@ def iso_ms(moment: dt.datetime) -> str:
 
 
 def weather_record(payload: dict[str, Any], city: str, fetched_at: dt.datetime) -> dict[str, Any]:
-    """The Kafka value of SPEC §4: the API's JSON plus ``city`` and ``fetched_at``."""
+    """The Kafka value (docs/weather.md): the API's JSON plus ``city`` and ``fetched_at``."""
     return {**payload, "city": city, "fetched_at": iso_ms(fetched_at)}

@@ -38,7 +38,8 @@ def shape(spec: FactSpec, data: pa.Table, version: TableVersion) -> pa.Table:
     if missing:
         raise WarehouseError(
             f"lake table {version.path} has no column {', '.join(missing)}",
-            f"{spec.lake_table} must have the columns of SPEC §3.3: {', '.join(needed)}",
+            f"{spec.lake_table} must have the columns `lakestream process` writes: "
+            f"{', '.join(needed)}",
         )
     n = data.num_rows
     return pa.Table.from_arrays(

@@ -86,7 +86,7 @@ def latest_dimensions(storage: Storage) -> tuple[pa.Table, pa.Table] | None:
     if missing:
         raise WarehouseError(
             f"{storage.url(FLATTENED_STREAM)} has no column {', '.join(sorted(missing))}",
-            "the flattened stream must follow SPEC §3.2",
+            "the flattened stream must have the columns `lakestream process` writes",
         )
     con = duckdb.connect(":memory:")
     try:

@@ -1,4 +1,4 @@
-"""The warehouse's star schema (SPEC §3.4) as SQLAlchemy Core metadata.
+"""The warehouse's star schema (docs/warehouse.md) as SQLAlchemy Core metadata.
 
 One definition serves MySQL/MariaDB (production), PostgreSQL and SQLite. The
 files in ``sql/`` are generated from it (``lakestream warehouse ddl``), so the
