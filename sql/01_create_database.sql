@@ -16,7 +16,7 @@ CREATE TABLE data_lake_permissions (
     PRIMARY KEY (permission_id),
     CONSTRAINT uq_permissions_principal_dataset UNIQUE (principal, dataset),
     CONSTRAINT ck_permissions_level CHECK (level IN ('read', 'write', 'admin'))
-)ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='Who may read or write which lake dataset (SPEC §6).' COLLATE utf8mb4_bin;
+)ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='Who may read or write which lake dataset (docs/governance.md).' COLLATE utf8mb4_bin;
 
 CREATE TABLE pipeline_execution_log (
     execution_id BIGINT NOT NULL AUTO_INCREMENT,
@@ -54,7 +54,7 @@ CREATE TABLE audit_log (
     dataset VARCHAR(255),
     detail TEXT,
     PRIMARY KEY (audit_id)
-)ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='Who read, granted, revoked or deleted what, and when (SPEC §6).' COLLATE utf8mb4_bin;
+)ENGINE=InnoDB CHARSET=utf8mb4 COMMENT='Who read, granted, revoked or deleted what, and when (docs/governance.md).' COLLATE utf8mb4_bin;
 
 CREATE INDEX ix_audit_log_at ON audit_log (at);
 

@@ -171,7 +171,7 @@ data_lake_permissions = sa.Table(
     sa.Column("granted_at", STAMP, nullable=False),
     sa.UniqueConstraint("principal", "dataset", name="uq_permissions_principal_dataset"),
     sa.CheckConstraint("level IN ('read', 'write', 'admin')", name="ck_permissions_level"),
-    comment="Who may read or write which lake dataset (SPEC §6).",
+    comment="Who may read or write which lake dataset (docs/governance.md).",
     **MYSQL_OPTIONS,
 )
 
@@ -218,7 +218,7 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text()),
     sa.Index("ix_audit_log_at", "at"),
     sa.Index("ix_audit_log_principal", "principal", "at"),
-    comment="Who read, granted, revoked or deleted what, and when (SPEC §6).",
+    comment="Who read, granted, revoked or deleted what, and when (docs/governance.md).",
     **MYSQL_OPTIONS,
 )
 
