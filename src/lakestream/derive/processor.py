@@ -34,8 +34,8 @@ from lakestream.derive.reference import ReferenceStore
 from lakestream.derive.state import AggregateState
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
-from lakestream.lake.dead_letters import DATE_COLUMNS, commit_dead_letters
-from lakestream.lake.delta import DeltaDataset, app_id, check_not_legacy
+from lakestream.lake.dead_letters import commit_dead_letters, dead_letter_table
+from lakestream.lake.delta import app_id, check_not_legacy
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId
@@ -77,7 +77,7 @@ class Processor(BatchingConsumer):
         self._pseudonyms: dict[str, str] = {}
         self._usd_to_eur = 0.0
         check_not_legacy(storage, dlq_path(DLQ_FEED))
-        self.dead_letters = DeltaDataset(storage, dlq_path(DLQ_FEED), DATE_COLUMNS)
+        self.dead_letters = dead_letter_table(storage, DLQ_FEED)
 
     def start_offset(self, topic: str, partition: int) -> int | None:
         """Resume from the state (the dead letters' table is never half-committed)."""

@@ -72,9 +72,9 @@ from lakestream.export.rebuild import (
 from lakestream.export.records import DeadLetters, FeedRows
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DATE_COLUMNS
-from lakestream.lake.dead_letters import with_dates
+from lakestream.lake.dead_letters import dead_letter_table, with_dates
 from lakestream.lake.delta import (
-    REWRITES,
+    REWRITE_APP,
     DeltaDataset,
     OffsetRange,
     app_id,
@@ -83,7 +83,6 @@ from lakestream.lake.delta import (
 )
 from lakestream.lake.delta_files import FilesGone, replace_files, write_files
 from lakestream.lake.delta_metadata import _first_offset, _partitions_seen
-from lakestream.lake.layout import dlq_path
 from lakestream.lake.snapshot import snapshot_dataset
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
@@ -137,7 +136,7 @@ class DeltaDayRebuild:
         self.day = day
         self.rows_per_file = rows_per_file
         self.data = DeltaDataset(storage, feed.dataset, DATE_COLUMNS)
-        self.dlq = DeltaDataset(storage, dlq_path(feed.name), DATE_COLUMNS)
+        self.dlq = dead_letter_table(storage, feed.name)
         self.partition = {"year": f"{day.year:04d}", "month": f"{day.month:02d}",
                           "day": f"{day.day:02d}"}
 
@@ -186,7 +185,8 @@ class DeltaDayRebuild:
         table = DeltaDataset(self.storage, dataset.rel, DATE_COLUMNS).table()
         files = _files(table)
         day = self._of_day(files)
-        rewrite = None if table is None else table.transaction_version(app_id(REWRITES, 0))
+        with delta_errors(f"read the log of {dataset.uri}"):
+            rewrite = None if table is None else table.transaction_version(REWRITE_APP)
         return _Snapshot(table, files, day, missing=self._missing(dataset.rel, day),
                          rewrite=rewrite)
 

@@ -22,7 +22,7 @@ from lakestream.lake.dead_letter_report import (
     dead_letters,
     reason_groups,
 )
-from lakestream.lake.dead_letters import DATE_COLUMNS, purge_dead_letters
+from lakestream.lake.dead_letters import dead_letter_table, purge_dead_letters
 from lakestream.lake.delta import DeltaDataset, check_not_legacy
 from lakestream.lake.delta_maintenance import PartitionDelete
 from lakestream.lake.layout import dlq_path
@@ -92,4 +92,4 @@ class DeadLetters:
     def table(self, feed: Feed) -> DeltaDataset:
         """The feed's dead-letter table (refused if written before Delta)."""
         check_not_legacy(self.storage, dlq_path(feed.name))
-        return DeltaDataset(self.storage, dlq_path(feed.name), DATE_COLUMNS)
+        return dead_letter_table(self.storage, feed.name)

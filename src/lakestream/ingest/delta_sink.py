@@ -43,7 +43,12 @@ from lakestream.ingest.sink import (
     _with_kafka_columns,
     replay_mask,
 )
-from lakestream.lake.dead_letters import DATE_COLUMNS, dead_letter_rows, with_dates
+from lakestream.lake.dead_letters import (
+    DATE_COLUMNS,
+    dead_letter_rows,
+    dead_letter_table,
+    with_dates,
+)
 from lakestream.lake.delta import DeltaDataset, OffsetRange, PartitionRows, check_not_legacy
 from lakestream.lake.delta import app_id as _app
 from lakestream.lake.delta_maintenance import widen_columns
@@ -67,7 +72,7 @@ class DeltaLakeSink:
             check_not_legacy(storage, rel)
         self.feed = feed
         self.data = DeltaDataset(storage, feed.dataset, DATE_COLUMNS)
-        self.dlq = DeltaDataset(storage, dlq_path(feed.name), DATE_COLUMNS)
+        self.dlq = dead_letter_table(storage, feed.name)
         required = tuple(
             dict.fromkeys([*feed.required, *([feed.time_field] if feed.time_field else [])])
         )
@@ -173,15 +178,20 @@ class DeltaLakeSink:
                 seen = top
         if table is None or not table.num_rows:
             return PartitionRows(None, ranges), seen
-        table = _with_kafka_columns(table, indices, run.partition, run.offsets, run.timestamps,
-                                    keys, topic if self.feed.layer == "bronze" else None)
-        return PartitionRows(table, ranges), seen
+        return PartitionRows(self.with_coordinates(topic, run, table, indices, keys), ranges), seen
+
+    def with_coordinates(self, topic: str, run: Run, table: pa.Table, indices: pa.Array,
+                         keys: pa.Array) -> pa.Table:
+        """Decoded rows of ``run`` (at ``indices`` of it) with their Kafka columns (and the
+        topic, for a bronze feed)."""
+        return _with_kafka_columns(table, indices, run.partition, run.offsets, run.timestamps,
+                                   keys, topic if self.feed.layer == "bronze" else None)
 
     def storable_rows(self, tables: list[pa.Table]) -> pa.Table:
         """The rows of a commit as the table stores them (widened first if need be)."""
         if not tables:
             return self._no_rows()
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        table = _concat(tables)
         # no column without a type: Parquet cannot store `{}`, nor a field null everywhere
         table = storable(with_dates(table, table.column(self.feed.partition_field)))
         widen_columns(self.data, table.schema)  # int64 -> double: never a truncating cast

@@ -42,9 +42,9 @@ import pyarrow.compute as pc
 from lakestream.errors import FencedError, StorageError
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink, Run, split_round
-from lakestream.ingest.sink import _keys, _with_kafka_columns
+from lakestream.ingest.sink import _keys
 from lakestream.lake.dead_letter_report import LetterFile, LetterFilter, letter_files, reason_group
-from lakestream.lake.delta import REWRITES, app_id, rewrite_range
+from lakestream.lake.delta import REWRITE_APP, rewrite_range
 from lakestream.lake.delta_files import FilesGone, replace_files, write_files
 from lakestream.lake.snapshot import snapshot_dataset
 from lakestream.lake.storage import Storage
@@ -130,14 +130,15 @@ class DeadLetterReplay:
     # -- steps 1-3 ----------------------------------------------------------------------
 
     def _plan(self, where: LetterFilter) -> _Plan:
-        rewrite = self.sink.data.transaction_versions([_rewrite_id()])[_rewrite_id()]
+        rewrite = self.sink.data.transaction_versions([REWRITE_APP])[REWRITE_APP]
         files = list(letter_files(self.storage, self.sink.dlq))
-        letters = [(f, f.rows.filter(where.mask(f.rows))) for f in files]
-        picked = [c for _, rows in letters for c in _coordinates(rows)]
+        letters = [f.rows.filter(where.mask(f.rows)) for f in files]
+        of_file = [_coordinates(rows) for rows in letters]
+        picked = [c for coordinates in of_file for c in coordinates]
         self.say(f"{len(picked)} dead letter(s) of {self.feed.name} match")
         held = self._held(picked)
-        fresh = [rows.filter(pa.array([c not in held for c in _coordinates(rows)], pa.bool_()))
-                 for _, rows in letters]
+        fresh = [rows.filter(pa.array([c not in held for c in coordinates], pa.bool_()))
+                 for rows, coordinates in zip(letters, of_file, strict=True)]
         table, passed, reasons = self._decode(
             pa.concat_tables(fresh, promote_options="default") if fresh else None)
         return _Plan(files, picked, held, table, passed, reasons, rewrite)
@@ -185,9 +186,8 @@ class DeadLetterReplay:
                     continue
                 passed.update((topic, run.partition, run.offsets[i])
                               for i in piece.indices.to_pylist())
-                tables.append(_with_kafka_columns(
-                    piece.table, piece.indices, run.partition, run.offsets, run.timestamps,
-                    _keys(run.keys), topic if self.feed.layer == "bronze" else None))
+                tables.append(self.sink.with_coordinates(topic, run, piece.table, piece.indices,
+                                                         _keys(run.keys)))
         return (self.sink.storable_rows(tables) if tables else None), passed, reasons
 
     def _report(self, plan: _Plan, dry_run: bool) -> ReplayReport:
@@ -227,10 +227,6 @@ class DeadLetterReplay:
             replace_files(self.sink.dlq, pa.concat_tables(removed), adds,
                           {"lakestream.operation": "replay"})
             self.say(f"rewrote {len(removed)} dead-letter file(s)")
-
-
-def _rewrite_id() -> str:
-    return app_id(REWRITES, 0)
 
 
 def _coordinates(rows: pa.Table) -> list[Coordinates]:

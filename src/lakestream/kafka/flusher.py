@@ -67,4 +67,3 @@ class BackgroundFlusher:
     def close(self) -> None:
         """Stop the thread (after the round in flight, if any)."""
         self._executor.shutdown(wait=True)
-

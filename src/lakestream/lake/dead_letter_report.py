@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lakestream.lake.delta import DeltaDataset
+from lakestream.lake.delta import DeltaDataset, delta_errors
 from lakestream.lake.storage import Storage
 
 _VALUE_AFTER_FOUND = re.compile(r"^(field .+?: expected .+?, found \S+?)(?: .*)?$", re.S)
@@ -79,7 +79,8 @@ def letter_files(storage: Storage, dlq: DeltaDataset) -> Iterator[LetterFile]:
     table = dlq.table()
     if table is None:
         return
-    actions = pa.table(table.get_add_actions(flatten=True))
+    with delta_errors(f"read the log of {dlq.uri}"):
+        actions = pa.table(table.get_add_actions(flatten=True))
     parts = [c for c in actions.column_names if c.startswith("partition.")]
     for i in range(actions.num_rows):
         action = actions.slice(i, 1)

@@ -11,9 +11,16 @@ import pyarrow.compute as pc
 from lakestream.decode.schemas import TIMESTAMP
 from lakestream.lake.delta import DeltaDataset, OffsetRange
 from lakestream.lake.delta_maintenance import PartitionDelete, delete_partitions, partition_files
+from lakestream.lake.layout import dlq_path
+from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
 
 DATE_COLUMNS = ("year", "month", "day")
+
+
+def dead_letter_table(storage: Storage, feed: str) -> DeltaDataset:
+    """The dead-letter table of the feed called ``feed`` (``_dlq/<feed>``, by day)."""
+    return DeltaDataset(storage, dlq_path(feed), DATE_COLUMNS)
 
 
 def commit_dead_letters(dlq: DeltaDataset, batch: BatchId, last: int | None,
@@ -70,8 +77,6 @@ def with_dates(table: pa.Table, times: pa.ChunkedArray | pa.Array) -> pa.Table:
         text = pc.strftime(days.dictionary, format=fmt).take(days.indices)
         table = table.append_column(name, text)
     return table
-
-
 
 
 def purge_dead_letters(dlq: DeltaDataset, before: dt.date,

@@ -163,6 +163,10 @@ def rewrite_range(held: int | None) -> OffsetRange:
     return OffsetRange(REWRITES, 0, held, (held or 0) + 1)
 
 
+REWRITE_APP = app_id(REWRITES, 0)
+"""The application-transaction id of :data:`REWRITES`."""
+
+
 @dataclass(frozen=True)
 class OffsetRange:
     """Offsets ``first..last`` of one partition, landed on top of ``expected`` (``None``: none)."""
@@ -203,13 +207,12 @@ class DeltaDataset:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
+        if self._table is not None and not refresh:
+            return self._table
         if self._table is not None:
-            if refresh:
-                with delta_errors(f"read the log of {self.uri}"):
-                    self._table.update_incremental()
-                if not self._past_checkpoint():
-                    return self._table
-            else:
+            with delta_errors(f"read the log of {self.uri}"):
+                self._table.update_incremental()
+            if not self._past_checkpoint():
                 return self._table
         try:
             with delta_errors(f"open {self.uri}"):

@@ -158,10 +158,9 @@ class LakeCatalog:
     def dlq_reasons(self, feed: Feed) -> list[dict[str, Any]]:
         """``feed``'s dead letters grouped by reason (``lakestream dlq list``'s groups)."""
         from lakestream.lake.dead_letter_report import reason_groups
-        from lakestream.lake.dead_letters import DATE_COLUMNS
-        from lakestream.lake.delta import DeltaDataset
+        from lakestream.lake.dead_letters import dead_letter_table
 
-        table = DeltaDataset(self.storage, f"{DLQ}/{feed.name}", DATE_COLUMNS)
+        table = dead_letter_table(self.storage, feed.name)
         return [g.as_json() for g in reason_groups(self.storage, table)]
 
     def _dlq_records(self, feed: Feed) -> int:

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakestream.errors import WarehouseError
-from lakestream.lake.dead_letters import DATE_COLUMNS
-from lakestream.lake.delta import DeltaDataset, writes_delta
+from lakestream.lake.dead_letters import dead_letter_table
+from lakestream.lake.delta import writes_delta
 from lakestream.lake.layout import date_partition, dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import parquet_bytes
@@ -108,7 +108,7 @@ def write_rejects(
         same = {**parts, "target_table": spec.table.name, "snapshot_version": version.version}
         predicate = " AND ".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'"
                                  for k, v in same.items())
-        DeltaDataset(storage, dlq_path(DLQ_FEED), DATE_COLUMNS).overwrite(table, predicate)
+        dead_letter_table(storage, DLQ_FEED).overwrite(table, predicate)
         return folder
     path = f"{folder}/{spec.lake_table}-{version.version}.parquet"
     storage.write_atomic(path, parquet_bytes(table).to_pybytes())
