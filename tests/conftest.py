@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lakestream.config import Settings, load_settings
+from lakestream.config import Settings, is_settings_variable, load_settings
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.testing.seaweedfs import SeaweedFS
 
@@ -89,6 +89,16 @@ def workdir(tmp_path: Path, broker: EmbeddedBroker) -> Path:
 def settings_for(workdir: Path, **env: str) -> Settings:
     """Settings of ``workdir`` with an environment override."""
     return load_settings(workdir / "lakestream.yaml", environ=env, cwd=workdir)
+
+
+def clear_settings_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove every variable ``load_settings`` would read (or refuse) from the test's environment.
+
+    ``LAKESTREAM_*`` settings and the old names (``OPENWEATHER_API_KEY``, ...) from the
+    developer's shell must not change what a test sees.
+    """
+    for name in [name for name in os.environ if is_settings_variable(name)]:
+        monkeypatch.delenv(name)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -18,10 +18,11 @@ import pytest
 import yaml
 
 from lakestream.cli import cli, main
-from lakestream.config import ENV_OVERRIDES, S3Settings
+from lakestream.config import S3Settings, is_settings_variable
 from lakestream.errors import LakestreamError, UsageError
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import open_storage
+from tests.conftest import clear_settings_environment
 
 LAKESTREAM_BIN = Path(sys.executable).with_name("lakestream")
 
@@ -44,8 +45,7 @@ def resolve(path: tuple[str, ...]) -> click.Command:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory with its own config file and no LAKESTREAM_* from the shell."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = {
         "data_dir": str(tmp_path / "data"),
@@ -311,7 +311,7 @@ def test_ingest_without_kafka_or_broker_says_to_start_one(
 
 
 def run_bin(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES}
+    env = {k: v for k, v in os.environ.items() if not is_settings_variable(k)}
     return subprocess.run(
         [str(LAKESTREAM_BIN), "--config", str(project / "project.yaml"), *args],
         cwd=project, env=env, capture_output=True, text=True, timeout=60,
@@ -323,7 +323,7 @@ def test_the_installed_command_exits_1_with_one_line_and_a_hint(project: Path) -
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "error: no Kafka configured and no embedded broker running",
-        "  hint: run `lakestream broker start`, or set LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS",
+        "  hint: run `lakestream broker start`, or set LAKESTREAM_KAFKA__BOOTSTRAP_SERVERS",
     ]
 
 

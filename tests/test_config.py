@@ -1,4 +1,7 @@
-"""Configuration: defaults, lakestream.yaml, LAKESTREAM_* overrides, .env, clear errors."""
+"""Configuration: defaults, lakestream.yaml, secrets refused in it, clear errors.
+
+The environment (LAKESTREAM_* variables, .env) is tested in test_config_environment.py.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from lakestream.cli import main
-from lakestream.config import ENV_OVERRIDES, Settings, load_settings
+from lakestream.config import Settings, load_settings
 from lakestream.errors import ConfigError
+from tests.conftest import clear_settings_environment
 
 
 def write(folder: Path, text: str, name: str = "lakestream.yaml") -> Path:
@@ -30,8 +34,7 @@ def value_at(settings: Settings, dotted: str) -> Any:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No LAKESTREAM_* (or OpenWeather) variable from the developer's shell."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
 
 
 def test_defaults_apply_with_no_file_and_no_environment(tmp_path: Path) -> None:
@@ -91,107 +94,26 @@ def test_a_missing_explicit_config_path_is_an_error(tmp_path: Path) -> None:
     assert err.value.hint is not None and "--config" in err.value.hint
 
 
-# -- environment overrides ---------------------------------------------------------------
-
-OVERRIDES: dict[str, tuple[str, str, Any]] = {
-    # variable: (dotted key, value given, value expected)
-    "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS": ("kafka.bootstrap_servers", "k1:9092", "k1:9092"),
-    "LAKESTREAM_KAFKA_GROUP_ID": ("kafka.group_id", "g2", "g2"),
-    "LAKESTREAM_KAFKA_DRAIN_TIMEOUT_S": ("kafka.drain_timeout_s", "45", 45.0),
-    "LAKESTREAM_METRICS_PRINCIPAL": ("metrics.principal", "prometheus", "prometheus"),
-    "LAKESTREAM_METRICS_OPEN": ("metrics.open", "true", True),
-    "LAKESTREAM_LAKE_ROOT": ("lake.root", "s3://b/lake", "s3://b/lake"),
-    "LAKESTREAM_FLUSH_INTERVAL_S": ("lake.flush_interval_s", "0.5", 0.5),
-    "LAKESTREAM_COMPACT_IN_BAND": ("lake.compact_in_band", "false", False),
-    "LAKESTREAM_COMPACT_MIN_FILES": ("lake.compact_min_files", "8", 8),
-    "LAKESTREAM_COMPACT_TARGET_MB": ("lake.compact_target_mb", "64", 64),
-    "LAKESTREAM_VACUUM_GRACE_HOURS": ("lake.vacuum_grace_hours", "0", 0),
-    "LAKESTREAM_DATA_DIR": ("data_dir", "/srv/ls", "/srv/ls"),
-    "LAKESTREAM_FEEDS_DIR": ("feeds_dir", "/srv/feeds", "/srv/feeds"),
-    "LAKESTREAM_WAREHOUSE_URL": ("warehouse_url", "postgresql://w", "postgresql://w"),
-    "LAKESTREAM_GOLD_URL": ("gold_url", "postgresql://g", "postgresql://g"),
-    "LAKESTREAM_KSQLDB_URL": ("ksqldb_url", "http://ksql:8088", "http://ksql:8088"),
-    "LAKESTREAM_NOTIFY_WEBHOOK_URL": ("notify_webhook_url", "http://hooks:9/x", "http://hooks:9/x"),
-    "LAKESTREAM_S3_ENDPOINT": ("s3.endpoint", "http://s3:8333", "http://s3:8333"),
-    "LAKESTREAM_S3_REGION": ("s3.region", "eu-west-3", "eu-west-3"),
-    "LAKESTREAM_S3_ACCESS_KEY": ("s3.access_key", "AKIA123", "AKIA123"),
-    "LAKESTREAM_S3_SECRET_KEY": ("s3.secret_key", "s3cr3t", "s3cr3t"),
-    "LAKESTREAM_ANON_KEY": ("anon_key", "anon-k", "anon-k"),
-    "OPENWEATHER_API_KEY": ("openweather_api_key", "ow-k", "ow-k"),
-}
-
-
-def test_every_documented_variable_is_an_override() -> None:
-    spec_vars = {
-        "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS", "LAKESTREAM_LAKE_ROOT", "LAKESTREAM_WAREHOUSE_URL",
-        "LAKESTREAM_GOLD_URL", "LAKESTREAM_KSQLDB_URL", "LAKESTREAM_S3_ENDPOINT",
-        "LAKESTREAM_S3_ACCESS_KEY", "LAKESTREAM_S3_SECRET_KEY", "LAKESTREAM_ANON_KEY",
-        "OPENWEATHER_API_KEY",
-    }  # fmt: skip
-    assert spec_vars <= set(ENV_OVERRIDES)
-    assert set(ENV_OVERRIDES) == set(OVERRIDES), "add the new variable to OVERRIDES above"
-
-
-@pytest.mark.parametrize("var", sorted(OVERRIDES))
-def test_each_environment_variable_overrides_its_key(tmp_path: Path, var: str) -> None:
-    dotted, given, expected = OVERRIDES[var]
-    settings = load_settings(environ={var: given}, cwd=tmp_path)
-    assert value_at(settings, dotted) == expected
-    assert f"${var}" in settings.source
-
-
-def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
-    write(tmp_path, "lake: {root: from-file, flush_interval_s: 9}\nkafka: {group_id: file-g}\n")
-    settings = load_settings(environ={"LAKESTREAM_LAKE_ROOT": "from-env"}, cwd=tmp_path)
-    assert settings.lake.root == "from-env"
-    assert settings.lake.flush_interval_s == 9.0  # the file's other keys stay
-    assert settings.kafka.group_id == "file-g"
-
-
-def test_an_empty_variable_does_not_override(tmp_path: Path) -> None:
-    write(tmp_path, "lake: {root: from-file}\n")
-    assert load_settings(environ={"LAKESTREAM_LAKE_ROOT": ""}, cwd=tmp_path).lake.root == (
-        "from-file"
-    )
-
-
-def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as err:
-        load_settings(environ={"LAKESTREAM_FLUSH_INTERVAL_S": "soon"}, cwd=tmp_path)
-    assert "$LAKESTREAM_FLUSH_INTERVAL_S" in err.value.message
-    assert "lake.flush_interval_s" in err.value.message
-    assert "lakestream.yaml" not in err.value.message  # there is no such file here
-
-
-@pytest.mark.usefixtures("clean_env")
-def test_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
-    write(tmp_path, "LAKESTREAM_LAKE_ROOT=/from/dotenv\nLAKESTREAM_ANON_KEY=k-dotenv\n", ".env")
-    settings = load_settings(cwd=tmp_path)
-    assert settings.lake.root == "/from/dotenv"
-    assert settings.anon_key is not None and settings.anon_key.get_secret_value() == "k-dotenv"
-
-
-@pytest.mark.usefixtures("clean_env")
-def test_the_real_environment_wins_over_dotenv(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write(tmp_path, "LAKESTREAM_LAKE_ROOT=/from/dotenv\nLAKESTREAM_KAFKA_GROUP_ID=dot\n", ".env")
-    monkeypatch.setenv("LAKESTREAM_LAKE_ROOT", "/from/env")
-    settings = load_settings(cwd=tmp_path)
-    assert settings.lake.root == "/from/env"
-    assert settings.kafka.group_id == "dot"
-
-
 # -- secrets ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "key", "var"),
     [
-        ("s3:\n  secret_key: hunter2\n", "s3.secret_key", "LAKESTREAM_S3_SECRET_KEY"),
-        ("s3:\n  access_key: AKIA\n", "s3.access_key", "LAKESTREAM_S3_ACCESS_KEY"),
+        ("s3:\n  secret_key: hunter2\n", "s3.secret_key", "LAKESTREAM_S3__SECRET_KEY"),
+        ("s3:\n  access_key: AKIA\n", "s3.access_key", "LAKESTREAM_S3__ACCESS_KEY"),
         ("anon_key: salt\n", "anon_key", "LAKESTREAM_ANON_KEY"),
-        ("openweather_api_key: abc\n", "openweather_api_key", "OPENWEATHER_API_KEY"),
+        ("openweather_api_key: abc\n", "openweather_api_key", "LAKESTREAM_OPENWEATHER_API_KEY"),
+        ("kafka:\n  client_config:\n    sasl.password: pw\n",
+         "kafka.client_config.sasl.password", "LAKESTREAM_KAFKA__CLIENT_CONFIG__SASL_PASSWORD"),
+        ("kafka:\n  client_config:\n    ssl.key.password: pw\n",
+         "kafka.client_config.ssl.key.password",
+         "LAKESTREAM_KAFKA__CLIENT_CONFIG__SSL_KEY_PASSWORD"),
+        ("kafka:\n  client_config:\n    sasl.oauthbearer.client.secret: s\n",
+         "kafka.client_config.sasl.oauthbearer.client.secret",
+         "LAKESTREAM_KAFKA__CLIENT_CONFIG__SASL_OAUTHBEARER_CLIENT_SECRET"),
+        ("kafka:\n  client_config:\n    ssl.key.pem: '-----BEGIN PRIVATE KEY-----'\n",
+         "kafka.client_config.ssl.key.pem", "LAKESTREAM_KAFKA__CLIENT_CONFIG__SSL_KEY_PEM"),
     ],
 )
 def test_a_secret_in_the_config_file_is_refused(
@@ -200,9 +122,41 @@ def test_a_secret_in_the_config_file_is_refused(
     path = write(tmp_path, yaml_text)
     with pytest.raises(ConfigError) as err:
         load_settings(environ={}, cwd=tmp_path)
-    assert str(path) in err.value.message
-    assert f"'{key}'" in err.value.message and "secret" in err.value.message
-    assert err.value.hint is not None and f"${var}" in err.value.hint
+    assert err.value.message == (
+        f"{path}: '{key}' is a secret and may not be stored in a config file")
+    assert err.value.hint == f"remove it and set ${var} in the environment or in .env"
+
+
+def test_librdkafka_settings_that_are_not_secret_stay_in_the_file(tmp_path: Path) -> None:
+    write(tmp_path, """
+        kafka:
+          client_config:
+            security.protocol: SASL_SSL
+            sasl.mechanism: SCRAM-SHA-512
+            sasl.username: lakestream
+            enable.idempotence: true
+        """)
+    settings = load_settings(environ={}, cwd=tmp_path)
+    assert settings.kafka.client_config == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "lakestream", "enable.idempotence": True}
+
+
+@pytest.mark.parametrize(("yaml_text", "key", "var"), [
+    ("notify_webhook_url: https://hook:t0ken@hooks.example/x\n", "notify_webhook_url",
+     "LAKESTREAM_NOTIFY_WEBHOOK_URL"),
+    ("kafka:\n  client_config:\n    sasl.oauthbearer.token.endpoint.url: "
+     "https://u:pw@idp.example/token\n", "kafka.client_config.sasl.oauthbearer.token.endpoint.url",
+     "LAKESTREAM_KAFKA__CLIENT_CONFIG__SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL"),
+])
+def test_a_url_with_a_password_is_refused_in_any_key(
+    tmp_path: Path, yaml_text: str, key: str, var: str
+) -> None:
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={}, cwd=tmp_path)
+    assert err.value.message == f"{path}: '{key}' holds a password, and a config file may not"
+    assert err.value.hint is not None and f"${var} " in err.value.hint
 
 
 def test_secrets_never_show_in_the_settings_repr(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import click
 import pytest
 
 from lakestream.cli import cli, main
-from lakestream.config import ENV_OVERRIDES
+from tests.conftest import clear_settings_environment
 
 NOPE = "no_such_name"
 
@@ -43,6 +43,7 @@ UNKNOWN_NAME: dict[str, list[str]] = {
     "permissions explain": ["bob", NOPE],
     "permissions grant": ["bob", NOPE],
     "quality check": ["--pipeline", NOPE],
+    "quality show": [NOPE],
     "retention": ["--feed", NOPE],
     "run": [NOPE],
     "schedule": ["--pipeline", NOPE],
@@ -56,7 +57,7 @@ MORE_UNKNOWN_NAMES = [
 ]
 # name parameters that only filter a listing: an unknown one lists nothing
 FILTERS = {"audit", "permissions list", "permissions revoke", "tokens list", "tokens create",
-           "tokens revoke", "feeds add", "query", "sync", "reference blacklist"}
+           "tokens revoke", "feeds add", "query", "sync", "reference blacklist", "lineage"}
 NAME_PARAMS = {"feed", "pipeline", "pipelines", "stream", "table", "tables", "name", "dataset",
                "role"}
 
@@ -79,8 +80,7 @@ CASES = [(path, UNKNOWN_NAME.get(path, ["--no-such-option"])) for path in COMMAN
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project folder with no LAKESTREAM_* from the shell, and no broker."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.setenv("LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.chdir(tmp_path)
     return tmp_path

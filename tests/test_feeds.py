@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from lakestream.cli import main
-from lakestream.config import ENV_OVERRIDES
 from lakestream.errors import FeedError
 from lakestream.feeds import BUILTIN_FEEDS, FeedRegistry, load_feed_file
+from tests.conftest import clear_settings_environment
 
 BUILTIN = {f.name for f in BUILTIN_FEEDS}
 
@@ -94,8 +94,7 @@ def test_a_file_may_not_shadow_a_builtin_feed(
     assert err.value.message == \
         f"{path}: declares 'transaction_stream', a built-in feed; a file may not shadow it"
     # every command that reads the registry says so, in one line, exit 1
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LAKESTREAM_FEEDS_DIR", str(tmp_path))
     assert main(["feeds", "list"]) == 1

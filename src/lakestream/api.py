@@ -34,10 +34,13 @@ if TYPE_CHECKING:
     from lakestream.governance.service import Governance
     from lakestream.ingest.dead_letters import DeadLetters
     from lakestream.lake.upgrade import DatasetUpgrade
+    from lakestream.lineage import Lineage
     from lakestream.observe import Monitor
     from lakestream.observe.tokens import ApiTokens
     from lakestream.orchestrate.service import Orchestrator
     from lakestream.pipelines.weather import WeatherService
+    from lakestream.quality import QualityReport
+    from lakestream.quality.runs import QualityRun
     from lakestream.warehouse import WarehouseService
     from lakestream.warehouse.streaming import WarehouseStreamLoader
 
@@ -87,14 +90,22 @@ class Lakestream:
         """The weather pipeline (docs/weather.md): produce, bronze, silver, gold, quality, run."""
         from lakestream.pipelines.weather import WeatherService
 
-        return WeatherService(self.settings, self.storage, self.feeds)
+        return WeatherService(self.settings, self.storage, self.feeds, self.lineage)
 
     @cached_property
     def orchestrator(self) -> Orchestrator:
         """DAG runs, the scheduler, the Airflow DAG writer (``orchestrate/``)."""
         from lakestream.orchestrate.service import Orchestrator
 
-        return Orchestrator(self.settings, lambda: self.warehouse.engine, self)
+        return Orchestrator(self.settings, lambda: self.warehouse.engine, self,
+                            lineage=self.lineage)
+
+    @cached_property
+    def lineage(self) -> Lineage:
+        """OpenLineage events of the runs, and the graph they describe (docs/lineage.md)."""
+        from lakestream.lineage import Lineage
+
+        return Lineage(self.settings, self.storage, self.feeds)
 
     @property
     def data_dir(self) -> Path:
@@ -165,7 +176,7 @@ class Lakestream:
 
         bootstrap = bootstrap or self.bootstrap()
         feed = self.feeds.get("transaction_stream")
-        client.ensure_topics(bootstrap, [feed.topic], self.settings.kafka.partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, [feed.topic])
         generator = TransactionGenerator(seed=seed)
         config = client.producer_config(self.settings, bootstrap)
         return produce(config, feed.topic, generator.messages(messages), rate, on_progress)
@@ -210,7 +221,9 @@ class Lakestream:
     ) -> IngestEngine:
         """An ingest engine for ``feeds`` (call ``run()``; ``stop()`` from a signal)."""
         bootstrap = bootstrap or self.bootstrap()
-        client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
+        client.ensure_configured_topics(self.settings, bootstrap,
+                                        [f.topic for f in feeds if f.kind == "stream"],
+                                        [f.topic for f in feeds if f.kind == "table"])
         options = self.consume_options(group_id or self.settings.kafka.group_id, until_idle,
                                        idle_timeout_s, progress, status, drain_timeout_s)
         tables = {f.topic: client.topic_partitions(bootstrap, f.topic)
@@ -227,10 +240,11 @@ class Lakestream:
                          status: Callable[[str], None] | None = None,
                          drain_timeout_s: float | None = None) -> WarehouseStreamLoader:
         """The streaming warehouse consumer (``ingest --sink warehouse``)."""
-        from lakestream.warehouse.streaming import TOPICS, WarehouseStreamLoader
+        from lakestream.warehouse.streaming import FLATTENED, TOPICS, WarehouseStreamLoader
 
         bootstrap = bootstrap or self.bootstrap()
-        client.ensure_topics(bootstrap, TOPICS, self.settings.kafka.partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, [FLATTENED],
+                                        [t for t in TOPICS if t != FLATTENED])
         self.warehouse.init()
         group = group_id or f"{self.settings.kafka.group_id}-warehouse"
         options = self.consume_options(group, until_idle, idle_timeout_s, progress, status,
@@ -284,10 +298,10 @@ class Lakestream:
         key = self.anon_key()
         bootstrap = bootstrap or self.bootstrap()
         partitions = self.settings.kafka.partitions
-        client.ensure_topics(bootstrap, [INPUT_TOPIC], partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, [INPUT_TOPIC])
         inputs = len(client.topic_partitions(bootstrap, INPUT_TOPIC)) or partitions
-        client.ensure_topics(bootstrap, STREAMS, inputs)
-        client.ensure_topics(bootstrap, list(TABLES), partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, STREAMS, partitions=inputs)
+        client.ensure_configured_topics(self.settings, bootstrap, tables=TABLES)
         options = self.consume_options("lakestream-processor", until_idle, idle_timeout_s,
                                        progress, status, drain_timeout_s)
         publisher = OutputPublisher(client.producer_config(self.settings, bootstrap))
@@ -298,6 +312,24 @@ class Lakestream:
         from lakestream.derive.reference import ReferenceStore
 
         return ReferenceStore(self.data_dir)
+
+    def check_quality(self, pipeline: str, run_id: str | None = None) -> QualityReport:
+        """Run a pipeline's data-quality checks over the lake; results stored under the run."""
+        if pipeline == "weather":
+            return self.weather.quality(run_id)
+        from lakestream.quality import check_pipeline, save_results
+
+        currencies = self.reference().rates().to_usd if pipeline == "transactions" else ()
+        report = check_pipeline(pipeline, self.storage, self.settings.quality, run_id,
+                                currencies=currencies)
+        save_results(self.weather.gold_store, report)
+        return report
+
+    def quality_run(self, run_id: str | None = None) -> QualityRun:
+        """The stored checks of a run (default: the latest), and its unpublished files, if kept."""
+        from lakestream.quality.runs import quality_run
+
+        return quality_run(self.weather.gold_store, self.storage, run_id)
 
     def update_feed(self, name: str, changes: dict[str, Any],
                     keep_existing_data: bool = False) -> FeedUpdate:

@@ -73,7 +73,7 @@ def _kafka(api: Lakestream) -> tuple[str, str]:
             timeout=5)
     except KafkaException as exc:
         raise _Failed(servers, f"Kafka does not answer: {kafka_reason(exc)}",
-                      "check kafka.bootstrap_servers / LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS, "
+                      "check kafka.bootstrap_servers / LAKESTREAM_KAFKA__BOOTSTRAP_SERVERS, "
                       "or start the embedded one: lakestream broker start") from None
     groups = _groups(api, servers)
     return servers, f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s); {groups}"
@@ -95,7 +95,7 @@ def _groups(api: Lakestream, servers: str) -> str:
 
     group = api.settings.kafka.group_id
     names = [group, f"{group}-warehouse", "lakestream-processor"]
-    admin = admin_client(servers, **api.settings.kafka.client_config)
+    admin = admin_client(servers, **api.settings.kafka.librdkafka_properties())
     states = group_states(admin, names)
     window = expel_wait_s(api.settings.kafka.session_timeout_ms / 1000)
     deadline = time.monotonic() + window
@@ -123,7 +123,7 @@ def _lake(api: Lakestream) -> tuple[str, str]:
         assert storage.read(probe) == b"ok"
         storage.delete(probe)
     except (LakestreamError, FileNotFoundError, OSError) as exc:
-        hint = ("check the bucket exists and LAKESTREAM_S3_ENDPOINT / _ACCESS_KEY / _SECRET_KEY"
+        hint = ("check the bucket exists, and s3.endpoint and the keys (LAKESTREAM_S3__...)"
                 if not storage.is_local else "check lake.root is a writable folder")
         raise _Failed(storage.uri, f"cannot write to the lake: {exc}", hint) from None
     return storage.uri, "write, read and delete of a probe object work"
@@ -137,7 +137,7 @@ def _require_bucket(storage: Any) -> None:
         found = storage.fs.get_file_info(bucket).type != pafs.FileType.NotFound
     except OSError as exc:
         raise _Failed(storage.uri, f"the object store does not answer: {exc}",
-                      "check LAKESTREAM_S3_ENDPOINT and the keys") from None
+                      "check LAKESTREAM_S3__ENDPOINT and the keys") from None
     if not found:
         raise _Failed(storage.uri, f"cannot write to the lake: bucket '{bucket}' does not exist",
                       "create the bucket (check the bucket exists and its name in lake.root)")

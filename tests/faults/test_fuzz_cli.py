@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakestream.cli import cli, main
-from lakestream.config import ENV_OVERRIDES
+from tests.conftest import clear_settings_environment
 from tests.faults.badinput import FUZZ
 from tests.faults.conftest import FaultCounts
 
@@ -113,8 +113,7 @@ ARGV = st.one_of(command_argv(), command_argv(), command_argv(), st.lists(VALUES
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project (no Kafka, an empty local lake) as the working directory."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = {"data_dir": str(tmp_path / "data"), "feeds_dir": str(tmp_path / "feeds"),
               "lake": {"root": str(tmp_path / "lake")}}

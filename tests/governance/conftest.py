@@ -14,7 +14,8 @@ import yaml
 
 from lakestream.api import Lakestream
 from lakestream.cli import main
-from lakestream.config import ENV_OVERRIDES, load_settings
+from lakestream.config import load_settings
+from tests.conftest import clear_settings_environment
 from tests.warehouse.conftest import backend, database_url, server_status  # noqa: F401 (fixtures)
 
 from .lakebuild import STREAM_SPEC, TABLE_SPEC, feed_file
@@ -39,8 +40,7 @@ def write_project(root: Path, lake: str | None = None, **extra: Any) -> Path:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project with a local lake and no LAKESTREAM_* from the shell."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     write_project(tmp_path)
     return tmp_path

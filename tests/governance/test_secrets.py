@@ -36,6 +36,7 @@ SENTINELS = {
     "LAKESTREAM_S3_ACCESS_KEY": "sentinel-access-51d2e8",
     "LAKESTREAM_S3_SECRET_KEY": "sentinel-secret-b04c61",
     "OPENWEATHER_API_KEY": "sentinel-owm-93e7aa",
+    "LAKESTREAM_KAFKA__CLIENT_CONFIG__SASL_PASSWORD": "sentinel-sasl-2d6b90",
 }
 DB_PASSWORD = "sentinel-dbpw-c8e1f4"
 
@@ -89,6 +90,7 @@ def test_log_lines_never_carry_a_secret(project: Path) -> None:
         install_log_redaction(settings, logger)  # idempotent
         assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
         logger.warning("key=%s", SENTINELS["LAKESTREAM_ANON_KEY"])
+        logger.warning("sasl=%s", SENTINELS["LAKESTREAM_KAFKA__CLIENT_CONFIG__SASL_PASSWORD"])
         try:
             raise RuntimeError(f"boom {SENTINELS['LAKESTREAM_S3_SECRET_KEY']}")
         except RuntimeError:
@@ -97,6 +99,7 @@ def test_log_lines_never_carry_a_secret(project: Path) -> None:
         logger.removeHandler(handler)
     text = stream.getvalue()
     assert "key=***" in text and "failed with ***" in text and "boom ***" in text
+    assert "sasl=***" in text
     assert not find_secrets({"log": text}, SENTINELS.values())
 
 

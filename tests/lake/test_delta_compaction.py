@@ -231,13 +231,12 @@ def test_the_compact_command_on_a_delta_feed(tmp_path: object,
     import json
     from pathlib import Path
 
-    from lakestream.config import ENV_OVERRIDES
     from lakestream.ingest.delta_sink import DeltaLakeSink
+    from tests.conftest import clear_settings_environment
     from tests.governance.conftest import api_for, run, write_project
 
     assert isinstance(tmp_path, Path)
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     write_project(tmp_path)
     api = api_for(tmp_path)

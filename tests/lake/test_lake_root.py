@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from lakestream.cli import main
-from lakestream.config import ENV_OVERRIDES, S3Settings
+from lakestream.config import S3Settings
 from lakestream.errors import ConfigError, StorageError, TransientError
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.lake.storage import open_storage
 from lakestream.testing.seaweedfs import SeaweedFS
-from tests.conftest import s3_env
+from tests.conftest import clear_settings_environment, s3_env
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,7 @@ LAKE_COMMANDS = {
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder with no config file and no LAKESTREAM_* from the shell."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LAKESTREAM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LAKESTREAM_FEEDS_DIR", str(tmp_path / "feeds"))
@@ -74,7 +73,7 @@ def test_a_missing_bucket_is_one_error_line(
 ) -> None:
     use_s3(monkeypatch, seaweedfs, "s3://nosuchbucket/lake")
     fails_with(args, capsys, "bucket 'nosuchbucket' of lake.root s3://nosuchbucket/lake "
-               "does not exist", "create the bucket, or fix lake.root (LAKESTREAM_LAKE_ROOT)")
+               "does not exist", "create the bucket, or fix lake.root (LAKESTREAM_LAKE__ROOT)")
 
 
 @pytest.mark.parametrize("args", LAKE_COMMANDS.values(), ids=LAKE_COMMANDS.keys())
@@ -86,7 +85,7 @@ def test_a_wrong_secret_key_is_one_error_line(
            LAKESTREAM_S3_SECRET_KEY="not-the-secret")
     fails_with(args, capsys, f"the object store refused access to bucket '{s3_bucket}' of "
                f"lake.root s3://{s3_bucket}/lake: wrong S3 keys, or keys without access to it",
-               "check LAKESTREAM_S3_ACCESS_KEY and LAKESTREAM_S3_SECRET_KEY")
+               "check LAKESTREAM_S3__ACCESS_KEY and LAKESTREAM_S3__SECRET_KEY")
 
 
 @pytest.mark.parametrize("args", LAKE_COMMANDS.values(), ids=LAKE_COMMANDS.keys())
@@ -97,7 +96,7 @@ def test_a_local_root_that_is_a_file_is_one_error_line(
     (project / "lake").write_text("a file, not the lake")
     monkeypatch.setenv("LAKESTREAM_LAKE_ROOT", str(project / "lake"))
     fails_with(args, capsys, f"lake.root {project / 'lake'} is a file, not a folder",
-               "point lake.root (LAKESTREAM_LAKE_ROOT) at a folder, or move the file")
+               "point lake.root (LAKESTREAM_LAKE__ROOT) at a folder, or move the file")
     assert (project / "lake").read_text() == "a file, not the lake"
 
 
@@ -130,7 +129,7 @@ def test_kafka_commands_stop_at_a_missing_bucket(
     use_s3(monkeypatch, seaweedfs, "s3://nosuchbucket/lake",
            LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers)
     fails_with(args, capsys, "bucket 'nosuchbucket' of lake.root s3://nosuchbucket/lake "
-               "does not exist", "create the bucket, or fix lake.root (LAKESTREAM_LAKE_ROOT)")
+               "does not exist", "create the bucket, or fix lake.root (LAKESTREAM_LAKE__ROOT)")
 
 
 def test_an_existing_bucket_without_a_lake_yet_is_an_empty_lake(

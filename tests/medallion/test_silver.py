@@ -22,7 +22,14 @@ from lakestream.lake.delta import storage_options
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import DuckDBEngine
-from lakestream.medallion.silver import CLEANED, DAILY, DATASETS, HOURLY, SilverBuilder
+from lakestream.medallion.silver import (
+    CLEANED,
+    DAILY,
+    DATASETS,
+    HOURLY,
+    REJECTED,
+    SilverBuilder,
+)
 from lakestream.pipelines.weather import WeatherService
 from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import s3_env
@@ -98,8 +105,12 @@ def test_kafka_to_s3_bronze_to_silver_applies_every_rule(
     assert sorted(f.path.split("/")[2] for f in live_files(storage, "bronze/weather")) == [
         "year=2025", "year=2025"]
 
-    report = service.silver("duckdb")
+    report = service.silver("duckdb", warn_only=True)  # the cases fail completeness: 13 of 15
     assert (report.rows_in, report.dropped_missing, report.dropped_out_of_range) == (15, 4, 2)
+    rejected = rows_of(storage, REJECTED, "_kafka_offset")
+    assert len(rejected) == report.rejected_rows == 6
+    assert sorted(r["reason"] for r in rejected) == sorted(
+        reason for reason, n in report.rejected.items() for _ in range(n))
     assert report.duplicates == 1 and report.partitions == ["2025-03", "2025-04"]
     rows = rows_of(storage, CLEANED, "city", "timestamp")
     assert [(r["city"], r["timestamp"]) for r in rows] == sorted(RULE_EXPECTED)

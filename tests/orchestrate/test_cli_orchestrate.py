@@ -14,11 +14,10 @@ import sqlalchemy as sa
 import yaml
 
 from lakestream.cli import main
-from lakestream.config import ENV_OVERRIDES
 from lakestream.orchestrate.runlog import RunLog
 from lakestream.warehouse.connection import make_engine
 from lakestream.warehouse.schema import pipeline_execution_log
-from tests.conftest import subprocess_env
+from tests.conftest import clear_settings_environment, subprocess_env
 
 from .conftest import Receiver
 from .test_lock import holder_process, wait_for_holder
@@ -29,8 +28,7 @@ LAKESTREAM = Path(sys.executable).with_name("lakestream")
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project whose Kafka is never reached by the tasks these tests run."""
-    for var in ENV_OVERRIDES:
-        monkeypatch.delenv(var, raising=False)
+    clear_settings_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = {"data_dir": str(tmp_path / "data"), "feeds_dir": str(tmp_path / "feeds"),
               "lake": {"root": str(tmp_path / "lake")},

@@ -57,7 +57,7 @@ def test_good_data_passes_and_results_are_stored_per_run(tmp_path: Path, capsys:
     assert "completeness.temperature" in out and "freshness" in out and "fail" not in out
     store = GoldStore(make_settings(tmp_path))
     results = store.select(data_quality_results, "result_id")
-    assert len(results) == 14 and len({r["run_id"] for r in results}) == 2
+    assert len(results) == 20 and len({r["run_id"] for r in results}) == 2
     assert {r["status"] for r in results} == {"pass"}
     log = store.select(execution_log, "execution_id")
     assert [(r["task"], r["status"]) for r in log] == [("quality_check", "success")] * 2
@@ -92,8 +92,9 @@ def test_duplicates_and_out_of_range_values_in_silver_fail(tmp_path: Path) -> No
         table.num_rows + 1
     assert statuses(storage) == {
         "completeness.city": "pass", "completeness.timestamp": "pass",
-        "completeness.temperature": "pass", "validity.temperature": "fail",
-        "validity.humidity": "pass", "uniqueness": "fail", "freshness": "pass"}
+        "completeness.temperature": "pass", "validity.in": "pass", "uniqueness.in": "pass",
+        "validity.temperature": "fail", "validity.humidity": "pass",
+        "validity.timestamp": "pass", "uniqueness": "fail", "freshness": "pass"}
 
 
 @pytest.mark.parametrize(("age_h", "expected"), [(1, "pass"), (3, "warn"), (7, "fail")])
@@ -106,7 +107,10 @@ def test_freshness_warns_after_2_hours_and_alerts_after_6(tmp_path: Path, age_h:
 def test_no_data_at_all_fails_every_check(tmp_path: Path) -> None:
     storage = open_storage(str(tmp_path / "lake"), S3Settings())
     results = check_pipeline("weather", storage).results
-    assert len(results) == 7 and {r.status for r in results} == {"fail"}
+    assert len(results) == 10
+    failed = {r.name for r in results if r.status == "fail"}
+    assert failed == {"completeness.city", "completeness.timestamp", "completeness.temperature",
+                      "validity.in", "uniqueness.in", "freshness"}  # silver: nothing to check
 
 
 @pytest.mark.parametrize(("check", "bad"), [

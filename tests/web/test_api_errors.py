@@ -15,6 +15,7 @@ DATA_ROUTES = [
     "/api/datasets/transaction_stream/metadata", "/api/datasets/transaction_stream/partitions",
     "/api/datasets/transaction_stream/rows", "/api/datasets/transaction_stream/dlq",
     "/api/lag", "/api/runs", "/api/quality", "/api/charts", "/api/charts/payment_methods",
+    "/api/lineage",
 ]
 
 

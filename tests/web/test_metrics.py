@@ -117,6 +117,10 @@ def test_quality_metrics_follow_the_latest_run(client: TestClient,
                                                admin: dict[str, str]) -> None:
     found = samples(client, admin)
     results = client.get("/api/quality", params={"limit": 1}, headers=admin).json()["results"]
-    for r in results:
+    newest: dict[str, dict[str, Any]] = {}
+    for r in results:  # newest first: a run's audit and its check may both test a name
+        newest.setdefault(r["check_name"], r)
+    assert newest
+    for r in newest.values():
         assert value(found, "lakestream_quality_check_passed", pipeline=r["pipeline"],
                      check=r["check_name"], status=r["status"]) == (r["status"] == "pass")

@@ -14,6 +14,7 @@ from lakestream.cli import (  # noqa: F401  (each module registers its commands)
     feeds,
     governance,
     lake,
+    lineage,
     orchestrate,
     reference,
     streams,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import click
 
 from lakestream.cli.root import Context, cli, pass_ctx
 from lakestream.cli.streams import produce
 from lakestream.errors import LakestreamError
 from lakestream.output import console, err_console, print_rows, progress_bar
+
+if TYPE_CHECKING:
+    from lakestream.medallion import SilverReport
+    from lakestream.quality import CheckResult
 
 ENGINE = click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb",
                       show_default=True,
@@ -70,29 +78,54 @@ def medallion() -> None:
 
 @medallion.command("silver")
 @ENGINE
+@click.option("--warn-only", is_flag=True,
+              help="Publish even if a blocking quality check fails (the checks are recorded "
+                   "as they are). For a run held back that you have looked at.")
 @pass_ctx
-def medallion_silver(ctx: Context, engine: str) -> None:
+def medallion_silver(ctx: Context, engine: str, warn_only: bool) -> None:
     """Clean new bronze data into silver: weather_cleaned, weather_daily_agg, weather_hourly_agg.
 
-    Only months touched by new bronze files are recomputed; each dataset's
-    months are replaced in one Delta commit. Both engines give identical results.
+    Only months touched by new bronze files are recomputed. Write-audit-publish:
+    the run writes them where no reader looks, runs the quality checks on
+    what it wrote, and only then replaces each dataset's months in one Delta
+    commit. If a blocking check fails (quality.blocking), nothing is
+    published: the run exits 1, the previous data stays current, and its
+    files are kept for `lakestream quality show RUN`. Rows silver drops (no
+    city/timestamp/temperature, values out of range, a time in the future or
+    before quality.timestamp_floor) go to silver/weather_rejected with their
+    reason. Both engines give identical results.
 
     \b
     Examples:
       lakestream medallion silver
       lakestream medallion silver --engine spark
+      lakestream quality show            # the checks of the last run
+      lakestream medallion silver --warn-only
     """
-    r = ctx.api.weather.silver(engine, on_progress=_say)
+    from lakestream.quality.audits import SilverHeldBack
+
+    try:
+        r = ctx.api.weather.silver(engine, on_progress=_say, warn_only=warn_only)
+    except SilverHeldBack as held:
+        _print_silver(held.silver)
+        raise
+    _print_silver(r)
+
+
+def _print_silver(r: SilverReport) -> None:
     if not r.bronze_files:
         console.print("silver is up to date: no new bronze file")
         return
+    done = ("held back, nothing published" if r.held_back else
+            f"wrote {r.rows_out:,} cleaned, {r.daily_rows:,} daily and {r.hourly_rows:,} hourly "
+            f"rows in {', '.join(r.partitions) or 'no partition'}; {r.rejected_rows:,} new "
+            "rejected row(s) in silver/weather_rejected")
     console.print(
-        f"silver ({r.engine}): {r.bronze_files:,} new bronze file(s), {r.rows_in:,} rows in; "
-        f"dropped {r.dropped_missing:,} without city/timestamp/temperature and "
-        f"{r.dropped_out_of_range:,} out of range; {r.duplicates:,} duplicate(s) removed; "
-        f"wrote {r.rows_out:,} cleaned, {r.daily_rows:,} daily and {r.hourly_rows:,} hourly "
-        f"rows in {', '.join(r.partitions) or 'no partition'} ({r.seconds:.1f}s)",
-        soft_wrap=True)
+        f"silver ({r.engine}) run {r.run_id}: {r.bronze_files:,} new bronze file(s), "
+        f"{r.rows_in:,} rows in; dropped {r.dropped_missing:,} without city/timestamp/"
+        f"temperature, {r.dropped_out_of_range:,} out of range and "
+        f"{r.dropped_implausible_time:,} with an implausible time; {r.duplicates:,} "
+        f"duplicate(s) removed; {done} ({r.seconds:.1f}s)", soft_wrap=True)
 
 
 @medallion.command("gold")
@@ -121,33 +154,68 @@ def quality() -> None:
 
 
 @quality.command("check")
-@click.option("--pipeline", "-p", default="weather", show_default=True,
-              help="Pipeline whose data to check.")
+@click.option("--pipeline", "-p", type=click.Choice(["weather", "transactions"]),
+              default="weather", show_default=True, help="Pipeline whose data to check.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format.")
 @pass_ctx
 def quality_check(ctx: Context, pipeline: str, fmt: str) -> None:
-    """Check completeness, validity, uniqueness and freshness; exit 1 if a check fails.
+    """Check what came in and what went out; exit 1 if a check fails.
+
+    weather: completeness, validity and uniqueness of bronze (what came in) and
+    of silver (what went out), freshness of silver. transactions: transaction_id
+    unique per day, required fields present, currencies in the rates table,
+    freshness of each stream. Thresholds and which checks block a publication:
+    the `quality` settings (docs/quality.md). Results are stored per run.
 
     \b
     Examples:
       lakestream quality check --pipeline weather
-      lakestream quality check --pipeline weather --format json
+      lakestream quality check --pipeline transactions --format json
     """
-    if pipeline != "weather":
-        raise click.UsageError(f"no quality checks are defined for pipeline '{pipeline}' "
-                               "(known: weather)")
-    report = ctx.api.weather.quality()
-    _print_quality(report, fmt)
+    report = ctx.api.check_quality(pipeline)
+    _print_quality(report.results, fmt)
     if not report.ok:
         from lakestream.quality import QualityCheckFailed
 
         raise QualityCheckFailed(
             f"{len(report.failed)} quality check(s) failed: "
-            + "; ".join(f"{r.name} ({r.detail})" for r in report.failed))
+            + "; ".join(f"{r.name} ({r.detail})" for r in report.failed),
+            f"the results are stored under run {report.run_id}")
 
 
-def _print_quality(report: object, fmt: str) -> None:
-    results = getattr(report, "results", [])
+@quality.command("show")
+@click.argument("run_id", required=False, metavar="[RUN]")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="Output format.")
+@pass_ctx
+def quality_show(ctx: Context, run_id: str | None, fmt: str) -> None:
+    """The checks of a run (default: the latest), and where a held-back run's data is kept.
+
+    A run held back by its checks published nothing; its staged files stay for
+    quality.keep_unpublished_h hours (read them with DuckDB, e.g.
+    `SELECT * FROM read_parquet('FOLDER/weather_cleaned/**/*.parquet')`).
+
+    \b
+    Examples:
+      lakestream quality show
+      lakestream quality show weather-20261205T080000-1a2b3c --format json
+    """
+    run = ctx.api.quality_run(run_id)
+    if fmt == "json":
+        click.echo(json.dumps(run.as_dict(), indent=2))
+        return
+    console.print(f"run {run.run_id} ({run.pipeline}), checked {run.checked_at:%Y-%m-%d %H:%M} "
+                  f"UTC: {len(run.results) - len(run.failed)} of {len(run.results)} checks "
+                  "passed or warned", soft_wrap=True)
+    print_rows(["check", "dataset", "status", "observed", "threshold", "detail"],
+               [(r["check_name"], r["dataset"], r["status"], r["observed"], r["threshold"],
+                 r["detail"]) for r in run.results], fmt)
+    if run.held_back:
+        console.print(f"held back, nothing published: {run.held_back.get('reason')}\n"
+                      f"unpublished files kept in {run.held_back['folder']}", soft_wrap=True)
+
+
+def _print_quality(results: Sequence[CheckResult], fmt: str) -> None:
     rows = [(r.name, r.dataset, r.status, r.observed, r.threshold, r.detail) for r in results]
     print_rows(["check", "dataset", "status", "observed", "threshold", "detail"], rows, fmt)

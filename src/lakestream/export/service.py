@@ -154,7 +154,7 @@ class ExportService:
     def _append(self, feeds: list[Feed]) -> list[ExportResult]:
         started = time.monotonic()
         bootstrap = self.bootstrap()
-        client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, [f.topic for f in feeds])
         report: IngestReport | BeamReport
         if self.runner == "beam":
             report = BeamExport(self.settings, self.storage, bootstrap, self.beam_options,
@@ -204,7 +204,7 @@ class ExportService:
             version = export_table_rows(self.storage, feed, keep, rows)
         else:
             bootstrap = self.bootstrap()
-            client.ensure_topics(bootstrap, [feed.topic], self.settings.kafka.partitions)
+            client.ensure_configured_topics(self.settings, bootstrap, tables=[feed.topic])
             scan = KafkaScan(client.base_config(self.settings, bootstrap), feed.topic)
             version = export_table_from_kafka(self.storage, feed, keep, scan,
                                               client.topic_partitions(bootstrap, feed.topic))

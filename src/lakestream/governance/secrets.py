@@ -1,8 +1,9 @@
 """Secrets stay secret: know their values, keep them out of logs, find them where they leaked.
 
-Secrets (S3 keys, the anonymization key, the OpenWeather key, database
-passwords) come only from the environment or ``.env``; ``config.py`` refuses a
-config file that holds one. This module adds the runtime side:
+Secrets (S3 keys, the anonymization key, the OpenWeather key, librdkafka
+passwords, database passwords) come only from the environment or ``.env``;
+``lakestream.config`` refuses a config file that holds one. This module adds
+the runtime side:
 
 - :func:`secret_values` lists the configured secret values;
 - :func:`install_log_redaction` puts a filter on the root logger's handlers
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from lakestream.config import Settings
+from pydantic import SecretStr
+
+from lakestream.config import SECRET_KEYS, Settings, value_at
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would mask ordinary words
@@ -26,16 +29,14 @@ _MIN_LENGTH = 4  # shorter values would mask ordinary words
 
 def secret_values(settings: Settings) -> list[str]:
     """Every secret value the configuration holds (longest first)."""
-    values = [s.get_secret_value() for s in (settings.s3.access_key, settings.s3.secret_key,
-                                             settings.anon_key, settings.openweather_api_key)
-              if s is not None]
+    secrets = [value_at(settings, key) for key in SECRET_KEYS]
+    values = [s.get_secret_value() for s in secrets if s is not None]
     for url in (settings.warehouse_url, settings.gold_url, settings.ksqldb_url):
         password = url_password(url)
         if password:
             values += [password, unquote(password)]
-    for key, value in settings.kafka.client_config.items():
-        if "password" in key or "secret" in key:
-            values.append(str(value))
+    values += [value.get_secret_value() for value in settings.kafka.client_config.values()
+               if isinstance(value, SecretStr)]
     return sorted({v for v in values if len(v) >= _MIN_LENGTH}, key=len, reverse=True)
 
 

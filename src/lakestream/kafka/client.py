@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from lakestream.config import Settings
@@ -58,13 +59,13 @@ def bootstrap_servers(settings: Settings) -> str:
         return str(state["bootstrap_servers"])
     raise ConfigError(
         "no Kafka configured and no embedded broker running",
-        "run `lakestream broker start`, or set LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS",
+        "run `lakestream broker start`, or set LAKESTREAM_KAFKA__BOOTSTRAP_SERVERS",
     )
 
 
 def base_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
     """Settings shared by every client: servers plus the user's extra librdkafka keys."""
-    return {"bootstrap.servers": bootstrap, **settings.kafka.client_config}
+    return {"bootstrap.servers": bootstrap, **settings.kafka.librdkafka_properties()}
 
 
 def consumer_config(settings: Settings, bootstrap: str, group_id: str) -> dict[str, Any]:
@@ -105,31 +106,147 @@ def admin_client(bootstrap: str, **extra: Any) -> Any:
                        logger=logging.getLogger("lakestream.kafka"))
 
 
+TABLE_TOPIC_CONFIG: Mapping[str, str] = MappingProxyType({"cleanup.policy": "compact"})
+"""The configuration of the table topics Lakestream creates, as ksqlDB creates its tables'.
+
+Each record of a table topic is a key's whole latest value, so compaction keeps
+what a consumer needs: a group that starts after older segments are gone still
+reads every key's latest value. The cleaner's tuning (``min.compaction.lag.ms``,
+``segment.ms``, ``min.cleanable.dirty.ratio``) is left to the cluster's defaults:
+a value that is not compacted yet is only a superseded one more to read.
+"""
+
+
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 15
+    bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 15, *,
+    replication_factor: int = 1, config: Mapping[str, str] | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (existing ones are left as they are)."""
-    from confluent_kafka import KafkaException
+    """Create the topics that do not exist yet; existing ones are left as they are.
+
+    ``lakestream doctor`` checks the existing table topics (their cleanup policy)
+    instead of changing them behind the user's back.
+
+    Args:
+        bootstrap: Kafka's servers.
+        names: Topics that must exist.
+        partitions: Partitions of a created topic.
+        timeout: Seconds per admin request.
+        replication_factor: Replicas of a created topic; at most the cluster's brokers.
+        config: Topic configuration of the created topics (e.g. :data:`TABLE_TOPIC_CONFIG`).
+
+    Raises:
+        BrokerError: Kafka does not answer, or refused to create a topic.
+        ConfigError: ``replication_factor`` exceeds the number of brokers.
+    """
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
     admin = admin_client(bootstrap)
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
-    wanted = [n for n in dict.fromkeys(names) if n not in existing]
+    wanted = [n for n in dict.fromkeys(names) if n not in meta.topics]
     if not wanted:
         return
+    # Tansu accepts any replication factor (it has one broker and reports the replicas
+    # asked for), so the check is ours; a Kafka cluster refuses with the same reason.
+    if replication_factor > len(meta.brokers):
+        raise _too_many_replicas(wanted, replication_factor, len(meta.brokers))
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
+        [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor,
+                  config=dict(config or {})) for n in wanted]
     )
     for name, future in futures.items():
         try:
             future.result(timeout)
         except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise BrokerError(f"cannot create topic {name}: {exc}") from None
+            code = exc.args[0].code() if exc.args and hasattr(exc.args[0], "code") else None
+            if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if code == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise _too_many_replicas(wanted, replication_factor, len(meta.brokers)) from None
+            raise BrokerError(f"cannot create topic {name}: {kafka_reason(exc)}") from None
     _wait_visible(admin, wanted, timeout)
+
+
+def ensure_configured_topics(
+    settings: Settings, bootstrap: str, streams: Iterable[str] = (),
+    tables: Iterable[str] = (), partitions: int | None = None,
+) -> None:
+    """:func:`ensure_topics` with ``kafka.partitions`` and ``kafka.replication_factor``:
+    ``streams`` with the cluster's default cleanup policy, ``tables`` compacted."""
+    kafka = settings.kafka
+    for names, config in ((list(streams), None), (list(tables), TABLE_TOPIC_CONFIG)):
+        if names:
+            ensure_topics(bootstrap, names, partitions or kafka.partitions,
+                          replication_factor=kafka.replication_factor, config=config)
+
+
+def _too_many_replicas(names: list[str], replication_factor: int, brokers: int) -> ConfigError:
+    shown = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more)"
+    return ConfigError(
+        f"cannot create topic {shown}: kafka.replication_factor is {replication_factor} "
+        f"but the cluster has {brokers} broker(s)",
+        f"set kafka.replication_factor (LAKESTREAM_KAFKA__REPLICATION_FACTOR) to {brokers} "
+        "or less",
+    )
+
+
+def cleanup_policies(bootstrap: str, names: Iterable[str], timeout: float = 10,
+                     **client: Any) -> dict[str, str]:
+    """The ``cleanup.policy`` of each existing topic of ``names`` (missing ones are left out).
+
+    A broker that does not report the key (Tansu, for a topic created without it)
+    applies Kafka's default, ``delete``.
+
+    Raises:
+        BrokerError: Kafka does not answer or cannot describe the topics' configuration.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin = admin_client(bootstrap, **client)
+    try:
+        topics = admin.list_topics(timeout=timeout).topics
+        existing = [n for n in dict.fromkeys(names) if n in topics]
+        if not existing:
+            return {}
+        futures = admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, n) for n in existing], request_timeout=timeout)
+        policies = {}
+        for resource, future in futures.items():
+            entry = future.result(timeout).get("cleanup.policy")
+            policies[resource.name] = entry.value if entry is not None and entry.value else "delete"
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read the topics' configuration: {kafka_reason(exc)}") from None
+    return policies
+
+
+def set_topic_config(bootstrap: str, names: Iterable[str], config: Mapping[str, str],
+                     timeout: float = 10, **client: Any) -> None:
+    """Set ``config`` on existing topics (incremental: their other keys are kept).
+
+    Raises:
+        BrokerError: Kafka refused or does not answer.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+               for k, v in config.items()]
+    resources = [ConfigResource(ResourceType.TOPIC, n, incremental_configs=entries)
+                 for n in dict.fromkeys(names)]
+    if not resources:
+        return
+    admin = admin_client(bootstrap, **client)  # held until the futures are done
+    futures = admin.incremental_alter_configs(resources, request_timeout=timeout)
+    for resource, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot change the configuration of topic {resource.name}: "
+                              f"{kafka_reason(exc)}") from None
 
 
 def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:

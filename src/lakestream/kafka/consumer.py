@@ -163,7 +163,8 @@ class BatchingConsumer(ABC):
             self._consumer.subscribe(self.topics, on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
             if self.options.until_idle:
-                self.drain.admin = admin_client(self.bootstrap, **self.settings.kafka.client_config)
+                self.drain.admin = admin_client(
+                    self.bootstrap, **self.settings.kafka.librdkafka_properties())
         if self.background_flush:
             self._flusher = BackgroundFlusher(self._flush_round)
         try:

@@ -214,7 +214,7 @@ def _check_local_root(path: str) -> None:
         return
     if not stat.S_ISDIR(found.st_mode):
         raise ConfigError(f"lake.root {path} is a file, not a folder",
-                          "point lake.root (LAKESTREAM_LAKE_ROOT) at a folder, or move the file")
+                          "point lake.root (LAKESTREAM_LAKE__ROOT) at a folder, or move the file")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"lake.root {path} cannot be read: permission denied",
                           "give this user read access (chmod u+rx), or point lake.root elsewhere")
@@ -232,12 +232,12 @@ def _check_bucket(filesystem: pafs.FileSystem, bucket: str, uri: str) -> None:
             raise ConfigError(
                 f"the object store refused access to bucket '{bucket}' of lake.root {uri}: "
                 "wrong S3 keys, or keys without access to it",
-                "check LAKESTREAM_S3_ACCESS_KEY and LAKESTREAM_S3_SECRET_KEY",
+                "check LAKESTREAM_S3__ACCESS_KEY and LAKESTREAM_S3__SECRET_KEY",
             ) from None
         raise
     if info.type == pafs.FileType.NotFound:
         raise ConfigError(f"bucket '{bucket}' of lake.root {uri} does not exist",
-                          "create the bucket, or fix lake.root (LAKESTREAM_LAKE_ROOT)")
+                          "create the bucket, or fix lake.root (LAKESTREAM_LAKE__ROOT)")
 
 
 def storage_errors(what: str) -> AbstractContextManager[None]:

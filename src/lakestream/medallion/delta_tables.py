@@ -7,16 +7,17 @@ files stay in the ``year=YYYY/month=MM/`` folders of docs/lake.md). A dataset is
 read from its snapshot's file list, never by listing folders, so a file a
 commit did not reference (yet, or any more) is never read.
 
-**A rebuild is one commit.** A silver run recomputes whole months; every
-dataset's months are replaced in one commit that removes the months' files
-and adds the new ones, so a Delta reader sees the old months or the new ones,
-never a half:
+**A rebuild is one commit, after an audit.** A silver run recomputes whole
+months. Its engine first writes them as plain Parquet below a staging folder
+outside every table (:func:`write_staged` for DuckDB's Arrow result; Spark
+writes its own), where no reader looks and the quality checks read them
+(write-audit-publish). Publishing (:func:`publish_files`) moves the files
+into the table's partition folders under unique names and replaces the
+months in one commit that removes their files and adds the new ones, so a
+Delta reader sees the old months or the new ones, never a half.
 
-* DuckDB hands its Arrow result to ``write_deltalake(mode="overwrite",
-  predicate="(year = 'YYYY' AND month = 'MM') OR ...")``.
-* Spark (no delta-spark jars here, docs/lake.md) writes plain Parquet into the
-  table's partition folders under unique names; :func:`commit_files` then
-  commits them with ``DeltaTable.create_write_transaction``. Its
+:func:`commit_files` commits with ``DeltaTable.create_write_transaction``
+(no delta-spark jars here, docs/lake.md). Its
   ``mode="overwrite"`` takes one conjunction of partition filters (one month
   at most), so the commit is ``mode="append"`` carrying one ``RemoveAction``
   per file of the replaced months, read from the very snapshot the commit is
@@ -38,12 +39,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from lakestream.errors import StorageError, TerminalError
 from lakestream.lake.delta import (
@@ -51,8 +53,8 @@ from lakestream.lake.delta import (
     TABLE_CONFIGURATION,
     DeltaDataset,
     delta_errors,
-    storage_options,
 )
+from lakestream.lake.delta_files import file_stats
 from lakestream.lake.storage import Storage
 
 PARTITION_BY = ("year", "month")
@@ -70,6 +72,8 @@ class DataFile:
     month: int
     size: int
     records: int
+    stats: str = ""
+    """The Delta ``stats`` (JSON) from the file's footer: row count, min, max, null counts."""
 
 
 def partition_folder(year: int, month: int) -> str:
@@ -149,33 +153,81 @@ def ensure_table(storage: Storage, rel: str, schema: pa.Schema) -> Any:
     return dataset.table()
 
 
-def overwrite_months(storage: Storage, rel: str, data: pa.Table, months: Sequence[Month]) -> int:
-    """Replace whole months of a silver table by ``data`` (with int ``year``/``month``): one commit.
+def write_staged(storage: Storage, staging: str, data: pa.Table) -> pa.Schema:
+    """Write ``data`` (int ``year``/``month``) below ``staging`` as one Parquet file per month.
+
+    The files sit in ``year=YYYY/month=MM/`` folders, without the partition
+    columns (they live in the folder names and the log, as in the tables).
 
     Returns:
-        The rows written.
+        The table schema of the files: their columns plus string partition columns.
     """
-    from deltalake import write_deltalake
+    from lakestream.lake.writer import PARQUET_OPTIONS
 
     data = padded_partitions(data)
     data = data.cast(nullable(data.schema))
-    table = ensure_table(storage, rel, data.schema)
-    with delta_errors(f"rewrite {len(months)} month(s) of {table.table_uri}"):
-        write_deltalake(table, data, mode="overwrite", predicate=month_predicate(months),
-                        partition_by=list(PARTITION_BY),
-                        storage_options=storage_options(storage))
-    return data.num_rows
+    columns = [c for c in data.column_names if c not in PARTITION_BY]
+    months = pa.table({"year": data.column("year"), "month": data.column("month")})
+    for year, month in sorted({(r["year"], r["month"]) for r in months.to_pylist()}):
+        rows = data.filter(pc.and_(pc.equal(data.column("year"), year),
+                                   pc.equal(data.column("month"), month)))
+        sink = pa.BufferOutputStream()  # the engine's types as they are (no pruning)
+        pq.write_table(rows.select(columns), sink, **PARQUET_OPTIONS)
+        storage.write_atomic(f"{staging}/year={year}/month={month}/part-0.parquet",
+                             sink.getvalue())
+    return data.schema
+
+
+def staged_files(storage: Storage, staging: str) -> list[DataFile]:
+    """The Parquet files an engine wrote below ``staging``, in ``year=/month=`` folders."""
+    files = []
+    for info in storage.list_files(staging):
+        name = info.path.rsplit("/", 1)[-1]
+        if not name.endswith(".parquet") or name.startswith(("_", ".")):
+            continue
+        with storage.fs.open_input_file(storage.full(info.path)) as f:
+            meta = pq.ParquetFile(f).metadata
+        folders = info.path[len(staging) + 1:].split("/")[:-1]
+        part = dict(p.split("=", 1) for p in folders if "=" in p)
+        files.append(DataFile(info.path, int(part["year"]), int(part["month"]), info.size,
+                              int(meta.num_rows), json.dumps(file_stats(meta))))
+    return sorted(files, key=lambda f: f.path)
+
+
+def publish_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: pa.Schema,
+                  months: Sequence[Month], tag: str, operation: str = "silver rebuild") -> int:
+    """Move staged files into the table ``rel`` and commit them, replacing ``months``: one commit.
+
+    The table is made first (its log exists before a file lands in its
+    folder). Moved files the commit does not reach (a crash in between) are
+    held by no snapshot: no reader sees them and ``vacuum`` deletes them.
+
+    Args:
+        files: Files below a staging folder (:func:`staged_files`).
+        tag: Part of the new file names (the run), unique per publication.
+
+    Returns:
+        The rows added.
+    """
+    ensure_table(storage, rel, schema)
+    moved = []
+    for f in files:
+        target = f"{rel}/{partition_folder(f.year, f.month)}/part-{tag}-{f.path.rsplit('/', 1)[-1]}"
+        storage.move(f.path, target)
+        moved.append(replace(f, path=target))
+    return commit_files(storage, rel, moved, schema, months, operation)
 
 
 def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: pa.Schema,
-                 months: Sequence[Month]) -> int:
+                 months: Sequence[Month], operation: str = "silver rebuild") -> int:
     """Commit files another engine wrote into ``rel``, replacing ``months``: one commit.
 
     Args:
         files: The new files, already in the partition folders of the table
             (:func:`ensure_table` made it before they were written).
         schema: The files' columns with the partition columns, in order.
-        months: The months replaced (every live file of them is removed).
+        months: The months replaced (every live file of them is removed; none: an append).
+        operation: What the commit is, in its ``lakestream.operation`` metadata.
 
     Returns:
         The rows added.
@@ -188,10 +240,10 @@ def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: 
     now = int(time.time() * 1000)
     adds = [AddAction(f.path[len(rel) + 1:], f.size,
                       {"year": f"{f.year:04d}", "month": f"{f.month:02d}"}, now, True,
-                      json.dumps({"numRecords": f.records})) for f in files]
+                      f.stats or json.dumps({"numRecords": f.records})) for f in files]
     wanted = set(months)
     props = CommitProperties(max_commit_retries=0,
-                             custom_metadata={"lakestream.operation": "silver rebuild"})
+                             custom_metadata={"lakestream.operation": operation})
     for attempt in range(COMMIT_ATTEMPTS):
         table, actions = _add_actions(dataset)
         if table is None:

@@ -1,15 +1,16 @@
 """The SQL engines the medallion layers run on: what they share, and DuckDB's.
 
 An engine registers lake files (a Delta table's live files, from its log) as
-views, runs the shared SQL of :mod:`lakestream.medallion.sql`, and commits a
-query's result to a Delta table, replacing whole ``year=YYYY/month=MM``
-partitions in one commit (:meth:`SqlEngine.write_delta`,
-:mod:`lakestream.medallion.delta_tables`). The partition columns live in the
+views, runs the shared SQL of :mod:`lakestream.medallion.sql`, and writes a
+query's result as Parquet below a staging folder, in ``year=YYYY/month=MM``
+folders (:meth:`SqlEngine.stage`), which the silver run audits and then
+publishes to a Delta table in one commit
+(:mod:`lakestream.medallion.delta_tables`). The partition columns live in the
 folder names and the log, not in the files.
 
 DuckDB (the default) reads a local lake with ``read_parquet`` and an S3 lake
 through pyarrow datasets (it cannot load its S3 extension offline);
-delta-rs writes its result to either.
+pyarrow writes its result to either.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.dataset as pads
 
 from lakestream.errors import TerminalError
 from lakestream.lake.storage import Storage
-from lakestream.medallion.delta_tables import Month, overwrite_months
+from lakestream.medallion.delta_tables import write_staged
 from lakestream.medallion.sql import DUCKDB, Dialect
 
 PARTITION_COLUMNS = ("year", "month")
@@ -32,6 +33,10 @@ PARTITION_COLUMNS = ("year", "month")
 
 class MedallionError(TerminalError):
     """The medallion pipeline cannot run as configured (engine, lake, data)."""
+
+
+class HeldBack(MedallionError):
+    """A run's audit (its blocking quality checks) did not let it publish: nothing changed."""
 
 
 class SqlEngine(ABC):
@@ -60,19 +65,16 @@ class SqlEngine(ABC):
         """The result of ``sql`` as an Arrow table."""
 
     @abstractmethod
-    def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
-                    order: Sequence[str]) -> int:
-        """Replace ``months`` of the Delta dataset ``dataset`` by ``sql``'s rows in one commit.
+    def stage(self, sql: str, staging: str, order: Sequence[str]) -> pa.Schema:
+        """Write ``sql``'s rows as Parquet below ``staging``, one ``year=/month=`` folder each.
 
         Args:
-            sql: The query; its int ``year`` and ``month`` columns pick the partition.
-            dataset: The table's folder below the lake root.
-            months: The (year, month) partitions replaced: every row of ``sql`` is in one.
-            staging: A scratch folder the engine may write below (removed by the caller).
+            sql: The query; its int ``year`` and ``month`` columns pick the folder.
+            staging: A folder below the lake root, outside every table (emptied first).
             order: Columns each file is sorted by.
 
         Returns:
-            The rows written.
+            The table schema of the files: their columns plus string ``year``/``month``.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -126,13 +128,13 @@ class DuckDBEngine(SqlEngine):
         table: pa.Table = fetch()
         return table
 
-    def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
-                    order: Sequence[str]) -> int:
-        """A predicate overwrite of the months with ``write_deltalake`` (sorted rows)."""
+    def stage(self, sql: str, staging: str, order: Sequence[str]) -> pa.Schema:
+        """Sorted rows as Arrow, written by pyarrow."""
         q = self.dialect.quote
         keys = ", ".join(q(k) for k in (*PARTITION_COLUMNS, *order))
-        table = self.arrow(f"SELECT * FROM ({sql}) w ORDER BY {keys}")
-        return overwrite_months(self.storage, dataset, table, months)
+        self.storage.delete_dir(staging)
+        return write_staged(self.storage, staging, self.arrow(f"SELECT * FROM ({sql}) w "
+                                                              f"ORDER BY {keys}"))
 
     def close(self) -> None:
         """Close the connection."""

@@ -4,15 +4,18 @@ The gold tables are upserted from silver with the warehouse's bulk loaders
 (PostgreSQL ``COPY`` + ``INSERT … ON CONFLICT``, MariaDB ``LOAD DATA``, SQLite
 batched upserts), all three in one transaction: a load is visible whole or not
 at all, and loading the same silver twice writes nothing (an upsert only
-touches rows whose values changed). The store also keeps the weather runs'
-``pipeline_execution_log`` and the quality results.
+touches rows whose values changed). Write-audit-publish: the caller's audit
+reads the loaded rows inside that transaction, before it commits; if it
+holds the load back, the transaction rolls back and gold stays as it was.
+The store also keeps the weather runs' ``pipeline_execution_log`` and the
+quality results.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +27,7 @@ import sqlalchemy as sa
 from lakestream.config import Settings
 from lakestream.errors import ConfigError, LakestreamError, WarehouseError
 from lakestream.lake.storage import Storage
-from lakestream.medallion.engines import SqlEngine
+from lakestream.medallion.engines import HeldBack, SqlEngine
 from lakestream.medallion.gold_schema import (
     GOLD_SOURCES,
     GOLD_TABLES,
@@ -36,6 +39,9 @@ from lakestream.medallion.silver import dataset_files
 from lakestream.warehouse.connection import create_database, dialect_name, make_engine
 from lakestream.warehouse.failures import RetryPolicy, run_in_transaction
 from lakestream.warehouse.loaders import BulkLoader, Target, bulk_loader
+
+GoldAudit = Callable[[sa.Connection, Mapping[str, pa.Table]], "str | None"]
+"""Reads a load inside its transaction; returns why it must not commit, or ``None``."""
 
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
             "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "sqlite": "sqlite"}
@@ -150,8 +156,13 @@ class GoldStore:
                           "creating the gold schema")
         self._ready = True
 
-    def load(self, tables: Mapping[str, pa.Table]) -> dict[str, int]:
-        """Upsert Arrow tables into gold tables of the same names, in one transaction."""
+    def load(self, tables: Mapping[str, pa.Table],
+             audit: GoldAudit | None = None) -> dict[str, int]:
+        """Upsert Arrow tables into gold tables of the same names, in one transaction.
+
+        Raises:
+            HeldBack: ``audit`` held the load back (the transaction rolled back).
+        """
         self.ensure_schema()
         by_name = {t.name: t for t in GOLD_TABLES}
 
@@ -162,6 +173,10 @@ class GoldStore:
                 target = Target(table, GOLD_SOURCES[name][1], load_columns(table))
                 empty = conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first()
                 counts[name] = self.loader.load(conn, target, data, expect_new=empty is None)
+            verdict = audit(conn, tables) if audit else None
+            if verdict:
+                raise HeldBack(f"the gold load was held back, gold is unchanged: {verdict}",
+                               "see the checks with `lakestream quality show RUN`")
             return counts
 
         loaded: dict[str, int] = self._transaction(work, "loading gold")
@@ -214,14 +229,15 @@ def read_silver(engine: SqlEngine, storage: Storage) -> dict[str, pa.Table]:
     return tables
 
 
-def load_gold(store: GoldStore, engine: SqlEngine, storage: Storage) -> GoldReport:
-    """Read silver with ``engine`` and upsert it into the gold store."""
+def load_gold(store: GoldStore, engine: SqlEngine, storage: Storage,
+              audit: GoldAudit | None = None) -> GoldReport:
+    """Read silver with ``engine`` and upsert it into the gold store (after ``audit``)."""
     started = time.monotonic()
     tables = read_silver(engine, storage)
     if not tables:
         raise WarehouseError("silver holds no weather data yet",
                              "run `lakestream medallion silver` first")
     report = GoldReport(store.display_url, engine.name)
-    report.rows_in = store.load(tables)
+    report.rows_in = store.load(tables, audit)
     report.seconds = time.monotonic() - started
     return report

@@ -9,9 +9,10 @@ loopback interface only (``SPARK_LOCAL_IP``, ``spark.driver.host`` and
 
 Delta tables without delta-spark (no such jars here, docs/lake.md): Spark reads a
 table from its snapshot's file list (the silver builder hands it the files
-the log holds, never a folder), and writes plain Parquet that
-:func:`lakestream.medallion.delta_tables.commit_files` commits with
-``create_write_transaction``: Spark does the work, delta-rs keeps the log.
+the log holds, never a folder), and writes plain Parquet below a staging
+folder that :func:`lakestream.medallion.delta_tables.publish_files` moves into
+the table and commits with ``create_write_transaction``: Spark does the
+work, delta-rs keeps the log.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,13 +29,7 @@ import pyarrow.parquet as pq
 
 from lakestream.config import S3Settings
 from lakestream.lake.storage import Storage
-from lakestream.medallion.delta_tables import (
-    DataFile,
-    Month,
-    commit_files,
-    ensure_table,
-    partition_folder,
-)
+from lakestream.medallion.delta_tables import staged_files
 from lakestream.medallion.engines import PARTITION_COLUMNS, MedallionError, SqlEngine
 from lakestream.medallion.sql import SPARK
 
@@ -148,36 +142,15 @@ class SparkEngine(SqlEngine):
         table: pa.Table = self._run(self.spark.sql(sql).toArrow)
         return table
 
-    def write_delta(self, sql: str, dataset: str, months: Sequence[Month], staging: str,
-                    order: Sequence[str]) -> int:
-        """Parquet written by Spark, moved into the table's month folders, committed by delta-rs.
-
-        The files get unique names in their partition folders: until the commit
-        no reader sees them (the log does not hold them), and a run that dies
-        before it leaves files ``vacuum`` deletes.
-        """
+    def stage(self, sql: str, staging: str, order: Sequence[str]) -> pa.Schema:
+        """Parquet written by Spark below ``staging``, in ``year=/month=`` folders."""
         columns = self._write_parquet(sql, staging, order)
-        run = uuid.uuid4().hex[:12]
-        written = []
-        for info in self.storage.list_files(staging):
-            name = info.path.rsplit("/", 1)[-1]
-            if not name.endswith(".parquet") or name.startswith(("_", ".")):
-                continue
-            with self.storage.fs.open_input_file(self.storage.full(info.path)) as f:
-                meta = pq.ParquetFile(f).metadata
-            part = dict(p.split("=", 1) for p in info.path[len(staging) + 1:].split("/")[:-1])
-            written.append((info, name, int(part["year"]), int(part["month"]), meta))
-        if not written:
-            return 0
-        schema = _table_schema(written[0][4].schema.to_arrow_schema(), columns)
-        ensure_table(self.storage, dataset, schema)  # the log exists before any file lands
-        files = []
-        for info, name, year, month, meta in written:
-            target = f"{dataset}/{partition_folder(year, month)}/part-{run}-{name}"
-            self.storage.move(info.path, target)
-            files.append(DataFile(target, year, month, info.size, int(meta.num_rows)))
-        return commit_files(self.storage, dataset, sorted(files, key=lambda f: f.path), schema,
-                            months)
+        files = staged_files(self.storage, staging)
+        if not files:
+            return _table_schema(pa.schema([]), [])
+        with self.storage.fs.open_input_file(self.storage.full(files[0].path)) as f:
+            schema = pq.ParquetFile(f).schema_arrow
+        return _table_schema(schema, columns)
 
     def _write_parquet(self, sql: str, staging: str, order: Sequence[str]) -> list[str]:
         """Write ``sql``'s rows below ``staging`` in ``year=/month=`` folders; its columns."""

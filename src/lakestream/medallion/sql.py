@@ -17,6 +17,12 @@ The rules (docs/weather.md, "Silver: the rules"):
 * rows without city, timestamp or temperature are dropped;
 * only temperature within [-100, 60] °C and humidity within [0, 100] (or
   unknown) are kept;
+* only plausible observation times are kept: not before a floor (2000-01-01 by
+  default) and not later than the run's time plus a tolerance (60 minutes by
+  default) — a record dated in the future would otherwise make freshness
+  pass for ever;
+* every row dropped gets one reason (:data:`REASONS`; silver keeps them in
+  ``silver/weather_rejected``, its dead letters);
 * one row per (city, timestamp): the latest fetched (then the highest Kafka
   partition and offset, so that ties are settled the same way every time);
 * derived ``year``, ``month``, ``day``, ``hour`` (UTC) and ``heat_index``;
@@ -25,6 +31,7 @@ The rules (docs/weather.md, "Silver: the rules"):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +48,35 @@ _ROTHFUSZ = ("-42.379", "2.04901523", "10.14333127", "-0.22475541", "-0.00683783
 HEAT_INDEX_FROM_C = "26.7"  # 80 °F: below it the heat index is the air temperature
 
 DEDUP_ORDER = ("fetched_at", "_kafka_partition", "_kafka_offset")
+
+REASON = "_reason"
+"""The column of a typed row that says why silver drops it (NULL: kept)."""
+
+# reason -> the group it is counted in (SilverReport, the quality checks)
+REASONS: dict[str, str] = {
+    "missing city": "missing",
+    "missing timestamp (dt)": "missing",
+    "missing temperature (main.temp)": "missing",
+    f"temperature outside [{TEMPERATURE_RANGE[0]}, {TEMPERATURE_RANGE[1]}] °C": "out_of_range",
+    f"humidity outside [{HUMIDITY_RANGE[0]}, {HUMIDITY_RANGE[1]}] %": "out_of_range",
+    "timestamp in the future": "implausible_time",
+    "timestamp before the floor": "implausible_time",
+}
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """The plausible observation times of a run: ``floor`` to ``latest`` (UTC, inclusive)."""
+
+    floor: dt.datetime
+    latest: dt.datetime
+
+    @classmethod
+    def around(cls, now: dt.datetime, tolerance: dt.timedelta,
+               floor: dt.datetime) -> TimeBounds:
+        """From ``floor`` to ``now + tolerance``, to the second (both engines see the same)."""
+        latest = (now + tolerance).astimezone(dt.UTC).replace(microsecond=0)
+        return cls(floor.astimezone(dt.UTC).replace(microsecond=0), latest)
 
 
 @dataclass(frozen=True)
@@ -168,20 +204,63 @@ def cleaned_columns(d: Dialect) -> list[str]:
     return [name for _, name in _typed_columns(d)] + [name for _, name in _derived_columns(d)]
 
 
-def clean_sql(d: Dialect, bronze: str) -> str:
-    """Typed, filtered, derived rows of the bronze view ``bronze`` (not yet deduplicated)."""
+def _typed_sql(d: Dialect, bronze: str) -> str:
+    typed = ", ".join(f"{expr} AS {d.quote(name)}" for expr, name in _typed_columns(d))
+    return f"SELECT {typed} FROM {d.quote(bronze)}"
+
+
+def timestamp_literal(d: Dialect, moment: dt.datetime) -> str:
+    """A UTC instant as a constant both engines read alike (their sessions run in UTC)."""
+    return f"CAST('{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}' AS {d.timestamp_type})"
+
+
+def reason_sql(d: Dialect, bounds: TimeBounds) -> str:
+    """Why a typed row is dropped (one of :data:`REASONS`, the first that applies), or NULL."""
     q = d.quote
-    typed = ", ".join(f"{expr} AS {q(name)}" for expr, name in _typed_columns(d))
-    derived = ", ".join(f"{expr} AS {q(name)}" for expr, name in _derived_columns(d))
     lo_t, hi_t = TEMPERATURE_RANGE
     lo_h, hi_h = HUMIDITY_RANGE
-    return (
-        f"SELECT t.*, {derived} FROM (SELECT {typed} FROM {q(bronze)}) t "
-        f"WHERE {q('city')} IS NOT NULL AND {q('timestamp')} IS NOT NULL "
-        f"AND {q('temperature')} IS NOT NULL "
-        f"AND {q('temperature')} BETWEEN {lo_t} AND {hi_t} "
-        f"AND ({q('humidity')} IS NULL OR {q('humidity')} BETWEEN {lo_h} AND {hi_h})"
-    )
+    reasons = list(REASONS)
+    rules = [
+        f"{q('city')} IS NULL",
+        f"{q('timestamp')} IS NULL",
+        f"{q('temperature')} IS NULL",
+        f"{q('temperature')} NOT BETWEEN {lo_t} AND {hi_t}",
+        f"{q('humidity')} IS NOT NULL AND {q('humidity')} NOT BETWEEN {lo_h} AND {hi_h}",
+        f"{q('timestamp')} > {timestamp_literal(d, bounds.latest)}",
+        f"{q('timestamp')} < {timestamp_literal(d, bounds.floor)}",
+    ]
+    whens = " ".join(f"WHEN {rule} THEN '{reason}'" for rule, reason in zip(rules, reasons,
+                                                                           strict=True))
+    return f"CASE {whens} END"
+
+
+def reasoned_sql(d: Dialect, bronze: str, bounds: TimeBounds) -> str:
+    """The typed rows of the bronze view ``bronze``, each with its :data:`REASON` (or NULL)."""
+    return (f"SELECT t.*, {reason_sql(d, bounds)} AS {d.quote(REASON)} "
+            f"FROM ({_typed_sql(d, bronze)}) t")
+
+
+def clean_sql(d: Dialect, reasoned: str) -> str:
+    """The kept rows of the view ``reasoned`` (:func:`reasoned_sql`), derived, not deduplicated."""
+    q = d.quote
+    typed = ", ".join(q(name) for _, name in _typed_columns(d))
+    derived = ", ".join(f"{expr} AS {q(name)}" for expr, name in _derived_columns(d))
+    return (f"SELECT t.*, {derived} FROM (SELECT {typed} FROM {q(reasoned)} "
+            f"WHERE {q(REASON)} IS NULL) t")
+
+
+def rejected_sql(d: Dialect, reasoned: str) -> str:
+    """The dropped rows of the view ``reasoned``: their typed columns and ``reason``."""
+    q = d.quote
+    typed = ", ".join(q(name) for _, name in _typed_columns(d))
+    return (f"SELECT {typed}, {q(REASON)} AS {q('reason')} FROM {q(reasoned)} "
+            f"WHERE {q(REASON)} IS NOT NULL")
+
+
+def reason_counts_sql(d: Dialect, reasoned: str) -> str:
+    """``(reason, rows)`` of the view ``reasoned``; the kept rows under a NULL reason."""
+    q = d.quote
+    return f"SELECT {q(REASON)}, COUNT(*) FROM {q(reasoned)} GROUP BY {q(REASON)}"
 
 
 KEY_FIELDS = (("city", "city"), ("timestamp", "dt"), ("temperature", "main.temp"))
@@ -198,21 +277,6 @@ def key_presence_sql(d: Dialect, bronze: str) -> str:
     typed = {name: expr for expr, name in _typed_columns(d)}
     counts = ", ".join(f"COUNT({typed[name]})" for name, _ in KEY_FIELDS)
     return f"SELECT COUNT(*), {counts} FROM {d.quote(bronze)}"
-
-
-def drop_counts_sql(d: Dialect, bronze: str) -> str:
-    """How many bronze rows each rule drops: (rows, no_key_field, out_of_range)."""
-    q = d.quote
-    typed = ", ".join(f"{expr} AS {q(name)}" for expr, name in _typed_columns(d))
-    missing = (f"{q('city')} IS NULL OR {q('timestamp')} IS NULL "
-               f"OR {q('temperature')} IS NULL")
-    return (
-        f"SELECT COUNT(*), SUM(CASE WHEN {missing} THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN NOT ({missing}) AND ({q('temperature')} NOT BETWEEN "
-        f"{TEMPERATURE_RANGE[0]} AND {TEMPERATURE_RANGE[1]} OR {q('humidity')} NOT BETWEEN "
-        f"{HUMIDITY_RANGE[0]} AND {HUMIDITY_RANGE[1]}) THEN 1 ELSE 0 END) "
-        f"FROM (SELECT {typed} FROM {q(bronze)}) t"
-    )
 
 
 def existing_sql(d: Dialect, view: str) -> str:

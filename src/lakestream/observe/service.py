@@ -18,6 +18,7 @@ from lakestream.governance.sqlguard import AccessDeniedError
 from lakestream.lake import browse
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.storage import Storage
+from lakestream.lineage import LineageGraph
 from lakestream.observe import runs as runlog
 from lakestream.observe.charts import chart as find_chart
 from lakestream.observe.datasets import (
@@ -27,6 +28,7 @@ from lakestream.observe.datasets import (
     UnknownDatasetError,
 )
 from lakestream.observe.lag import LagMonitor, LagReport
+from lakestream.observe.lineage import visible_lineage
 from lakestream.observe.visibility import Visibility
 
 MAX_RUNS = 200
@@ -56,11 +58,13 @@ class Monitor:
         lag: Lag of the lake's sinks.
         log_dbs: Databases holding ``pipeline_execution_log`` / quality results.
         audit: Records a list or a refusal: ``(principal, action, dataset, detail)``.
+        lineage: Reads the lineage graph (default: an empty one).
     """
 
     def __init__(self, storage: Storage, feeds: FeedRegistry, gate: Gate, lag: LagMonitor,
                  log_dbs: list[runlog.LogDatabase],
-                 audit: Callable[[str, str, str | None, dict[str, Any]], None]) -> None:
+                 audit: Callable[[str, str, str | None, dict[str, Any]], None],
+                 lineage: Callable[[], LineageGraph] = LineageGraph) -> None:
         self.catalog = LakeCatalog(storage, feeds)
         self.storage = storage
         self.feeds = feeds
@@ -68,6 +72,7 @@ class Monitor:
         self.lag_monitor = lag
         self.log_dbs = log_dbs
         self.audit = audit
+        self.lineage_graph = lineage
 
     # -- datasets -------------------------------------------------------------------------
 
@@ -172,6 +177,16 @@ class Monitor:
         shown = self.visibility(principal).quality(found)
         self._audit_list(principal, "api:quality", len(found), len(shown))
         return {"results": shown, "error": error}
+
+    def lineage(self, principal: str, job: str | None = None,
+                dataset: str | None = None) -> LineageGraph:
+        """The lineage graph (of ``job`` / a ``dataset`` name) as the principal may see it."""
+        graph = self.lineage_graph()
+        shown = visible_lineage(graph, self.visibility(principal),
+                                set(self.gate.readable(principal)), self.storage, self.feeds)
+        chosen = shown.select(job, dataset)
+        self._audit_list(principal, "api:lineage", len(graph.jobs), len(shown.jobs))
+        return chosen
 
     def overview(self, principal: str) -> dict[str, Any]:
         """The overview page: datasets, lag, the last runs and the failing quality checks."""

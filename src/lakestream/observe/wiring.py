@@ -2,8 +2,8 @@
 
 The pieces come from the layers below: governance's gate and audit log (the
 permissions and audit trail in the warehouse database), a watermark source
-for the configured or embedded broker, and the databases that log runs (the
-warehouse and the weather gold store).
+for the configured or embedded broker, the databases that log runs (the
+warehouse and the weather gold store), and the file of lineage events.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from lakestream.governance.audit import AuditLog
 from lakestream.kafka import client
 from lakestream.kafka.lag import BrokerWatermarks, fetch_watermarks
 from lakestream.lake.storage import Storage
+from lakestream.lineage.transport import events_file
 from lakestream.medallion.gold import gold_url
 from lakestream.observe.lag import LagMonitor, WatermarkSource
+from lakestream.observe.lineage import graph_reader
 from lakestream.observe.runs import LogDatabase
 from lakestream.observe.service import Monitor
 from lakestream.warehouse.connection import warehouse_url
@@ -52,4 +54,4 @@ def build_monitor(settings: Settings, storage: Storage, feeds: FeedRegistry, gat
     logs = [LogDatabase("warehouse", warehouse_url(settings)),
             LogDatabase("gold", gold_url(settings))]
     return Monitor(storage, feeds, gate, LagMonitor(storage, fetch, broker), logs,
-                   audit.record)
+                   audit.record, graph_reader(events_file(settings.data_dir)))

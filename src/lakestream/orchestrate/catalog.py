@@ -63,8 +63,9 @@ def consume_to_s3(ctx: TaskContext) -> TaskOutput:
 
 
 def process_silver(ctx: TaskContext) -> TaskOutput:
-    """Clean the new bronze data into silver."""
-    report = ctx.api.weather.silver()
+    """Clean the new bronze data into silver; fails, publishing nothing, when a blocking
+    quality check fails (write-audit-publish)."""
+    report = ctx.api.weather.silver(run_id=ctx.run_id)
     return TaskOutput(report.rows_in, report.rows_out, f"{report.rows_out} silver rows")
 
 

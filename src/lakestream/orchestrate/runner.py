@@ -6,7 +6,8 @@ an :class:`~.executors.Executor`. A failed attempt is retried after the DAG's
 delay; a task that fails for good fails the run, and the tasks downstream of
 it are not run. The run's time limit caps every attempt; an SLA timer alerts
 once when the run takes longer than its SLA. Success, failure and SLA misses
-go to the :class:`~.notify.Notifier`.
+go to the :class:`~.notify.Notifier`. The run and each attempt emit their
+OpenLineage events (:mod:`lakestream.lineage`) when the runner is given lineage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lakestream.errors import TerminalError
+from lakestream.lineage import RunLineage, TaskResult
 from lakestream.orchestrate.dag import Dag, Task
 from lakestream.orchestrate.executors import Attempt, Control, Executor, Outcome
 from lakestream.orchestrate.notify import Notifier
@@ -72,6 +74,8 @@ class RunReport:
 
 
 Event = Callable[[str, dict[str, Any]], None]
+LineageOf = Callable[[str, str], RunLineage]
+"""The lineage of one run: ``(pipeline, run_id)`` → its :class:`RunLineage`."""
 
 
 def new_run_id(pipeline: str, now: dt.datetime | None = None) -> str:
@@ -90,15 +94,18 @@ class DagRunner:
         notifier: Where notifications go.
         on_event: Progress callback: ``(kind, details)`` with kind ``task_start``,
             ``task_end``, ``retry``.
+        lineage: Where the run's OpenLineage events go (``None``: none are emitted).
     """
 
     def __init__(self, dag: Dag, executor: Executor, runlog: SafeRunLog, notifier: Notifier,
-                 on_event: Event | None = None) -> None:
+                 on_event: Event | None = None, lineage: LineageOf | None = None) -> None:
         self.dag = dag
         self.executor = executor
         self.runlog = runlog
         self.notifier = notifier
         self.on_event = on_event or (lambda _kind, _details: None)
+        self.lineage = lineage or RunLineage.silent
+        self._tracker = RunLineage.silent(dag.name, "")
 
     def run(self, from_task: str | None = None, only: str | None = None,
             run_id: str | None = None, control: Control | None = None) -> RunReport:
@@ -112,6 +119,8 @@ class DagRunner:
         control = control or Control()
         report = RunReport(self.dag.name, run_id, dt.datetime.now(dt.UTC))
         report.tasks = [TaskReport(t.name) for t in tasks]
+        self._tracker = self.lineage(self.dag.name, run_id)
+        self._tracker.started()
         sla = self._start_sla_timer(report)
         try:
             self._run_tasks(tasks, report, control)
@@ -119,6 +128,8 @@ class DagRunner:
             if sla is not None:
                 sla.cancel()
             report.ended_at = dt.datetime.now(dt.UTC)
+            failed = report.failed_task
+            self._tracker.ended(report.status, failed.error if failed else None)
         self._notify_end(report, tasks)
         return report
 
@@ -163,6 +174,7 @@ class DagRunner:
         self.on_event("task_start", {"task": task.name, "attempt": attempt.attempt,
                                      "attempts": self.dag.retries_of(task) + 1})
         row = self.runlog.started(attempt.run_id, self.dag.name, task.name, attempt.attempt)
+        self._tracker.task_started(task.name, attempt.attempt)
         started = time.monotonic()
         try:
             outcome = self.executor.execute(self.dag, task, attempt, control)
@@ -174,6 +186,8 @@ class DagRunner:
         seconds = time.monotonic() - started
         self.runlog.finished(row, outcome.status, outcome.output.rows_in,
                              outcome.output.rows_out, outcome.error)
+        self._tracker.task_ended(task.name, attempt.attempt, TaskResult(
+            outcome.status, outcome.output.rows_in, outcome.output.rows_out, outcome.error))
         self.on_event("task_end", {"task": task.name, "attempt": attempt.attempt,
                                    "status": outcome.status, "seconds": seconds,
                                    "rows_out": outcome.output.rows_out, "error": outcome.error,

@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lakestream.config import Settings
-from lakestream.errors import UsageError
+from lakestream.config import Settings, env_name
+from lakestream.errors import LakestreamError, UsageError
+from lakestream.lineage import Lineage
 from lakestream.orchestrate.catalog import builtin_dags
 from lakestream.orchestrate.dag import Dag, TaskContext, TaskOutput, as_output
 from lakestream.orchestrate.executors import (
@@ -27,12 +28,12 @@ from lakestream.orchestrate.executors import (
 from lakestream.orchestrate.lock import DagLock
 from lakestream.orchestrate.notify import Notifier
 from lakestream.orchestrate.runlog import RunLog, SafeRunLog
-from lakestream.orchestrate.runner import DagRunner, Event, RunReport, new_run_id
+from lakestream.orchestrate.runner import DagRunner, Event, LineageOf, RunReport, new_run_id
 from lakestream.orchestrate.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_ENV = "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS"
+BOOTSTRAP_ENV = env_name("kafka.bootstrap_servers")
 
 
 class Orchestrator:
@@ -43,14 +44,16 @@ class Orchestrator:
         engine: The warehouse engine, on demand (the run log and the DAG locks live there).
         api: The facade, handed to in-process tasks.
         dags: The DAGs by name (default: the built-in ones).
+        lineage: Where runs emit their OpenLineage events (``None``: nowhere).
     """
 
     def __init__(self, settings: Settings, engine: Callable[[], sa.Engine], api: Any,
-                 dags: dict[str, Dag] | None = None) -> None:
+                 dags: dict[str, Dag] | None = None, lineage: Lineage | None = None) -> None:
         self.settings = settings
         self._engine = engine
         self.api = api
         self.dags = dags if dags is not None else builtin_dags()
+        self.lineage = lineage
 
     @cached_property
     def notifier(self) -> Notifier:
@@ -96,10 +99,26 @@ class Orchestrator:
                         Path(self.settings.data_dir) / "runs", lakestream_command(config_path),
                         env))
                 runner = DagRunner(dag, executor, SafeRunLog(self.runlog), self.notifier,
-                                   on_event=on_event)
+                                   on_event=on_event,
+                                   lineage=self._lineage_of(env.get(BOOTSTRAP_ENV)))
                 return runner.run(from_task, only, run_id, control)
         finally:
             self.notifier.flush()
+
+    def _lineage_of(self, bootstrap: str | None) -> LineageOf | None:
+        """The runs' lineage, naming topics on ``bootstrap`` (else the configured Kafka)."""
+        lineage = self.lineage
+        if lineage is None:
+            return None
+        if bootstrap is None:
+            from lakestream.kafka.client import bootstrap_servers
+
+            try:
+                bootstrap = bootstrap_servers(self.settings)
+            except LakestreamError:
+                bootstrap = None  # no Kafka: the runs' topics go unnamed
+        servers = bootstrap
+        return lambda pipeline, run_id: lineage.run(pipeline, run_id, servers)
 
     @contextmanager
     def _kafka(self, dag: Dag, in_process: bool,

@@ -8,7 +8,8 @@ process        ``lakestream process --until-idle``: derived streams and tables
 ingest         ``lakestream ingest --pipeline transactions --until-idle``: the lake
 export_tables  ``lakestream export --table T`` for each table: a new lake version
 sync           ``lakestream sync``: the lake's tables and dimensions → warehouse
-quality        ``lakestream warehouse check``: every fact row has its dimension row
+quality        ``lakestream quality check --pipeline transactions`` (the lake's streams)
+               and ``lakestream warehouse check`` (every fact row has its dimension row)
 retention      ``lakestream retention`` for the pipeline's feeds
 =============  =================================================================
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from lakestream.feeds import Feed
     from lakestream.governance.service import Governance
     from lakestream.ingest.engine import IngestEngine
+    from lakestream.quality import QualityReport
     from lakestream.warehouse import WarehouseService
 
 PIPELINE = "transactions"
@@ -57,6 +59,9 @@ class TransactionsApi(Protocol):
 
     def select_feeds(self, pipeline: str | None, feed: str | None) -> list[Feed]:
         """The enabled feeds of a pipeline."""
+
+    def check_quality(self, pipeline: str, run_id: str | None = None) -> QualityReport:
+        """A pipeline's data-quality checks over the lake, stored."""
 
     def ingest_engine(self, feeds: list[Feed], until_idle: bool = False,
                       idle_timeout_s: float = 3.0) -> IngestEngine:
@@ -113,14 +118,24 @@ def sync(api: TransactionsApi) -> StepReport:
 
 
 def quality(api: TransactionsApi) -> StepReport:
-    """Fail when a fact row of the warehouse lacks its dimension row."""
+    """Fail when a fact row of the warehouse lacks its dimension row, or a blocking check of
+    the lake's streams fails."""
     orphans = api.warehouse.orphans()
     broken = {table: n for table, n in orphans.items() if n}
     if broken:
         detail = ", ".join(f"{table}: {n}" for table, n in broken.items())
         raise IntegrityCheckFailed(f"fact rows without their dimension row: {detail}",
                                    "run `lakestream sync` again")
-    return StepReport(len(orphans), 0, f"{len(orphans)} fact tables checked: no orphan rows")
+    report = api.check_quality(PIPELINE)
+    if report.blocked:
+        raise IntegrityCheckFailed(f"{len(report.blocked)} blocking quality check(s) failed: "
+                                   + "; ".join(r.line for r in report.blocked),
+                                   f"see `lakestream quality show {report.run_id}`")
+    warned = [r.name for r in report.results if r.status != "pass"]
+    return StepReport(len(orphans), 0,
+                      f"{len(orphans)} fact tables checked: no orphan rows; "
+                      f"{len(report.results)} lake checks, {len(warned)} warned or failed "
+                      f"without blocking{': ' + ', '.join(warned) if warned else ''}")
 
 
 def retention(api: TransactionsApi) -> StepReport:
@@ -144,7 +159,8 @@ STEPS: tuple[tuple[str, Step, str], ...] = (
     ("ingest", ingest, "the transactions feeds into the lake (lakestream ingest)"),
     ("export_tables", export_tables, "each table as a new lake version (lakestream export)"),
     ("sync", sync, "lake tables and dimensions into the warehouse (lakestream sync)"),
-    ("quality", quality, "referential integrity of the warehouse (lakestream warehouse check)"),
+    ("quality", quality, "data quality of the lake's streams and referential integrity of the "
+                         "warehouse (lakestream quality check, lakestream warehouse check)"),
     ("retention", retention, "partitions past retention deleted (lakestream retention)"),
 )
 """The DAG's steps in order: (task name, function, description)."""

@@ -28,10 +28,13 @@ from lakestream.kafka import client
 from lakestream.kafka.consumer import ConsumeOptions
 from lakestream.kafka.producer import produce
 from lakestream.lake.storage import Storage
+from lakestream.lineage import Lineage, RunLineage, TaskResult, checks_of
 from lakestream.medallion import GoldReport, GoldStore, SilverBuilder, SilverReport, TaskLog
 from lakestream.medallion import load_gold as load_gold_tables
 from lakestream.medallion.engines import open_engine
 from lakestream.quality import QualityReport, check_pipeline, save_results
+from lakestream.quality.audits import GoldAudit, SilverAudit, SilverHeldBack
+from lakestream.quality.checks import time_bounds
 from lakestream.sources.openweather import (
     Backoff,
     OpenWeatherCityNotFound,
@@ -87,12 +90,15 @@ class WeatherService:
         settings: Lakestream settings (``weather``, ``gold_url``, Kafka, lake).
         storage: The lake.
         feeds: The feed registry (the bronze feed ``weather``).
+        lineage: Where ``run`` emits its OpenLineage events (default: as configured).
     """
 
-    def __init__(self, settings: Settings, storage: Storage, feeds: FeedRegistry) -> None:
+    def __init__(self, settings: Settings, storage: Storage, feeds: FeedRegistry,
+                 lineage: Lineage | None = None) -> None:
         self.settings = settings
         self.storage = storage
         self.feeds = feeds
+        self.lineage = lineage or Lineage(settings, storage, feeds)
 
     @cached_property
     def gold_store(self) -> GoldStore:
@@ -125,7 +131,7 @@ class WeatherService:
             raise UsageError("--hours replays history, which only the simulated source has",
                              "drop --hours, or use --source simulated")
         feed = self.feeds.get(FEED)
-        client.ensure_topics(bootstrap, [feed.topic], self.settings.kafka.partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, [feed.topic])
         report = WeatherProduceReport(name, chosen)
         started = time.monotonic()
         records = (self._openweather(chosen, report) if name == "openweather"
@@ -156,7 +162,7 @@ class WeatherService:
     def ingest(self, bootstrap: str, idle_timeout_s: float = 3.0) -> IngestReport:
         """Land ``weather-data`` in bronze until the topic is drained."""
         feeds = self.feeds.select(feed=FEED)
-        client.ensure_topics(bootstrap, [f.topic for f in feeds], self.settings.kafka.partitions)
+        client.ensure_configured_topics(self.settings, bootstrap, [f.topic for f in feeds])
         lake = self.settings.lake
         options = ConsumeOptions(group_id=self.settings.kafka.group_id, until_idle=True,
                                  idle_timeout_s=idle_timeout_s,
@@ -167,31 +173,54 @@ class WeatherService:
         report: IngestReport = engine.run()
         return report
 
-    def silver(self, engine: str = "duckdb", on_progress: Progress | None = None) -> SilverReport:
-        """Bronze → silver, incrementally (see :mod:`lakestream.medallion.silver`)."""
+    def silver(self, engine: str = "duckdb", on_progress: Progress | None = None,
+               run_id: str | None = None, warn_only: bool = False) -> SilverReport:
+        """Bronze → silver, incrementally, audited before it publishes (write-audit-publish).
+
+        The checks' results are stored under the run (``lakestream quality show RUN``).
+
+        Args:
+            warn_only: Publish even if blocking checks fail (they are recorded as they are).
+
+        Raises:
+            SilverHeldBack: A blocking check failed: nothing was published.
+        """
+        run, now, policy = run_id or _run_id(), dt.datetime.now(dt.UTC), self.settings.quality
+        audit = SilverAudit(self.storage, policy, run, now, warn_only)
         sql_engine = open_engine(engine, self.storage, self.settings.s3)
         try:
-            return SilverBuilder(self.storage, sql_engine, on_progress).run()
+            report = SilverBuilder(self.storage, sql_engine, on_progress, time_bounds(policy, now),
+                                   run, policy.keep_unpublished_h).run(audit)
         finally:
             sql_engine.close()
+        if audit.report.results:
+            save_results(self.gold_store, audit.report)
+        if report.held_back:
+            raise SilverHeldBack(report)
+        return report
 
     def gold(self, engine: str = "duckdb", run_id: str | None = None) -> GoldReport:
-        """Silver → gold; logs the task in ``pipeline_execution_log``."""
-        return self._logged(run_id or _run_id(), "load_gold", lambda: self._load_gold(engine),
+        """Silver → gold, audited inside its transaction; logs the task in
+        ``pipeline_execution_log``."""
+        run = run_id or _run_id()
+        return self._logged(run, "load_gold", lambda: self._load_gold(engine, run),
                             lambda r: (r.total, r.total))
 
-    def _load_gold(self, engine: str) -> GoldReport:
+    def _load_gold(self, engine: str, run_id: str) -> GoldReport:
+        audit = GoldAudit(self.settings.quality, run_id, dt.datetime.now(dt.UTC))
         sql_engine = open_engine(engine, self.storage, self.settings.s3)
         try:
-            return load_gold_tables(self.gold_store, sql_engine, self.storage)
+            return load_gold_tables(self.gold_store, sql_engine, self.storage, audit)
         finally:
             sql_engine.close()
+            if audit.report.results:
+                save_results(self.gold_store, audit.report)
 
     def quality(self, run_id: str | None = None) -> QualityReport:
         """Run the checks, store the results and log the task (failed if a check failed)."""
         run = run_id or _run_id()
         started = dt.datetime.now(dt.UTC)
-        report = check_pipeline("weather", self.storage, run, started)
+        report = check_pipeline("weather", self.storage, self.settings.quality, run, started)
         save_results(self.gold_store, report)
         failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed) or None
         self.gold_store.log_task(TaskLog(run, "quality_check", "failed" if failed else "success",
@@ -204,41 +233,66 @@ class WeatherService:
     def run(self, bootstrap: str, source: str | None = None, engine: str = "duckdb",
             cities: Sequence[str] | None = None, hours: int = 1,
             on_progress: Progress | None = None, seed: int | None = None) -> WeatherRunReport:
-        """Produce, ingest, silver, gold and quality, in order, once."""
+        """Produce, ingest, silver, gold and quality, in order, once (with lineage events)."""
         report = WeatherRunReport(_run_id())
+        lineage = self.lineage.run(FEED, report.run_id, bootstrap)
+        lineage.started()
         say = on_progress or (lambda _m: None)
         steps: list[tuple[str, Callable[[], Any], Callable[[Any], tuple[int, int]]]] = [
             ("ingest_data", lambda: self.produce(bootstrap, source, cities, hours, seed),
              lambda r: (r.sent, r.delivered)),
             ("consume_to_s3", lambda: self.ingest(bootstrap),
              lambda r: (r.consumed, r.written)),
-            ("process_silver", lambda: self.silver(engine, on_progress),
+            ("process_silver", lambda: self.silver(engine, on_progress, report.run_id),
              lambda r: (r.rows_in, r.rows_out)),
-            ("load_gold", lambda: self._load_gold(engine), lambda r: (r.total, r.total)),
+            ("load_gold", lambda: self._load_gold(engine, report.run_id),
+             lambda r: (r.total, r.total)),
         ]
+        ok = False
         try:
             for task, action, counts in steps:
                 say(f"run {report.run_id}: {task}")
-                self._step(report, task, action, counts)
+                self._step(report, task, action, counts, lineage)
             say(f"run {report.run_id}: quality_check")
-            self._quality_step(report)
+            self._checked(report, lineage)
+            ok = report.error is None
         except LakestreamError as exc:
             report.error = exc
+        finally:
+            lineage.ended("success" if ok else "failed", str(report.error or "interrupted"))
         return report
 
     def _step(self, report: WeatherRunReport, task: str, action: Callable[[], Any],
-              counts: Callable[[Any], tuple[int, int]]) -> Any:
+              counts: Callable[[Any], tuple[int, int]], lineage: RunLineage) -> Any:
         started = time.monotonic()
+        lineage.task_started(task)
         try:
             result = self._logged(report.run_id, task, action, counts)
         except LakestreamError as exc:
             report.steps.append(StepResult(task, "failed", seconds=time.monotonic() - started,
                                            error=str(exc)))
+            lineage.task_ended(task, 1, TaskResult("failed", error=str(exc)))
             raise
         rows_in, rows_out = counts(result)
         report.steps.append(StepResult(task, "success", rows_in, rows_out,
                                        time.monotonic() - started))
+        lineage.task_ended(task, 1, TaskResult("success", rows_in, rows_out))
         return result
+
+    def _checked(self, report: WeatherRunReport, lineage: RunLineage) -> None:
+        """The quality step, its results as assertions of its lineage events."""
+        lineage.task_started("quality_check")
+        try:
+            self._quality_step(report)
+        except LakestreamError as exc:
+            lineage.task_ended("quality_check", 1, TaskResult("failed", error=str(exc)))
+            raise
+        quality = report.quality
+        results = quality.results if quality is not None else []
+        failed = [r for r in results if r.status == "fail"]
+        lineage.task_ended("quality_check", 1, TaskResult(
+            "failed" if failed else "success", len(results), len(results),
+            "; ".join(f"{r.name}: {r.detail}" for r in failed) or None, checks_of(results)))
 
     def _quality_step(self, report: WeatherRunReport) -> None:
         started = time.monotonic()

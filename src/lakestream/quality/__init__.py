@@ -1,10 +1,17 @@
-"""Data-quality checks, and where their results are kept (the gold store, per run)."""
+"""Data-quality checks, the audits of write-audit-publish, and where results are kept.
+
+Results are kept per run in ``data_quality_results`` of the gold store
+(docs/quality.md), for every pipeline.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 
+from lakestream.config import QualitySettings
+from lakestream.errors import UsageError
 from lakestream.lake.storage import Storage
 from lakestream.medallion.gold import GoldStore
 from lakestream.medallion.gold_schema import data_quality_results
@@ -12,31 +19,41 @@ from lakestream.quality.checks import (
     CheckResult,
     QualityCheckFailed,
     QualityReport,
-    weather_checks,
+    Rater,
 )
+from lakestream.quality.transactions import transactions_checks
+from lakestream.quality.weather import lake_checks
 
-PIPELINES = ("weather",)
+PIPELINES = ("weather", "transactions")
 
 __all__ = [
     "CheckResult",
     "QualityCheckFailed",
     "QualityReport",
+    "Rater",
     "check_pipeline",
     "save_results",
 ]
 
 
-def check_pipeline(pipeline: str, storage: Storage, run_id: str | None = None,
-                   now: dt.datetime | None = None) -> QualityReport:
-    """Run the checks of ``pipeline`` over the lake (nothing is stored)."""
-    from lakestream.errors import UsageError
+def check_pipeline(pipeline: str, storage: Storage, policy: QualitySettings | None = None,
+                   run_id: str | None = None, now: dt.datetime | None = None,
+                   currencies: Iterable[str] = ()) -> QualityReport:
+    """Run the checks of ``pipeline`` over the lake (nothing is stored).
 
+    Args:
+        currencies: The currencies of the rates table (the transactions checks).
+    """
     if pipeline not in PIPELINES:
         raise UsageError(f"no quality checks are defined for pipeline '{pipeline}'",
                          f"known: {', '.join(PIPELINES)}")
     checked_at = now or dt.datetime.now(dt.UTC)
+    rater = Rater(policy or QualitySettings(), checked_at)
     report = QualityReport(run_id or uuid.uuid4().hex[:16], pipeline, checked_at)
-    report.results = weather_checks(storage, checked_at)
+    if pipeline == "weather":
+        report.results = lake_checks(storage, rater)
+    else:
+        report.results = transactions_checks(storage, rater, currencies)
     return report
 
 

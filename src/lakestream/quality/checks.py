@@ -1,21 +1,10 @@
-"""The weather pipeline's data-quality checks (docs/weather.md), run on the lake with DuckDB.
+"""What every data-quality check gives: a result, a run's report, and the policy that rates them.
 
-=================  ===================  ===========================================
-check              dataset              passes when
-=================  ===================  ===========================================
-completeness.*     bronze/weather       ≥ 90 % of raw records have city, timestamp
-                                        (``dt``) and temperature (``main.temp``),
-                                        read as silver reads them (a blank city
-                                        is missing in both)
-validity.*         silver/weather_...   every temperature in [-100, 60] °C and
-                                        every humidity in [0, 100] %
-uniqueness         silver/weather_...   no two rows share (city, timestamp)
-freshness          silver/weather_...   newest observation ≤ 2 h old (warn up to
-                                        6 h, fail - an alert - beyond)
-=================  ===================  ===========================================
-
-Completeness is measured on bronze, where incomplete records still are (silver
-drops them); the others check what silver serves.
+A check passes, warns or fails (``status``). Whether a failure holds a
+publication back is the policy's (``quality.blocking`` in the configuration,
+docs/quality.md): a blocking failure keeps a silver or gold run from
+publishing (write-audit-publish); any other failure is reported and alerts,
+but lets the run publish.
 """
 
 from __future__ import annotations
@@ -23,20 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from lakestream.config import QualitySettings
 from lakestream.errors import TerminalError
-from lakestream.lake.storage import Storage
-from lakestream.medallion.engines import DuckDBEngine
-from lakestream.medallion.silver import BRONZE, CLEANED, bronze_files, dataset_files
-from lakestream.medallion.sql import (
-    HUMIDITY_RANGE,
-    KEY_FIELDS,
-    TEMPERATURE_RANGE,
-    key_presence_sql,
-)
-
-COMPLETENESS_MIN_PCT = 90.0
-FRESHNESS_WARN_H = 2.0
-FRESHNESS_ALERT_H = 6.0
+from lakestream.medallion.sql import TimeBounds
 
 
 class QualityCheckFailed(TerminalError):
@@ -53,6 +31,13 @@ class CheckResult:
     observed: float | None
     threshold: str
     detail: str
+    blocking: bool = False
+    """Whether a failure of this check holds a publication back (the policy says)."""
+
+    @property
+    def line(self) -> str:
+        """``name status: detail``, for messages and logs."""
+        return f"{self.name} {self.status}: {self.detail}"
 
 
 @dataclass
@@ -70,89 +55,79 @@ class QualityReport:
         return [r for r in self.results if r.status == "fail"]
 
     @property
+    def blocked(self) -> list[CheckResult]:
+        """The failed checks that hold a publication back."""
+        return [r for r in self.failed if r.blocking]
+
+    @property
     def ok(self) -> bool:
         """Whether no check failed (warnings allowed)."""
         return not self.failed
 
-
-def weather_checks(storage: Storage, now: dt.datetime | None = None) -> list[CheckResult]:
-    """Run every weather check over the lake."""
-    now = now or dt.datetime.now(dt.UTC)
-    engine = DuckDBEngine(storage)
-    try:
-        return [*_completeness(engine, storage), *_silver_checks(engine, storage, now)]
-    finally:
-        engine.close()
+    def verdict(self) -> str | None:
+        """Why the run must not publish (its blocking failures), or ``None``."""
+        return "; ".join(r.line for r in self.blocked) or None
 
 
-def _completeness(engine: DuckDBEngine, storage: Storage) -> list[CheckResult]:
-    files = list(bronze_files(storage))
-    threshold = f">= {COMPLETENESS_MIN_PCT:g} %"
-    if not files:
-        return [CheckResult(f"completeness.{name}", BRONZE, "fail", None, threshold,
-                            "bronze holds no weather record yet") for name, _ in KEY_FIELDS]
-    engine.register("q_bronze", files)
-    total, *present_counts = engine.rows(key_presence_sql(engine.dialect, "q_bronze"))[0]
-    results = []
-    for (name, source), present in zip(KEY_FIELDS, present_counts, strict=True):
-        pct = 100.0 * int(present) / int(total)
-        status = "pass" if pct >= COMPLETENESS_MIN_PCT else "fail"
-        results.append(CheckResult(f"completeness.{name}", BRONZE, status, round(pct, 2),
-                                   threshold, f"{present:,} of {total:,} records have {source}"))
-    return results
+class Rater:
+    """Makes results under one policy: which checks block, what times are plausible.
+
+    Args:
+        policy: The ``quality`` settings.
+        now: The moment the run checks against (its freshness and time bounds).
+        warn_only: No check blocks (a person decided to publish anyway).
+    """
+
+    def __init__(self, policy: QualitySettings, now: dt.datetime, warn_only: bool = False) -> None:
+        self.policy = policy
+        self.now = now
+        self.warn_only = warn_only
+        self.bounds = time_bounds(policy, now)
+
+    def blocks(self, name: str) -> bool:
+        """Whether a failure of the check ``name`` holds a publication back.
+
+        ``quality.blocking`` lists names or prefixes of dot-separated parts
+        (``validity`` covers ``validity.in`` and ``validity.temperature``); a
+        gold check goes by its name without ``gold.`` too (``validity`` covers
+        ``gold.validity.temperature``).
+        """
+        names = {name, name.removeprefix("gold.")}
+        return not self.warn_only and any(n == p or n.startswith(f"{p}.")
+                                          for n in names for p in self.policy.blocking)
+
+    def result(self, name: str, dataset: str, status: str, observed: float | None,
+               threshold: str, detail: str) -> CheckResult:
+        """A result, rated blocking or not by the policy."""
+        return CheckResult(name, dataset, status, observed, threshold, detail, self.blocks(name))
 
 
-def _silver_checks(engine: DuckDBEngine, storage: Storage,
-                   now: dt.datetime) -> list[CheckResult]:
-    files = dataset_files(storage, CLEANED)
-    names = ("validity.temperature", "validity.humidity", "uniqueness", "freshness")
-    if not files:
-        return [CheckResult(n, CLEANED, "fail", None, "-", "silver holds no weather row yet")
-                for n in names]
-    engine.register("q_silver", files)
-    return [
-        _validity(engine, "temperature", TEMPERATURE_RANGE, "°C"),
-        _validity(engine, "humidity", HUMIDITY_RANGE, "%"),
-        _uniqueness(engine),
-        _freshness(engine, now),
-    ]
+def time_bounds(policy: QualitySettings, now: dt.datetime) -> TimeBounds:
+    """The plausible observation times of a run at ``now``."""
+    floor = dt.datetime.combine(policy.timestamp_floor, dt.time(), dt.UTC)
+    return TimeBounds.around(now, dt.timedelta(minutes=policy.future_tolerance_min), floor)
 
 
-def _validity(engine: DuckDBEngine, column: str, bounds: tuple[int, int],
-              unit: str) -> CheckResult:
-    lo, hi = bounds
-    known, valid = engine.rows(
-        f'SELECT COUNT("{column}"), COUNT(*) FILTER (WHERE "{column}" BETWEEN {lo} AND {hi}) '
-        f"FROM q_silver")[0]
-    known, valid = int(known), int(valid)
-    pct = 100.0 if known == 0 else 100.0 * valid / known
-    status = "pass" if valid == known else "fail"
-    detail = f"{known - valid:,} of {known:,} values outside [{lo}, {hi}] {unit}"
-    return CheckResult(f"validity.{column}", CLEANED, status, round(pct, 4), "= 100 %", detail)
+def share(part: int, whole: int) -> float:
+    """``part`` of ``whole`` in %, 100 for nothing at all."""
+    return 100.0 if whole == 0 else 100.0 * part / whole
 
 
-def _uniqueness(engine: DuckDBEngine) -> CheckResult:
-    duplicates, extra = engine.rows(
-        'SELECT COUNT(*), COALESCE(SUM(n - 1), 0) FROM (SELECT city, "timestamp", COUNT(*) AS n '
-        'FROM q_silver GROUP BY city, "timestamp" HAVING COUNT(*) > 1) d')[0]
-    status = "pass" if int(duplicates) == 0 else "fail"
-    return CheckResult("uniqueness", CLEANED, status, float(duplicates), "0 duplicate keys",
-                       f"{int(duplicates):,} (city, timestamp) keys appear more than once "
-                       f"({int(extra):,} extra rows)")
-
-
-def _freshness(engine: DuckDBEngine, now: dt.datetime) -> CheckResult:
-    newest = engine.rows('SELECT MAX("timestamp") FROM q_silver')[0][0]
-    threshold = f"warn > {FRESHNESS_WARN_H:g} h, alert > {FRESHNESS_ALERT_H:g} h"
+def freshness_result(rater: Rater, name: str, dataset: str, newest: dt.datetime | None,
+                     what: str) -> CheckResult:
+    """Fresh when the newest ``what`` is at most ``freshness_warn_h`` old; warns up to
+    ``freshness_alert_h``, fails (an alert) beyond."""
+    policy, now = rater.policy, rater.now
+    threshold = f"warn > {policy.freshness_warn_h:g} h, alert > {policy.freshness_alert_h:g} h"
     if newest is None:
-        return CheckResult("freshness", CLEANED, "fail", None, threshold, "no observation")
-    age_h = (now - newest.astimezone(dt.UTC)).total_seconds() / 3600
-    if age_h > FRESHNESS_ALERT_H:
+        return rater.result(name, dataset, "fail", None, threshold, f"no {what}")
+    newest = newest.astimezone(dt.UTC)
+    age_h = (now - newest).total_seconds() / 3600
+    if age_h > policy.freshness_alert_h:
         status, word = "fail", "alert: "
-    elif age_h > FRESHNESS_WARN_H:
+    elif age_h > policy.freshness_warn_h:
         status, word = "warn", "warning: "
     else:
         status, word = "pass", ""
-    detail = f"{word}newest observation {newest.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC, " \
-             f"{age_h:.1f} h old"
-    return CheckResult("freshness", CLEANED, status, round(age_h, 2), threshold, detail)
+    return rater.result(name, dataset, status, round(age_h, 2), threshold,
+                        f"{word}newest {what} {newest:%Y-%m-%d %H:%M} UTC, {age_h:.1f} h old")

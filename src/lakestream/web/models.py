@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorBody(BaseModel):
@@ -227,6 +227,55 @@ class QualityList(BaseModel):
 
     results: list[QualityResult]
     error: str | None
+
+
+class LineageJob(BaseModel):
+    """A job: a pipeline run (``DAG``) or a task (``TASK``), as its latest event left it."""
+
+    key: str = Field(description="namespace/name")
+    pipeline: str
+    namespace: str
+    name: str
+    kind: str | None = Field(description="DAG or TASK (the job type facet)")
+    state: str = Field(description="RUNNING, COMPLETE, FAIL or ABORT")
+    last_event_at: str
+    run_id: str | None = Field(description="Lakestream's run id of the latest run")
+    parent: str | None = Field(description="key of the pipeline job a task belongs to")
+    error: str | None
+    inputs: list[str] = Field(description="keys of the datasets it reads")
+    outputs: list[str] = Field(description="keys of the datasets it writes")
+
+
+class LineageDataset(BaseModel):
+    """A dataset, named as OpenLineage names it."""
+
+    key: str = Field(description="namespace/name")
+    namespace: str = Field(description="kafka://host:port, file, s3://bucket, postgres://…")
+    name: str
+    rows: int | None = Field(description="rows the last run that counted them wrote")
+    written_at: str | None
+    checks: list[dict[str, Any]] = Field(description="its latest data-quality assertions")
+
+
+class LineageEdge(BaseModel):
+    """A dataset read by a job, or written by it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str = Field(alias="from")
+    to: str
+
+
+class Lineage(BaseModel):
+    """The lineage graph of the recorded OpenLineage events."""
+
+    destination: str = Field(description="where runs send their events now")
+    source: str | None = Field(description="the events file the graph is read from")
+    events: int
+    skipped_lines: int = Field(description="lines of the file that are no run event")
+    jobs: list[LineageJob]
+    datasets: list[LineageDataset]
+    edges: list[LineageEdge]
 
 
 class ChartInfo(BaseModel):

@@ -128,6 +128,21 @@ def quality(api: Api, principal: Principal, pipeline: Pipeline = None,
     return plain(api.monitor.quality(principal, pipeline, limit))
 
 
+@router.get("/lineage", response_model=models.Lineage, tags=["operations"])
+def lineage(api: Api, principal: Principal,
+            job: Annotated[str | None, Query(max_length=255, description="only this job (a "
+                                             "pipeline's name: its tasks too)")] = None,
+            dataset: Annotated[str | None, Query(max_length=255, description="only jobs "
+                                                 "touching a dataset whose name has this")] = None
+            ) -> Any:
+    """The lineage graph of the runs' OpenLineage events: jobs, datasets, edges (docs/lineage.md).
+
+    Jobs of pipelines the principal does not see, and datasets it may not read, are left
+    out; figures are withheld as in ``/api/runs``."""
+    graph = api.monitor.lineage(principal, job, dataset)
+    return {"destination": api.lineage.destination().text, **graph.as_json()}
+
+
 @router.get("/charts", response_model=list[models.ChartInfo], tags=["charts"])
 def charts(api: Api, principal: Principal) -> Any:
     """The charts the dashboard draws of datasets the principal may read."""

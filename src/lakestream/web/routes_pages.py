@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from lakestream import __version__
+from lakestream.lineage.layout import picture
 from lakestream.web.auth import COOKIE, Api, PagePrincipal
 
 HERE = FsPath(__file__).parent
@@ -68,6 +69,14 @@ def quality(request: Request, principal: PagePrincipal) -> HTMLResponse:
 def charts(request: Request, principal: PagePrincipal) -> HTMLResponse:
     """Charts of the data: weather per city, daily aggregates, transaction totals."""
     return render(request, "charts", principal, title="Data")
+
+
+@router.get("/lineage", response_class=HTMLResponse)
+def lineage(request: Request, principal: PagePrincipal, api: Api) -> HTMLResponse:
+    """Datasets and jobs as a picture, drawn from the runs' OpenLineage events."""
+    graph = api.monitor.lineage(principal)
+    return render(request, "lineage", principal, title="Lineage", graph=graph,
+                  picture=picture(graph), destination=api.lineage.destination())
 
 
 @router.get("/login", response_class=HTMLResponse)
