@@ -8,13 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 import yaml
 from deltalake import write_deltalake
 
+from lakestream.api import Lakestream
 from lakestream.cli import main
 from lakestream.config import S3Settings
 from lakestream.lake.storage import open_storage
+from lakestream.pipelines import transactions
+from lakestream.pipelines.transactions import IntegrityCheckFailed
 from lakestream.quality import check_pipeline
+from tests.medallion.conftest import make_settings
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 RATES = ("USD", "EUR", "GBP", "CHF", "JPY", "CAD")
@@ -85,3 +90,17 @@ def test_quality_check_transactions_from_the_command_line(tmp_path: Path, capsys
     assert "quality check(s) failed" in err and "stored under run" in err
     assert main([*base, "show"]) == 0
     assert "freshness.transaction_flattened" in capsys.readouterr().out
+
+
+def test_the_dag_quality_step_stores_its_checks_under_the_dag_run(tmp_path: Path) -> None:
+    api = Lakestream(make_settings(tmp_path))
+    land(tmp_path / "lake", "transaction_flattened", [row(f"T{i}", NOW) for i in range(5)])
+    api.warehouse.init()
+    step = transactions.quality(api, "dag-run-7")
+    assert "no orphan rows" in step.summary and "6 lake checks, 2 warned" in step.summary
+    run = api.quality_run("dag-run-7")
+    assert {r["check_name"]: r["status"] for r in run.results}["validity.currency"] == "pass"
+
+    land(tmp_path / "lake", "transaction_flattened", [row("T1", NOW)])  # T1 twice today
+    with pytest.raises(IntegrityCheckFailed, match=r"uniqueness\.transaction_id fail"):
+        transactions.quality(api, "dag-run-8")

@@ -127,7 +127,7 @@ def weather_dag() -> Dag:
 
 def _step(step: transactions.Step) -> Any:
     def run(ctx: TaskContext) -> Any:
-        return step(ctx.api)
+        return step(ctx.api, ctx.run_id)
 
     return run
 

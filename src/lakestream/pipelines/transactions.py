@@ -13,8 +13,8 @@ quality        ``lakestream quality check --pipeline transactions`` (the lake's 
 retention      ``lakestream retention`` for the pipeline's feeds
 =============  =================================================================
 
-The functions take the facade as an argument (this layer sits below
-:mod:`lakestream.api`) and return a :class:`StepReport`; the orchestrator
+The functions take the facade (this layer sits below :mod:`lakestream.api`)
+and the DAG run's id, and return a :class:`StepReport`; the orchestrator
 (:mod:`lakestream.orchestrate.catalog`) wires them into a DAG.
 """
 
@@ -81,7 +81,7 @@ class StepReport:
     summary: str
 
 
-def process(api: TransactionsApi) -> StepReport:
+def process(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
     """Derive the streams and aggregate tables from ``transactions`` until drained."""
     report = api.processor(until_idle=True, idle_timeout_s=IDLE_TIMEOUT_S).run()
     return StepReport(report.consumed, report.published,
@@ -89,7 +89,7 @@ def process(api: TransactionsApi) -> StepReport:
                       f"{report.published:,} records published")
 
 
-def ingest(api: TransactionsApi) -> StepReport:
+def ingest(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
     """Land every enabled transactions feed in the lake until the topics are drained."""
     feeds = api.select_feeds(PIPELINE, None)
     report = api.ingest_engine(feeds, until_idle=True, idle_timeout_s=IDLE_TIMEOUT_S).run()
@@ -98,7 +98,7 @@ def ingest(api: TransactionsApi) -> StepReport:
                       f"{report.rejected:,} to the DLQ")
 
 
-def export_tables(api: TransactionsApi) -> StepReport:
+def export_tables(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
     """Export each aggregate table from its Kafka changelog as a new lake version."""
     tables = [f.name for f in api.select_feeds(PIPELINE, None) if f.kind == "table"]
     results = [r for name in tables for r in api.batch.export(table=name)]
@@ -107,7 +107,7 @@ def export_tables(api: TransactionsApi) -> StepReport:
     return StepReport(records, records, f"{len(results)} tables exported: {versions or 'none'}")
 
 
-def sync(api: TransactionsApi) -> StepReport:
+def sync(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
     """Load the lake's dimensions and current table versions into the warehouse."""
     api.warehouse.init()
     report = api.warehouse.sync()
@@ -117,7 +117,7 @@ def sync(api: TransactionsApi) -> StepReport:
                       f"{rows_out:,} rows loaded into {len(report.tasks)} warehouse tables")
 
 
-def quality(api: TransactionsApi) -> StepReport:
+def quality(api: TransactionsApi, run_id: str | None = None) -> StepReport:
     """Fail when a fact row of the warehouse lacks its dimension row, or a blocking check of
     the lake's streams fails."""
     orphans = api.warehouse.orphans()
@@ -126,7 +126,7 @@ def quality(api: TransactionsApi) -> StepReport:
         detail = ", ".join(f"{table}: {n}" for table, n in broken.items())
         raise IntegrityCheckFailed(f"fact rows without their dimension row: {detail}",
                                    "run `lakestream sync` again")
-    report = api.check_quality(PIPELINE)
+    report = api.check_quality(PIPELINE, run_id)  # stored under the DAG run's id
     if report.blocked:
         raise IntegrityCheckFailed(f"{len(report.blocked)} blocking quality check(s) failed: "
                                    + "; ".join(r.line for r in report.blocked),
@@ -138,7 +138,7 @@ def quality(api: TransactionsApi) -> StepReport:
                       f"without blocking{': ' + ', '.join(warned) if warned else ''}")
 
 
-def retention(api: TransactionsApi) -> StepReport:
+def retention(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
     """Delete what the retention policies of the pipeline's feeds let go (audited)."""
     governance = api.governance
     partitions = rows = 0
@@ -152,7 +152,8 @@ def retention(api: TransactionsApi) -> StepReport:
                                   f"retention removed from {len(feeds)} feeds")
 
 
-Step = Callable[[Any], StepReport]
+Step = Callable[[Any, str], StepReport]
+"""A step: the facade and the run's id give its report."""
 
 STEPS: tuple[tuple[str, Step, str], ...] = (
     ("process", process, "derived streams and aggregate tables (lakestream process)"),
