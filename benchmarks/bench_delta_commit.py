@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> list[str]:
                 storage = open_storage(str(Path(tmp) / "lake"), S3Settings())
                 lines.append(report("local disk", *measure(storage, batch, args.batches)))
             else:
-                from lakestream.testing.seaweedfs import SeaweedFS
+                from tests.support.seaweedfs import SeaweedFS
 
                 with SeaweedFS(Path(tmp) / "seaweedfs") as server:
                     server.create_bucket("bench")

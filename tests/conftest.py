@@ -13,7 +13,7 @@ import yaml
 
 from lakestream.config import Settings, is_settings_variable, load_settings
 from lakestream.kafka.broker import EmbeddedBroker
-from lakestream.testing.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import SeaweedFS
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from lakestream.kafka.broker import EmbeddedBroker, free_port
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import s3_env, subprocess_env
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from lakestream.kafka.broker import EmbeddedBroker
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.faults.chaos import Children
+from tests.support.seaweedfs import SeaweedFS
 
 SEED = 20261122  # every random choice of the suite derives from it
 ANON_KEY = "fault-suite-anonymization-key"

@@ -23,7 +23,6 @@ from lakestream.derive.processor import STREAMS
 from lakestream.derive.sql import TABLES
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.faults.chaos import (
     Children,
     SteadyProducer,
@@ -35,6 +34,7 @@ from tests.faults.chaos import (
     write_config,
 )
 from tests.faults.conftest import ANON_KEY, SEED, FaultCounts
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 

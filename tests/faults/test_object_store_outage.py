@@ -26,7 +26,6 @@ import pytest
 
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import unique_topic, write_feed
 from tests.faults.chaos import (
     Children,
@@ -40,6 +39,7 @@ from tests.faults.chaos import (
 from tests.faults.conftest import SEED, FaultCounts
 from tests.faults.proxy import TcpProxy
 from tests.faults.visibility import VisibilityChecker, log_entries
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 

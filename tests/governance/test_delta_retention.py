@@ -19,7 +19,7 @@ from lakestream.lake.delta_maintenance import partition_files, protocol_of
 from lakestream.lake.layout import dlq_path
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.storage import Storage
-from lakestream.testing.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import SeaweedFS
 
 from .conftest import api_for, run
 from .lakebuild import build_stream, build_table

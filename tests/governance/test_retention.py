@@ -22,8 +22,8 @@ from lakestream.lake.delta import is_delta_table
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import s3_env
+from tests.support.seaweedfs import SeaweedFS
 
 from .conftest import api_for, run, write_project
 from .lakebuild import EPOCH, build_silver, build_stream, build_table

@@ -28,10 +28,10 @@ import yaml
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
 from lakestream.kafka.producer import produce
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import subprocess_env, unique_topic, write_feed
 from tests.ingest.helpers import generated, lake_rows, transaction_ids
 from tests.ingest.test_ingest_crash import LAKESTREAM, _bootstrap, _small_batches
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from lakestream.config import S3Settings
 from lakestream.errors import FencedError
 from lakestream.lake.delta import DeltaDataset, OffsetRange, app_id
 from lakestream.lake.storage import Storage, open_storage
-from lakestream.testing.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import SeaweedFS
 
 
 def _rows(first: int, last: int, day: str = "04") -> pa.Table:

@@ -25,7 +25,7 @@ from deltalake import DeltaTable, write_deltalake
 from lakestream.config import S3Settings
 from lakestream.lake.delta import DeltaDataset, OffsetRange
 from lakestream.lake.storage import Storage, open_storage
-from lakestream.testing.seaweedfs import SeaweedFS
+from tests.support.seaweedfs import SeaweedFS
 
 from .interop import Row, jsonable, read_deltalake, read_spark
 

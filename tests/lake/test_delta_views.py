@@ -13,8 +13,8 @@ from lakestream.lake.reader import LakeReader
 from lakestream.lake.report import lake_report
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage, open_storage
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.lake.lakegen import FEED, land
+from tests.support.seaweedfs import SeaweedFS
 
 BAD = [b"{not json", b'{"id": "x"}']  # unparsable; missing the required time field
 

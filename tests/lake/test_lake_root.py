@@ -19,8 +19,8 @@ from lakestream.config import S3Settings
 from lakestream.errors import ConfigError, StorageError, TransientError
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.lake.storage import open_storage
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import clear_settings_environment, s3_env
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 

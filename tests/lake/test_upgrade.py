@@ -45,10 +45,10 @@ from lakestream.lake.table_versions import (
     delta_table_versions,
 )
 from lakestream.lake.upgrade import upgrade_lake
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import settings_for, unique_topic, write_feed
 from tests.ingest.helpers import event, generated
 from tests.lake.lake_digest import view_digest
+from tests.support.seaweedfs import SeaweedFS
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 EXPECTED = json.loads((FIXTURES / "legacy_lake.expected.json").read_text())

@@ -31,8 +31,8 @@ from lakestream.medallion.silver import (
     SilverBuilder,
 )
 from lakestream.pipelines.weather import WeatherService
-from lakestream.testing.seaweedfs import SeaweedFS
 from tests.conftest import s3_env
+from tests.support.seaweedfs import SeaweedFS
 
 from .bronze import BronzeWriter, record
 from .conftest import make_settings

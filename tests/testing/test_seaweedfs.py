@@ -14,10 +14,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-
-from lakestream.testing import seaweedfs as seaweedfs_module
-from lakestream.testing.ports import free_port, port_is_open, wait_for_port
-from lakestream.testing.seaweedfs import SeaweedFS, find_weed_binary
+from tests.support import seaweedfs as seaweedfs_module
+from tests.support.ports import free_port, port_is_open, wait_for_port
+from tests.support.seaweedfs import SeaweedFS, find_weed_binary
 
 
 def _weed_missing() -> str | None:

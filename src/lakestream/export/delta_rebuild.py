@@ -82,7 +82,7 @@ from lakestream.lake.delta import (
     rewrite_range,
 )
 from lakestream.lake.delta_files import FilesGone, replace_files, write_files
-from lakestream.lake.delta_metadata import _first_offset, _partitions_seen
+from lakestream.lake.delta_metadata import first_offset, partitions_seen
 from lakestream.lake.snapshot import snapshot_dataset
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
@@ -157,10 +157,10 @@ class DeltaDayRebuild:
     def _attempt(self, read: DayReader, source: str) -> RebuildReport:
         rows_at = self._snapshot(self.data)
         dlq_at = self._snapshot(self.dlq)
-        seen = max(_partitions_seen(rows_at.files), _partitions_seen(dlq_at.files), key=len)
+        seen = max(partitions_seen(rows_at.files), partitions_seen(dlq_at.files), key=len)
         rows_at.landed = self._landed(rows_at, seen)
         dlq_at.landed = self._landed(dlq_at, seen)
-        first = {p: _first_offset(rows_at.files, p, dlq_at.files) or 0 for p in seen}
+        first = {p: first_offset(rows_at.files, p, dlq_at.files) or 0 for p in seen}
         limits = {p: v for p, v in rows_at.landed.items() if v is not None}
         ranges = {p: (first[p], max(limits.get(p, -1), dlq_at.landed.get(p) or -1))
                   for p in seen}

@@ -40,9 +40,9 @@ from lakestream.feeds import Feed, FeedRegistry
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.consumer import ConsumeOptions
+from lakestream.lake.dead_letters import dead_letter_table
 from lakestream.lake.delta import DeltaDataset, is_delta_table
 from lakestream.lake.delta_metadata import kafka_offsets, snapshot_files
-from lakestream.lake.layout import dlq_path
 from lakestream.lake.report import EXPORT_LOG, read_export_log
 from lakestream.lake.storage import Storage
 
@@ -232,7 +232,7 @@ def feed_offsets(storage: Storage, feed: Feed) -> dict[str, Any]:
     Delta log (application transactions); empty before the dataset's first commit."""
     if not is_delta_table(storage, feed.dataset):
         return {}
-    data, dlq = DeltaDataset(storage, feed.dataset), DeltaDataset(storage, dlq_path(feed.name))
+    data, dlq = DeltaDataset(storage, feed.dataset), dead_letter_table(storage, feed.name)
     return kafka_offsets(data, dlq, feed.topic, snapshot_files(data), snapshot_files(dlq))
 
 

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakestream.decode.schemas import schema_as_json
+from lakestream.lake.dead_letters import dead_letter_table
 from lakestream.lake.delta import DeltaDataset, app_id, delta_errors
-from lakestream.lake.layout import METADATA, dlq_path
+from lakestream.lake.layout import METADATA
 from lakestream.lake.storage import Storage
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def snapshot_files(dataset: DeltaDataset) -> pa.Table:
     return pa.table(table.get_add_actions(flatten=True))
 
 
-def _partitions_seen(files: pa.Table) -> range:
+def partitions_seen(files: pa.Table) -> range:
     """Kafka partitions ``0..max`` the files' statistics mention."""
     if "max._kafka_partition" not in files.column_names or files.num_rows == 0:
         return range(0)
@@ -48,7 +49,7 @@ def kafka_offsets(data: DeltaDataset, dlq: DeltaDataset | None, topic: str,
                   files: pa.Table, dlq_files: pa.Table | None) -> dict[str, dict[str, int | None]]:
     """``"topic:p"`` → ``first`` (lowest offset a live file holds) and ``last`` (the
     partition's application transaction: the last offset landed, rows or dead letters)."""
-    seen = max(_partitions_seen(files), _partitions_seen(dlq_files) if dlq_files is not None
+    seen = max(partitions_seen(files), partitions_seen(dlq_files) if dlq_files is not None
                else range(0), key=len)
     ids = [app_id(topic, p) for p in seen]
     landed = data.transaction_versions(ids)
@@ -61,11 +62,13 @@ def kafka_offsets(data: DeltaDataset, dlq: DeltaDataset | None, topic: str,
         last = landed.get(app_id(topic, p))
         if last is None:
             continue
-        offsets[f"{topic}:{p}"] = {"first": _first_offset(files, p, dlq_files), "last": last}
+        offsets[f"{topic}:{p}"] = {"first": first_offset(files, p, dlq_files), "last": last}
     return offsets
 
 
-def _first_offset(files: pa.Table, partition: int, dlq_files: pa.Table | None) -> int | None:
+def first_offset(files: pa.Table, partition: int, dlq_files: pa.Table | None) -> int | None:
+    """The lowest offset of Kafka ``partition`` that a live file (rows or dead letters) holds,
+    from the files' statistics (``None``: none holds one)."""
     lows = []
     for f in (files, dlq_files):
         if f is None or "min._kafka_offset" not in f.column_names:
@@ -127,7 +130,7 @@ def _delta_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
         return write_delta_metadata(storage, feed.name, feed.dataset, feed.topic, feed.layer,
                                     feed.key)
     data = DeltaDataset(storage, feed.dataset)
-    dlq = DeltaDataset(storage, dlq_path(feed.name))
+    dlq = dead_letter_table(storage, feed.name)
     files, dlq_files = snapshot_files(data), snapshot_files(dlq)
     table = data.table(refresh=False)
     schema = [] if table is None else schema_as_json(pa.schema(

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import pyarrow.fs as pafs
 
-from lakestream.testing.ports import free_port
+from tests.support.ports import free_port
 
 __all__ = ["SeaweedFS", "find_weed_binary"]
 
