@@ -15,9 +15,15 @@ retention, each a bounded (``--until-idle``) run of its command
 
 from __future__ import annotations
 
-from typing import Any
-
-from lakestream.orchestrate.dag import Dag, DagPolicy, Task, TaskContext, TaskOutput, chain
+from lakestream.orchestrate.dag import (
+    Dag,
+    DagPolicy,
+    Task,
+    TaskContext,
+    TaskFn,
+    TaskOutput,
+    chain,
+)
 from lakestream.pipelines import transactions
 
 DEFAULT_POLICY = DagPolicy(schedule="0 * * * *", retries=3, retry_delay_s=300.0,
@@ -29,24 +35,22 @@ DEFAULT_POLICY = DagPolicy(schedule="0 * * * *", retries=3, retry_delay_s=300.0,
 
 def check_api(ctx: TaskContext) -> TaskOutput:
     """Make sure the weather source answers (OpenWeather: one request with the key)."""
-    weather = ctx.api.weather
-    source = weather.source_name(None)
-    if source != "openweather":
+    settings = ctx.facade.settings
+    key = settings.openweather_api_key
+    if ctx.facade.weather.source_name(None) != "openweather" or key is None:
         return TaskOutput(0, 0, "simulated source (no OPENWEATHER_API_KEY): nothing to reach")
     from lakestream.sources.openweather import Backoff, OpenWeatherClient
 
-    settings = ctx.api.settings
     w = settings.weather
     city = w.cities[0]
-    with OpenWeatherClient(settings.openweather_api_key, w.api_url, w.timeout_s, w.retries,
-                           Backoff()) as client:
+    with OpenWeatherClient(key, w.api_url, w.timeout_s, w.retries, Backoff()) as client:
         client.current(city)
     return TaskOutput(1, 1, f"OpenWeather answered for {city}")
 
 
 def ingest_data(ctx: TaskContext) -> TaskOutput:
     """Fetch the current weather of every city into Kafka."""
-    report = ctx.api.weather.produce(ctx.api.bootstrap())
+    report = ctx.facade.weather.produce(ctx.facade.bootstrap())
     failed = report.failed_cities
     if failed and len(failed) == len(report.cities):
         from lakestream.errors import LakestreamError
@@ -58,26 +62,26 @@ def ingest_data(ctx: TaskContext) -> TaskOutput:
 
 def consume_to_s3(ctx: TaskContext) -> TaskOutput:
     """Land ``weather-data`` in the lake's bronze layer until the topic is drained."""
-    report = ctx.api.weather.ingest(ctx.api.bootstrap())
+    report = ctx.facade.weather.ingest(ctx.facade.bootstrap())
     return TaskOutput(report.consumed, report.written, f"{report.written} records to bronze")
 
 
 def process_silver(ctx: TaskContext) -> TaskOutput:
     """Clean the new bronze data into silver; fails, publishing nothing, when a blocking
     quality check fails (write-audit-publish)."""
-    report = ctx.api.weather.silver(run_id=ctx.run_id)
+    report = ctx.facade.weather.silver(run_id=ctx.run_id)
     return TaskOutput(report.rows_in, report.rows_out, f"{report.rows_out} silver rows")
 
 
 def load_gold(ctx: TaskContext) -> TaskOutput:
     """Load silver into the gold store (logged there under this run's id)."""
-    report = ctx.api.weather.gold(run_id=ctx.run_id)
+    report = ctx.facade.weather.gold(run_id=ctx.run_id)
     return TaskOutput(report.total, report.total, f"{report.total} gold rows upserted")
 
 
 def quality_check(ctx: TaskContext) -> TaskOutput:
     """Run the data-quality checks; fail the run when one fails."""
-    report = ctx.api.weather.quality(ctx.run_id)
+    report = ctx.facade.weather.quality(ctx.run_id)
     if not report.ok:
         from lakestream.quality import QualityCheckFailed
 
@@ -89,7 +93,7 @@ def quality_check(ctx: TaskContext) -> TaskOutput:
 
 def cleanup_old_data(ctx: TaskContext) -> TaskOutput:
     """Apply retention to the weather layers: bronze 30, silver 90, gold 365 days."""
-    governance = ctx.api.governance
+    governance = ctx.facade.governance
     plan = governance.retention_plan(feed="weather")
     outcomes = governance.retention_run(plan, actor="lakestream run weather")
     rows = sum(o.rows for o in outcomes)
@@ -99,7 +103,7 @@ def cleanup_old_data(ctx: TaskContext) -> TaskOutput:
 
 def notify_success(ctx: TaskContext) -> TaskOutput:
     """Send the run's success notification (log and webhook)."""
-    sent = ctx.api.orchestrator.notify_success(ctx.pipeline, ctx.run_id)
+    sent = ctx.facade.orchestrator.notify_success(ctx.pipeline, ctx.run_id)
     return TaskOutput(None, None, "success notified" + ("" if sent else " (log only)"))
 
 
@@ -125,9 +129,9 @@ def weather_dag() -> Dag:
 # -- transactions ---------------------------------------------------------------------------
 
 
-def _step(step: transactions.Step) -> Any:
-    def run(ctx: TaskContext) -> Any:
-        return step(ctx.api, ctx.run_id)
+def _step(step: transactions.Step) -> TaskFn:
+    def run(ctx: TaskContext) -> transactions.StepReport:
+        return step(ctx.facade, ctx.run_id)
 
     return run
 

@@ -13,9 +13,12 @@ import difflib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakestream.errors import UsageError
+
+if TYPE_CHECKING:
+    from lakestream.orchestrate.facade import TaskApi
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class TaskContext:
         task: The task's name.
         run_id: The run this attempt belongs to.
         attempt: 1 for the first try, 2 for the first retry, ...
-        api: The Lakestream facade (passed in from the layer above, hence ``Any``).
+        api: The Lakestream facade (handed down from the layer above; ``None`` for tasks
+            that need none); tasks reach it through :attr:`facade`.
         stop: Set when the run is asked to stop; long tasks may look at it.
         say: Progress callback (one line).
     """
@@ -45,9 +49,21 @@ class TaskContext:
     task: str
     run_id: str
     attempt: int
-    api: Any
+    api: TaskApi | None
     stop: threading.Event = field(default_factory=threading.Event)
     say: Callable[[str], None] = lambda _line: None
+
+    @property
+    def facade(self) -> TaskApi:
+        """The facade, for tasks that call it.
+
+        Raises:
+            UsageError: The task runs without one (a runner made for tasks that need none).
+        """
+        if self.api is None:
+            raise UsageError(f"task {self.pipeline}.{self.task} needs the Lakestream facade",
+                             "run it with `lakestream run` or `lakestream task`")
+        return self.api
 
 
 TaskFn = Callable[[TaskContext], Any]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lakestream.orchestrate.dag import Dag, Task, TaskContext, TaskOutput, as_output
+from lakestream.orchestrate.facade import TaskApi
 
 
 @dataclass(eq=False)
@@ -101,7 +102,8 @@ class ThreadExecutor:
         say: Progress callback handed to task functions.
     """
 
-    def __init__(self, api: Any = None, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, api: TaskApi | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
         self.api = api
         self.say = say or (lambda _line: None)
 

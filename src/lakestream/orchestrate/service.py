@@ -25,6 +25,7 @@ from lakestream.orchestrate.executors import (
     ThreadExecutor,
     lakestream_command,
 )
+from lakestream.orchestrate.facade import TaskApi
 from lakestream.orchestrate.lock import DagLock
 from lakestream.orchestrate.notify import Notifier
 from lakestream.orchestrate.runlog import RunLog, SafeRunLog
@@ -47,7 +48,7 @@ class Orchestrator:
         lineage: Where runs emit their OpenLineage events (``None``: nowhere).
     """
 
-    def __init__(self, settings: Settings, engine: Callable[[], sa.Engine], api: Any,
+    def __init__(self, settings: Settings, engine: Callable[[], sa.Engine], api: TaskApi,
                  dags: dict[str, Dag] | None = None, lineage: Lineage | None = None) -> None:
         self.settings = settings
         self._engine = engine

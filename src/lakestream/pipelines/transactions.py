@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lakestream.errors import TerminalError
 
@@ -152,7 +152,7 @@ def retention(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
                                   f"retention removed from {len(feeds)} feeds")
 
 
-Step = Callable[[Any, str], StepReport]
+Step = Callable[[TransactionsApi, str], StepReport]
 """A step: the facade and the run's id give its report."""
 
 STEPS: tuple[tuple[str, Step, str], ...] = (
