@@ -97,7 +97,7 @@ def build_table(storage: Storage, feed: Feed, versions: int) -> None:
 def build_silver(storage: Storage, today: dt.date, months: int) -> list[str]:
     """``silver/weather_cleaned``: a Delta table with one ``year=/month=`` partition for each
     of the last ``months`` months (as the medallion commits it)."""
-    from lakestream.medallion.delta_tables import overwrite_months
+    from lakestream.medallion.delta_tables import publish_files, staged_files, write_staged
 
     written, data = [], []
     first = today.replace(day=1)
@@ -106,6 +106,7 @@ def build_silver(storage: Storage, today: dt.date, months: int) -> list[str]:
         data.append(pa.table({"city": ["Paris", "Tokyo"], "temperature": [12.5, 20.0],
                               "year": [year] * 2, "month": [month + 1] * 2}))
         written.append(f"year={year:04d}/month={month + 1:02d}")
-    overwrite_months(storage, "silver/weather_cleaned", pa.concat_tables(data),
-                     [(int(w[5:9]), int(w[-2:])) for w in written])
+    schema = write_staged(storage, "_staging/silver/build", pa.concat_tables(data))
+    publish_files(storage, "silver/weather_cleaned", staged_files(storage, "_staging/silver/build"),
+                  schema, [(int(w[5:9]), int(w[-2:])) for w in written], "build")
     return written

@@ -182,7 +182,7 @@ def test_a_root_that_is_a_file_fails_every_operation_with_the_fix(tmp_path: Path
         with pytest.raises(ConfigError) as err:
             operation()
         assert err.value.message == f"lake.root {tmp_path / 'lake'} is a file, not a folder"
-        assert err.value.hint is not None and "LAKESTREAM_LAKE_ROOT" in err.value.hint
+        assert err.value.hint is not None and "LAKESTREAM_LAKE__ROOT" in err.value.hint
     assert (tmp_path / "lake").read_text() == "not a folder"
 
 

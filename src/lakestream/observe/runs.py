@@ -147,7 +147,8 @@ def _task(row: dict[str, Any]) -> dict[str, Any]:
 
 def quality_results(dbs: Sequence[LogDatabase], pipeline: str | None,
                     limit: int) -> list[dict[str, Any]]:
-    """The results of the ``limit`` most recent quality runs, newest run first."""
+    """The results of the ``limit`` most recent quality runs, newest run first: of each check
+    of a run, its latest result (``lakestream quality show`` shows the same)."""
     q = data_quality_results
     newest = sa.select(q.c.run_id, sa.func.max(q.c.checked_at).label("at")).group_by(q.c.run_id)
     if pipeline:
@@ -159,7 +160,8 @@ def quality_results(dbs: Sequence[LogDatabase], pipeline: str | None,
         if ids:
             results += db.rows(sa.select(q).where(q.c.run_id.in_(ids))
                                .order_by(q.c.checked_at, q.c.result_id), q)
-    for r in results:
+    results = list({(r["run_id"], r["check_name"], r["dataset"]): r for r in results}.values())
+    for r in results:  # above: a run's audit, its check and their retries: the latest of each
         r["checked_at"] = _iso(r["checked_at"])
         r.pop("result_id", None)
     results.sort(key=lambda r: (r["checked_at"], r["check_name"]), reverse=True)

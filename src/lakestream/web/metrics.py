@@ -127,11 +127,7 @@ class LakestreamCollector(Collector):
         checks = GaugeMetricFamily("lakestream_quality_check_passed",
                                    "1 when the check passed in the latest quality run",
                                    labels=["pipeline", "check", "status"])
-        seen: set[tuple[str, str]] = set()
-        for c in view.quality:  # newest first; a run may check twice (audit, then check)
-            if (c["pipeline"], c["check_name"]) in seen:
-                continue
-            seen.add((c["pipeline"], c["check_name"]))
+        for c in view.quality:
             checks.add_metric([c["pipeline"], c["check_name"], c["status"]],
                               1.0 if c["status"] == "pass" else 0.0)
         yield checks
