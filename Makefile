@@ -36,8 +36,9 @@ serve: setup           ## the demo, then its dashboard until Ctrl-C (prints a lo
 test: lint typecheck   ## lint, types, then every test (integration included), on 3 workers
 	$(BIN)/pytest -q -n 3
 
-lint: setup
+lint: setup            ## ruff, and the import rules of docs/architecture.md (import-linter)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

@@ -1,17 +1,23 @@
-"""The module hierarchy of docs/architecture.md holds for every module under src/lakestream."""
+"""The module hierarchy of docs/architecture.md, declared as import-linter contracts
+(pyproject.toml, ``[tool.importlinter]``), holds for every module under src/lakestream."""
 
 from __future__ import annotations
 
-import ast
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "lakestream"
 DOC = ROOT / "docs" / "architecture.md"
-FRAMEWORKS = ("click", "rich", "fastapi", "starlette", "uvicorn")
-FRAMEWORK_USERS = frozenset({"output", "demo", "cli", "web"})
+LINT = Path(sys.executable).with_name("lint-imports")
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class Layers:
 
 
 def read_layers(markdown: str) -> Layers:
+    """The ``layers`` block of docs/architecture.md."""
     block = re.search(r"^```layers\n(.*?)^```", markdown, re.S | re.M)
     assert block, "docs/architecture.md has no ```layers block"
     rank: dict[str, int] = {}
@@ -41,124 +48,43 @@ def read_layers(markdown: str) -> Layers:
     return Layers(rank, frozenset(peers))
 
 
-def package_of(module: str) -> str | None:
-    """``lakestream.lake.ledger`` → ``lake``; ``lakestream`` → ``__init__``; others → None."""
-    parts = module.split(".")
-    if parts[0] != "lakestream":
-        return None
-    return parts[1] if len(parts) > 1 else "__init__"
-
-
-def module_name(path: Path) -> str:
-    rel = path.relative_to(SRC.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def imported_modules(module: str, source: str, is_package: bool) -> list[tuple[int, str]]:
-    """``(line, module)`` of every import in ``source``, relative ones resolved."""
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = module.split(".")
-                base = base if is_package else base[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join([*base, node.module] if node.module else base)
-            else:
-                target = node.module or ""
-            found.append((node.lineno, target))
-            # `from lakestream import cli` imports the package lakestream.cli
-            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names]
-    return found
-
-
-def violations(sources: dict[str, tuple[str, bool]], layers: Layers) -> list[str]:
-    """Every broken rule, as ``module:line: message``.
-
-    Args:
-        sources: module name → (source code, whether it is a package's ``__init__``).
-        layers: The documented hierarchy.
-    """
-    found: set[str] = set()
-    edges: dict[str, set[str]] = {}
-    for module, (source, is_package) in sorted(sources.items()):
-        own = package_of(module)
-        assert own is not None
-        if own not in layers.rank:
-            found.add(f"{module}: package '{own}' is not placed in docs/architecture.md")
-            continue
-        for line, target in imported_modules(module, source, is_package):
-            where = f"{module}:{line}"
-            top = target.split(".")[0]
-            if top in FRAMEWORKS and own not in FRAMEWORK_USERS:
-                found.add(f"{where}: '{own}' imports {top}; only {sorted(FRAMEWORK_USERS)} may")
-            other = package_of(target)
-            if other is None or other == own:
-                continue
-            if target.count(".") == 1 and target.split(".")[1] not in layers.rank:
-                continue  # `from lakestream import __version__`: a name, not a package
-            if other not in layers.rank:
-                found.add(f"{where}: imports '{other}', which is not in docs/architecture.md")
-                continue
-            mine, theirs = layers.rank[own], layers.rank[other]
-            if theirs > mine:
-                found.add(f"{where}: '{own}' (layer {mine}) imports '{other}' (layer {theirs})")
-            elif theirs == mine and mine not in layers.peers:
-                found.add(f"{where}: '{own}' imports '{other}' of its own layer {mine}")
-            else:
-                edges.setdefault(own, set()).add(other)
-    found.update(cycles(edges))
-    return sorted(found)
-
-
-def cycles(edges: dict[str, set[str]]) -> list[str]:
-    """One message per import cycle between packages."""
-    found: list[str] = []
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> None:
-        if node in path:
-            cycle = [*path[path.index(node) :], node]
-            found.append(f"import cycle between packages: {' -> '.join(cycle)}")
-            return
-        if node in done:
-            return
-        for nxt in sorted(edges.get(node, ())):
-            visit(nxt, [*path, node])
-        done.add(node)
-
-    for start in sorted(edges):
-        visit(start, [])
-    return found
-
-
-def real_sources() -> dict[str, tuple[str, bool]]:
-    return {
-        module_name(path): (path.read_text(encoding="utf-8"), path.name == "__init__.py")
-        for path in sorted(SRC.rglob("*.py"))
-    }
+def contract_layers() -> Layers:
+    """The layers contract of pyproject.toml, numbered as the docs number them (0 = bottom)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = {c["id"]: c for c in config["tool"]["importlinter"]["contracts"]}
+    rank: dict[str, int] = {"__init__": 0}  # the root package: the version only
+    peers: set[int] = set()
+    for level, layer in enumerate(reversed(contracts["layers"]["layers"])):
+        names = [n.strip() for n in re.split(r"[:|]", layer)]
+        if ":" in layer:
+            peers.add(level)
+        rank.update((name, level) for name in names)
+    return Layers(rank, frozenset(peers))
 
 
 LAYERS = read_layers(DOC.read_text(encoding="utf-8"))
 
 
+def lint_imports(src: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter over the ``lakestream`` package found in ``src``, with the project's
+    contracts."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    return subprocess.run([str(LINT), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
+                          cwd=src.parent, env=env, capture_output=True, text=True, timeout=120)
+
+
 # -- the rules hold for the code ------------------------------------------------------------
 
 
-def test_every_package_is_placed_in_the_documented_hierarchy() -> None:
-    packages = {package_of(module) for module in real_sources()}
-    missing = sorted(p for p in packages if p is not None and p not in LAYERS.rank)
-    assert missing == [], f"add {missing} to the layers block of docs/architecture.md"
+def test_the_contracts_are_the_documented_hierarchy() -> None:
+    assert contract_layers() == LAYERS, (
+        "the layers of pyproject.toml's [tool.importlinter] and docs/architecture.md differ")
 
 
-def test_no_module_imports_a_higher_layer_or_a_framework_it_should_not() -> None:
-    found = violations(real_sources(), LAYERS)
-    assert found == [], "\n".join(found)
+def test_every_module_keeps_the_contracts() -> None:
+    done = lint_imports(SRC.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 kept, 0 broken" in done.stdout
 
 
 # -- the documented hierarchy keeps the relations the design relies on ---------------------
@@ -185,62 +111,68 @@ def test_the_documented_layers_keep_the_lower_packages_below_the_upper_ones() ->
     assert sorted(name for name, level in rank.items() if level == rank["cli"]) == ["cli", "web"]
 
 
-# -- the checker itself catches what it must -------------------------------------------------
+# -- the contracts catch what they must -------------------------------------------------------
 
 
-def checked(module: str, source: str, is_package: bool = False) -> list[str]:
-    return violations({**real_sources(), module: (source, is_package)}, LAYERS)
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of src/ to add a module to."""
+    shutil.copytree(SRC, tmp_path / "src" / "lakestream",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "src"
 
 
-def test_a_forbidden_import_is_reported() -> None:
-    found = checked("lakestream.lake.shortcut", "from lakestream.cli import main\n")
-    assert found == ["lakestream.lake.shortcut:1: 'lake' (layer 4) imports 'cli' (layer 10)"]
+def broken(tree: Path, module: str, source: str) -> str:
+    """What import-linter says of the tree once ``module`` holds ``source``."""
+    path = tree.joinpath(*module.split(".")).with_suffix(".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "__init__.py").touch()
+    path.write_text(source, encoding="utf-8")
+    done = lint_imports(tree)
+    assert done.returncode == 1, done.stdout + done.stderr
+    return done.stdout
 
 
-def test_lazy_relative_and_type_checking_imports_are_reported() -> None:
-    source = (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from ..api import Lakestream\n"
-        "def f() -> None:\n"
-        "    import lakestream.ingest.engine\n"
-        "    from lakestream import demo\n"
-    )
-    found = checked("lakestream.kafka.sneaky", source)
-    assert found == [
-        "lakestream.kafka.sneaky:3: 'kafka' (layer 3) imports 'api' (layer 8)",
-        "lakestream.kafka.sneaky:5: 'kafka' (layer 3) imports 'ingest' (layer 6)",
-        "lakestream.kafka.sneaky:6: 'kafka' (layer 3) imports 'demo' (layer 9)",
-    ]
+def test_an_import_of_a_higher_layer_is_reported(tree: Path) -> None:
+    out = broken(tree, "lakestream.lake.shortcut", "from lakestream.cli import main\n")
+    assert "lakestream.lake.shortcut -> lakestream.cli" in out
+    assert "lower layers only (docs/architecture.md) BROKEN" in out
 
 
-def test_same_layer_imports_and_cycles_are_reported() -> None:
-    assert checked("lakestream.web.app", "from lakestream.cli import cli\n") == [
-        "lakestream.web.app:1: 'web' imports 'cli' of its own layer 10"
-    ]
-    found = violations(
-        {
-            "lakestream.quality.checks": ("from lakestream.medallion import silver\n", True),
-            "lakestream.medallion.silver": ("import lakestream.quality.checks\n", False),
-        },
-        LAYERS,
-    )
-    assert any("import cycle between packages" in v for v in found)
+@pytest.mark.parametrize("source", [
+    "def f() -> None:\n    import lakestream.ingest.engine\n",
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..api import Lakestream\n",
+    "def f() -> None:\n    from lakestream import demo\n",
+], ids=["lazy", "type-checking-relative", "from-root"])
+def test_lazy_relative_and_type_checking_imports_are_reported(tree: Path, source: str) -> None:
+    out = broken(tree, "lakestream.kafka.sneaky", source)
+    assert re.search(r"lakestream\.kafka\.sneaky -> lakestream\.(ingest|api|demo)", out), out
 
 
-def test_frameworks_outside_the_presentation_layers_are_reported() -> None:
-    found = checked("lakestream.lake.pretty", "import rich.progress\n")
-    assert found == [
-        "lakestream.lake.pretty:1: 'lake' imports rich; only ['cli', 'demo', 'output', 'web'] may"
-    ]
+def test_an_import_between_independent_packages_of_a_layer_is_reported(tree: Path) -> None:
+    out = broken(tree, "lakestream.web.app2", "from lakestream.cli import cli\n")
+    assert "lakestream.web.app2 -> lakestream.cli" in out
 
 
-def test_an_unplaced_package_is_reported() -> None:
-    found = checked("lakestream.shiny.thing", "from lakestream.errors import LakestreamError\n")
-    assert found == [
-        "lakestream.shiny.thing: package 'shiny' is not placed in docs/architecture.md"
-    ]
+def test_a_cycle_between_peers_is_reported(tree: Path) -> None:
+    (tree / "lakestream" / "medallion" / "loop.py").write_text(
+        "import lakestream.quality.checks\n", encoding="utf-8")
+    out = broken(tree, "lakestream.quality.back", "from lakestream.medallion import loop\n")
+    assert "Packages of one layer import each other without cycles BROKEN" in out
 
 
-def test_the_version_import_from_the_root_package_is_allowed() -> None:
-    assert checked("lakestream.lake.v", "from lakestream import __version__\n") == []
+def test_frameworks_outside_the_presentation_layers_are_reported(tree: Path) -> None:
+    out = broken(tree, "lakestream.lake.pretty", "import rich.progress\n")
+    assert "lakestream.lake.pretty -> rich" in out
+
+
+def test_an_unplaced_package_is_reported(tree: Path) -> None:
+    out = broken(tree, "lakestream.shiny.thing",
+                 "from lakestream.errors import LakestreamError\n")
+    assert "lakestream.shiny" in out
+
+
+def test_the_version_import_from_the_root_package_is_allowed(tree: Path) -> None:
+    (tree / "lakestream" / "lake" / "v.py").write_text("from lakestream import __version__\n",
+                                                       encoding="utf-8")
+    assert lint_imports(tree).returncode == 0
