@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakestream.errors import BrokerRefusedError, BrokerUnavailableError
+from lakestream.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ class KafkaScan:
             return {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
                                                           timeout=10)[0]) for p in partitions}
         except KafkaException as exc:
-            raise BrokerUnavailableError(f"cannot read the offsets of {self.topic}: {exc}",
-                                         topic=self.topic) from None
+            raise BrokerError(f"cannot read the offsets of {self.topic}: {exc}") from None
         finally:
             consumer.close()
 
@@ -119,8 +118,7 @@ class KafkaScan:
             highs = {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
                                                            timeout=10)[1]) for p in starts}
         except KafkaException as exc:
-            raise BrokerUnavailableError(f"cannot read the offsets of {self.topic}: {exc}",
-                                         topic=self.topic) from None
+            raise BrokerError(f"cannot read the offsets of {self.topic}: {exc}") from None
         finally:
             consumer.close()
         probes = {p: highs[p] - 1 if highs[p] - 1 > max(s, 0) else s for p, s in starts.items()}
@@ -221,9 +219,7 @@ class KafkaScan:
             state.eof = True
             return
         if not message.error().retriable():
-            raise BrokerUnavailableError(
-                f"cannot read {self.topic}[{message.partition()}]: {message.error()}",
-                topic=self.topic, partition=message.partition())
+            raise BrokerError(f"cannot read {self.topic}[{message.partition()}]: {message.error()}")
         log.warning("kafka: %s", message.error())
 
     def _finished(self, progress: dict[int, _Progress], last_event: float) -> bool:
@@ -236,10 +232,9 @@ class KafkaScan:
                  if s.end is not None and not s.done()}
         if short:
             p, (last, end) = next(iter(short.items()))
-            raise BrokerRefusedError(f"{self.topic}[{p}] could only be read up to offset "
-                                     f"{last}, the lake holds records up to {end}",
-                                     "is the broker complete (retention, another cluster)?",
-                                     topic=self.topic, partition=p)
+            raise BrokerError(f"{self.topic}[{p}] could only be read up to offset {last}, "
+                              f"the lake holds records up to {end}",
+                              "is the broker complete (retention, another cluster)?")
         log.warning("%s: no end-of-partition signal within %.0fs; stopping the scan", self.topic,
                     self.idle_timeout_s)
         return True

@@ -10,8 +10,7 @@ offset only after the round that made it durable is over.
 
 A rebalance and the end of the run first wait for the round in flight, so a
 partition is never handed over (or the process closed) while its batch is
-half written. A round that failed keeps its buffers: the consumer submits the
-same round again once the sink is back (:mod:`lakestream.kafka.outage`).
+half written.
 """
 
 from __future__ import annotations
@@ -55,10 +54,9 @@ class BackgroundFlusher:
 
     def _flush_and_release(self, buffers: list[PartitionBuffer]) -> list[TopicPartitionKey]:
         try:
-            flushed = self._flush(buffers)
-            buffers.clear()  # the round's messages are garbage now, not at the next round
-            return flushed
+            return self._flush(buffers)
         finally:
+            buffers.clear()  # the round's messages are garbage now, not at the next round
             release_freed_memory()
 
     def wait(self) -> list[TopicPartitionKey]:

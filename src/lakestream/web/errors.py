@@ -19,8 +19,6 @@ from lakestream.errors import (
     ConfigError,
     LakestreamError,
     StorageFullError,
-    StorageLayoutError,
-    StoragePermissionError,
     TransientError,
     WarehouseError,
 )
@@ -37,8 +35,7 @@ def status_of(exc: LakestreamError) -> int:
         return 403
     if isinstance(exc, UnknownDatasetError | UnknownChartError):
         return 404
-    if isinstance(exc, TransientError | ConfigError | WarehouseError | StorageFullError
-                  | StoragePermissionError | StorageLayoutError):
+    if isinstance(exc, TransientError | ConfigError | WarehouseError | StorageFullError):
         return 503
     return 400
 
