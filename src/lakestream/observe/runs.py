@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from lakestream.errors import LakestreamError
 from lakestream.medallion.gold_schema import data_quality_results
+from lakestream.quality.runs import latest_results
 from lakestream.warehouse.connection import make_engine
 from lakestream.warehouse.failures import translate
 from lakestream.warehouse.schema import pipeline_execution_log
@@ -160,8 +161,8 @@ def quality_results(dbs: Sequence[LogDatabase], pipeline: str | None,
         if ids:
             results += db.rows(sa.select(q).where(q.c.run_id.in_(ids))
                                .order_by(q.c.checked_at, q.c.result_id), q)
-    results = list({(r["run_id"], r["check_name"], r["dataset"]): r for r in results}.values())
-    for r in results:  # above: a run's audit, its check and their retries: the latest of each
+    results = latest_results(results)
+    for r in results:
         r["checked_at"] = _iso(r["checked_at"])
         r.pop("result_id", None)
     results.sort(key=lambda r: (r["checked_at"], r["check_name"]), reverse=True)

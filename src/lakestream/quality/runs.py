@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +38,17 @@ class QualityRun:
                              for k, v in r.items() if k != "result_id"} for r in self.results]}
 
 
-def quality_run(store: GoldStore, storage: Storage, run_id: str | None) -> QualityRun:
-    """The latest stored result of each check of run ``run_id`` (default: the latest run).
+def latest_results(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of each check of each run, its last stored result (``rows`` in storage order).
 
     A run's audit and its quality task, and every retry of a task, store their
-    results under the run's id; the last one of each check is what it shows.
+    results under the run's id: the last one of each check is what counts.
+    """
+    return list({(r["run_id"], r["check_name"], r["dataset"]): r for r in rows}.values())
+
+
+def quality_run(store: GoldStore, storage: Storage, run_id: str | None) -> QualityRun:
+    """The latest stored result of each check of run ``run_id`` (default: the latest run).
 
     Raises:
         UnknownNameError: No result of that run is stored.
@@ -57,6 +64,5 @@ def quality_run(store: GoldStore, storage: Storage, run_id: str | None) -> Quali
             "no quality results are stored yet",
             f"recent runs: {', '.join(recent)}" if recent else
             "run `lakestream quality check` or a pipeline run first")
-    latest = {(r["check_name"], r["dataset"]): r for r in found}  # a retry checks again
     return QualityRun(run_id, str(found[0]["pipeline"]), found[-1]["checked_at"],
-                      list(latest.values()), held_back_stage(storage, run_id))
+                      latest_results(found), held_back_stage(storage, run_id))
