@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 def doctor(
-    workdir: Path, config: dict[str, object], **env: str
+    workdir: Path, config: dict[str, object], *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     (workdir / "lakestream.yaml").write_text(yaml.safe_dump(config))
-    return subprocess.run([sys.executable, "-m", "lakestream", "doctor"], cwd=workdir,
+    return subprocess.run([sys.executable, "-m", "lakestream", "doctor", *args], cwd=workdir,
                           env=subprocess_env(LAKESTREAM_ANON_KEY="k", **env),
                           capture_output=True, text=True, timeout=120)
 
@@ -106,3 +106,63 @@ def test_a_consumer_group_stuck_rebalancing_is_named_with_the_way_out(
     assert done.returncode == 1, out
     assert f"consumer group(s) {group} still" in out, out  # the table wraps the cells
     assert "rebalancing after" in out and "another --group" in out, out
+
+
+def cells(stdout: str) -> dict[str, list[str]]:
+    """The doctor table's rows by check name: each cell's wrapped lines joined by spaces."""
+    rows: dict[str, list[str]] = {}
+    name = ""
+    for line in stdout.splitlines():
+        if not line.startswith("│"):
+            continue
+        parts = [part.strip() for part in line.strip("│").split("│")]
+        name = parts[0] or name
+        joined = rows.setdefault(name, [""] * len(parts))
+        rows[name] = [f"{a} {b}".strip() for a, b in zip(joined, parts, strict=True)]
+    return rows
+
+
+def test_a_table_topic_that_is_not_compacted_is_a_warning_that_fix_repairs(
+        tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    from lakestream.kafka.client import TABLE_TOPIC_CONFIG, ensure_topics
+
+    def policy(servers: str, topic: str) -> str | None:
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        admin = AdminClient({"bootstrap.servers": servers})
+        entry = admin.describe_configs([resource])[resource].result(10).get("cleanup.policy")
+        return None if entry is None else str(entry.value)
+
+    with EmbeddedBroker(tmp_path / "broker") as own:  # table topics have fixed names
+        servers = own.bootstrap_servers
+        ensure_topics(servers, ["payment_method_totals"], 2)  # as Lakestream made them before
+        ensure_topics(servers, ["product_purchase_counts"], 2, config=TABLE_TOPIC_CONFIG)
+        config = {"data_dir": str(tmp_path / "data"),
+                  "kafka": {"bootstrap_servers": servers, "session_timeout_ms": 2000},
+                  "lake": {"root": str(tmp_path / "lake")}}
+        warned = doctor(tmp_path, config)
+        assert policy(servers, "payment_method_totals") is None, "doctor alone changes nothing"
+        fixed = doctor(tmp_path, config, "--fix")
+        after_fix = policy(servers, "payment_method_totals")
+        again = doctor(tmp_path, config)
+
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    _, _, result, hint = cells(warned.stdout)["kafka"]
+    assert result.startswith("warning ")
+    assert "table topic(s) not compacted: payment_method_totals (cleanup.policy=delete):" in result
+    assert "product_purchase_counts" not in result
+    assert hint == ("run `lakestream doctor --fix`, or for each topic: kafka-configs.sh "
+                    f"--bootstrap-server {servers} --alter --entity-type topics --entity-name "
+                    "<topic> --add-config cleanup.policy=compact")
+    assert warned.stdout.rstrip().endswith("1 warning(s): kafka\neverything configured answers")
+
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    _, _, result, hint = cells(fixed.stdout)["kafka"]
+    assert result.startswith("ok ") and not hint
+    assert "set cleanup.policy=compact on payment_method_totals" in result
+    assert after_fix == "compact"
+
+    _, _, result, _ = cells(again.stdout)["kafka"]
+    assert result.startswith("ok ") and result.endswith("2 table topic(s) compacted"), result
+    assert "warning" not in again.stdout

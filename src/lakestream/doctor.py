@@ -28,12 +28,19 @@ class Check:
     detail: str
     hint: str = ""
     seconds: float = 0.0
+    warning: bool = False  # it answers, but something should be fixed (see ``hint``)
 
 
-def run_checks(api: Lakestream) -> list[Check]:
-    """Run every check that applies to the configuration."""
+def run_checks(api: Lakestream, fix: bool = False) -> list[Check]:
+    """Run every check that applies to the configuration.
+
+    Args:
+        api: The facade of the configuration to check.
+        fix: Also repair what can be repaired safely: set ``cleanup.policy=compact`` on
+            existing table topics that are not compacted.
+    """
     checks: list[tuple[str, Callable[[Lakestream], tuple[str, str]]]] = [
-        ("kafka", _kafka), ("lake", _lake), ("warehouse", _warehouse),
+        ("kafka", lambda a: _kafka(a, fix)), ("lake", _lake), ("warehouse", _warehouse),
     ]
     if api.settings.gold_url:
         checks.append(("gold store", _gold))
@@ -48,6 +55,9 @@ def _run(name: str, check: Callable[[Lakestream], tuple[str, str]], api: Lakestr
     try:
         target, detail = check(api)
         return Check(name, target, True, detail, seconds=time.monotonic() - started)
+    except _Warned as warned:
+        return Check(name, warned.target, True, warned.message, warned.hint or "",
+                     time.monotonic() - started, warning=True)
     except LakestreamError as exc:
         return Check(name, getattr(exc, "target", ""), False, exc.message, exc.hint or "",
                      time.monotonic() - started)
@@ -59,7 +69,11 @@ class _Failed(LakestreamError):
         self.target = target
 
 
-def _kafka(api: Lakestream) -> tuple[str, str]:
+class _Warned(_Failed):
+    """The check passed, with something to fix."""
+
+
+def _kafka(api: Lakestream, fix: bool = False) -> tuple[str, str]:
     from confluent_kafka import KafkaException
 
     from lakestream.kafka.client import admin_client, kafka_reason
@@ -76,7 +90,54 @@ def _kafka(api: Lakestream) -> tuple[str, str]:
                       "check kafka.bootstrap_servers / LAKESTREAM_KAFKA__BOOTSTRAP_SERVERS, "
                       "or start the embedded one: lakestream broker start") from None
     groups = _groups(api, servers)
-    return servers, f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s); {groups}"
+    detail = f"{len(meta.brokers)} broker(s), {len(meta.topics)} topic(s); {groups}"
+    return servers, f"{detail}; {_table_topics(api, servers, detail, fix)}"
+
+
+def _table_topics(api: Lakestream, servers: str, detail: str, fix: bool) -> str:
+    """Whether the existing table topics are compacted (a warning when one is not).
+
+    A table topic that retention deletes from loses the keys that did not change
+    within the retention: a `--sink warehouse` group or a table feed that starts
+    later builds an incomplete snapshot. Topics Lakestream creates are compacted;
+    an existing one is only changed by ``doctor --fix``.
+    """
+    from lakestream.derive.sql import TABLES
+    from lakestream.kafka.client import TABLE_TOPIC_CONFIG, cleanup_policies, set_topic_config
+
+    client = api.settings.kafka.librdkafka_properties()
+    names = sorted({*TABLES, *(f.topic for f in api.feeds if f.enabled and f.kind == "table")})
+    try:
+        policies = cleanup_policies(servers, names, client_config=client)
+        loose = {t: p for t, p in policies.items() if _not_compacted(p)}
+        if loose and fix:
+            set_topic_config(servers, loose, TABLE_TOPIC_CONFIG, client_config=client)
+            fixed = sorted(loose)
+            loose = {t: p for t, p in cleanup_policies(servers, fixed, client_config=client).items()
+                     if _not_compacted(p)}
+            if not loose:
+                return (f"{len(policies)} table topic(s) compacted; set cleanup.policy=compact "
+                        f"on {', '.join(fixed)}")
+    except LakestreamError as exc:
+        raise _Warned(servers, f"{detail}; table topics: {exc.message}",
+                      "the table topics should have cleanup.policy=compact; check that the "
+                      "Kafka user may describe (and alter) topic configurations") from None
+    if not policies:
+        return "no table topic yet (created compacted when needed)"
+    if not loose:
+        return f"{len(policies)} table topic(s) compacted"
+    shown = ", ".join(f"{t} (cleanup.policy={p})" for t, p in sorted(loose.items()))
+    raise _Warned(
+        servers, f"{detail}; table topic(s) not compacted: {shown}: a --sink warehouse group "
+        "or table feed started after the retention would miss the keys it deleted",
+        "run `lakestream doctor --fix`, or for each topic: kafka-configs.sh --bootstrap-server "
+        f"{servers} --alter --entity-type topics --entity-name <topic> --add-config "
+        "cleanup.policy=compact")
+
+
+def _not_compacted(policy: str) -> bool:
+    """``delete`` and ``compact,delete`` both let retention remove a key's latest value."""
+    return {p.strip() for p in policy.split(",")} != {"compact"}
 
 
 REBALANCING = ("PREPARING_REBALANCE", "COMPLETING_REBALANCE", "UNKNOWN")

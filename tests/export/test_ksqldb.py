@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lakestream.cli import main
+from lakestream.errors import TerminalError, TransientError
 from lakestream.export.ksqldb import KsqlDbClient, KsqlDbError, KsqlDbUnavailableError
 from lakestream.kafka.broker import free_port
 from tests.conftest import unique_topic, write_feed
@@ -54,7 +55,9 @@ def test_ksqldb_replay_server_error_response_is_one_clear_line(ksqldb: ReplaySer
         "message": "NOPE does not exist.\nStatement: SELECT * FROM NOPE;"}))
     with pytest.raises(KsqlDbError) as err:
         KsqlDbClient(ksqldb.url).pull("SELECT * FROM NOPE;")
-    assert err.value.message == "ksqlDB error 40001 (statement_error): NOPE does not exist."
+    assert err.value.message == ("ksqlDB error 40001 (statement_error): NOPE does not exist. "
+                                 f"[at {ksqldb.url}]")
+    assert isinstance(err.value, TerminalError) and err.value.url == ksqldb.url
     assert err.value.hint and "SHOW STREAMS" in err.value.hint
     assert len(ksqldb.requests) == 1, "a refused query is not retried"
 
@@ -82,8 +85,17 @@ def test_ksqldb_replay_server_that_does_not_answer_times_out(ksqldb: ReplayServe
 
 def test_ksqldb_client_reports_an_unreachable_server() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(KsqlDbUnavailableError, match=f"cannot reach ksqlDB at {url}"):
+    with pytest.raises(KsqlDbUnavailableError, match=f"cannot reach ksqlDB at {url}") as err:
         KsqlDbClient(url, retries=0).pull("SELECT 1;")
+    assert isinstance(err.value, TransientError) and isinstance(err.value, KsqlDbError)
+
+
+def test_ksqldb_errors_never_show_the_password_of_the_url() -> None:
+    port = free_port()
+    with pytest.raises(KsqlDbUnavailableError) as err:
+        KsqlDbClient(f"http://etl:hunter2@127.0.0.1:{port}", retries=0).pull("SELECT 1;")
+    assert "hunter2" not in str(err.value) and err.value.url == f"http://etl:***@127.0.0.1:{port}"
+    assert f"cannot reach ksqlDB at http://etl:***@127.0.0.1:{port}" in err.value.message
 
 
 @pytest.mark.integration

@@ -45,7 +45,7 @@ from pydantic import SecretStr
 from lakestream.api import Lakestream
 from lakestream.config import load_settings
 from lakestream.derive.sql import TABLES
-from lakestream.errors import StorageError
+from lakestream.errors import StorageUnavailableError
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.producer import produce
 from lakestream.lake.storage import Storage
@@ -104,7 +104,7 @@ class DeltaFaults:
         if fire.after:
             call()
         if op == "metadata":  # what the lake's Storage raises for a failed I/O
-            raise StorageError(f"injected failure: {fire}")
+            raise StorageUnavailableError(f"injected failure: {fire}")
         raise InjectedFailure(f"injected failure: {fire}")  # what delta-rs raises
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:

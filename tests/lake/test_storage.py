@@ -15,6 +15,9 @@ from lakestream.errors import (
     ConfigError,
     StorageError,
     StorageFullError,
+    StorageLayoutError,
+    StoragePermissionError,
+    StorageUnavailableError,
     TerminalError,
     TransientError,
 )
@@ -91,41 +94,93 @@ def test_a_failed_write_leaves_neither_a_partial_nor_a_temporary_file(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(storage_module.os, "replace", failing_replace)
-    with pytest.raises(StorageError) as err:
+    with pytest.raises(StorageUnavailableError) as err:
         lake.write_atomic("streams/x/f.parquet", b"new content")
     assert "cannot write" in err.value.message and "f.parquet" in err.value.message
     assert isinstance(err.value, TransientError)  # may go away: retried with backoff
+    assert isinstance(err.value, StorageError) and not isinstance(err.value, TerminalError)
     assert all_files(tmp_path / "lake") == ["streams/x/f.parquet"]  # no .tmp- left
     assert lake.read("streams/x/f.parquet") == b"old complete content"
 
 
-@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT])
-def test_a_full_or_readonly_disk_is_a_terminal_error_with_a_hint(
-    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
-) -> None:
+def failing_writes(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    """Every file opened for writing fails with ``code`` (as the OS would: root runs the
+    tests, so a chmod would not make it refuse)."""
+
     def failing_open(path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         if "w" in mode:
             raise OSError(code, os.strerror(code), path)
         return open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(storage_module, "open", failing_open, raising=False)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_or_quota_is_a_terminal_storage_full_error(
+    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    failing_writes(monkeypatch, code)
     with pytest.raises(StorageFullError) as err:
         lake.write_atomic("streams/x/f.parquet", b"data")
     assert isinstance(err.value, TerminalError)  # retrying cannot help: tell the user
+    assert not isinstance(err.value, TransientError)
     assert os.strerror(code) in err.value.message
-    assert err.value.hint == "free space or fix permissions, then run again"
+    assert err.value.hint is not None and "free space" in err.value.hint
     assert all_files(tmp_path / "lake") == []
 
 
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM])
+def test_a_refused_permission_names_the_path_and_the_fix_not_a_full_disk(
+    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    failing_writes(monkeypatch, code)
+    with pytest.raises(StoragePermissionError) as err:
+        lake.write_atomic("streams/x/f.parquet", b"data")
+    assert isinstance(err.value, TerminalError) and not isinstance(err.value, StorageFullError)
+    folder = str(tmp_path / "lake" / "streams" / "x")  # where the temporary file was refused
+    assert os.strerror(code) in err.value.message and folder in err.value.message
+    assert ".tmp-" not in err.value.message
+    hint = err.value.hint or ""
+    assert folder in hint and "chown/chmod" in hint and "lake.root" in hint
+    assert "free space" not in hint
+    assert all_files(tmp_path / "lake") == []
+
+
+def test_a_read_only_file_system_says_remount(
+    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing_writes(monkeypatch, errno.EROFS)
+    with pytest.raises(StoragePermissionError) as err:
+        lake.write_atomic("streams/x/f.parquet", b"data")
+    assert isinstance(err.value, TerminalError)
+    assert os.strerror(errno.EROFS) in err.value.message
+    assert err.value.hint is not None and "read-only" in err.value.hint
+    assert "remount" in err.value.hint
+
+
+@pytest.mark.parametrize("code", [errno.ENOTDIR, errno.EISDIR])
+def test_a_file_where_a_folder_must_be_is_a_layout_error_with_its_own_message(
+    lake: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    failing_writes(monkeypatch, code)
+    with pytest.raises(StorageLayoutError) as err:
+        lake.write_atomic("streams/x/f.parquet", b"data")
+    assert isinstance(err.value, TerminalError)
+    assert not isinstance(err.value, StorageFullError | StoragePermissionError)
+    assert os.strerror(code) in err.value.message
+    assert err.value.hint == ("a file stands where the lake needs a folder (or the reverse): "
+                              "move it away")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_a_readonly_directory_is_a_storage_full_error(lake: Storage, tmp_path: Path) -> None:
+def test_a_readonly_directory_is_a_storage_permission_error(lake: Storage, tmp_path: Path) -> None:
     folder = tmp_path / "lake" / "streams"
     folder.mkdir(parents=True)
     folder.chmod(0o555)
     try:
-        with pytest.raises(StorageFullError) as err:
+        with pytest.raises(StoragePermissionError) as err:
             lake.write_atomic("streams/f.parquet", b"data")
-        assert err.value.hint is not None and "permissions" in err.value.hint
+        assert err.value.hint is not None and str(folder) in err.value.hint
     finally:
         folder.chmod(0o755)
 
@@ -189,8 +244,9 @@ def test_a_root_that_is_a_file_fails_every_operation_with_the_fix(tmp_path: Path
 def test_a_root_below_a_file_is_a_terminal_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     lake = open_storage(str(tmp_path / "file" / "lake"), S3Settings())
-    with pytest.raises(StorageFullError) as err:
+    with pytest.raises(StorageLayoutError) as err:
         lake.list_dirs("streams")
+    assert isinstance(err.value, TerminalError)
     assert "Not a directory" in err.value.message
     assert err.value.hint is not None and "a file stands where the lake needs a folder" in \
         err.value.hint

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -20,8 +21,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from pydantic import SecretStr
 
+from lakestream.retry import HTTP_API
 from lakestream.sources.openweather import (
-    Backoff,
     OpenWeatherCityNotFound,
     OpenWeatherClient,
     OpenWeatherError,
@@ -55,10 +56,11 @@ ERRORS = {
 
 
 class Replay:
-    """A scripted OpenWeather: a queue of (status, body, delay) answers, then 200 PARIS."""
+    """A scripted OpenWeather: a queue of (status, body, delay[, headers]) answers, then
+    200 PARIS."""
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, Any, float]] = []
+        self.script: list[tuple[Any, ...]] = []
         self.requests: list[dict[str, list[str]]] = []
 
 
@@ -69,12 +71,15 @@ def replay() -> Iterator[tuple[Replay, str]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests.append(parse_qs(urlparse(self.path).query))
-            status, body, delay = state.script.pop(0) if state.script else (200, PARIS, 0.0)
+            status, body, delay, *more = state.script.pop(0) if state.script else (
+                200, PARIS, 0.0)
             time.sleep(delay)
             data = json.dumps(body).encode() if not isinstance(body, bytes) else body
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (more[0] if more else {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -93,8 +98,9 @@ def replay() -> Iterator[tuple[Replay, str]]:
 
 def client(url: str, waits: list[float] | None = None, timeout_s: float = 2.0) -> OpenWeatherClient:
     sleep = waits.append if waits is not None else (lambda _s: None)
+    policy = replace(HTTP_API, base_delay_s=0.5, max_delay_s=8, jitter_s=0)  # exact waits
     return OpenWeatherClient(SecretStr(KEY), url, timeout_s=timeout_s, retries=3,
-                             backoff=Backoff(base_s=0.5, max_s=8), sleep=sleep)
+                             policy=policy, sleep=sleep)
 
 
 def test_openweather_replay_server_returns_the_document_with_metric_units(replay: Any) -> None:
@@ -158,6 +164,25 @@ def test_openweather_replay_server_429_honours_retry_after_then_explains(replay:
         api.current("Paris")
     assert "rate limit" in caught.value.message and "60 calls a minute" in str(caught.value)
     assert len(waits) == 3
+
+
+def test_openweather_replay_server_retry_after_sets_the_wait_capped(replay: Any) -> None:
+    state, url = replay
+    state.script = [(429, ERRORS[429], 0.0, {"Retry-After": "7"}),
+                    (503, b"busy", 0.0, {"Retry-After": "120"})]
+    waits: list[float] = []
+    with client(url, waits) as api:
+        assert api.current("Paris")["name"] == "Paris"
+    assert waits == [7.0, 8.0]  # what the API asked for, capped at the policy's 8 s
+
+
+def test_openweather_errors_name_the_endpoint_never_the_key(replay: Any) -> None:
+    state, url = replay
+    state.script = [(500, {"cod": 500, "message": "internal error"}, 0.0)] * 4
+    with client(url) as api, pytest.raises(OpenWeatherUnavailableError) as caught:
+        api.current("Paris")
+    assert caught.value.url == url and url in caught.value.message
+    assert KEY not in str(caught.value) and KEY not in (caught.value.url or "")
 
 
 def test_openweather_replay_server_non_document_answer_is_a_clear_error(replay: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from lakestream.cli.root import Context, cli, pass_ctx
-from lakestream.errors import WarehouseError
+from lakestream.errors import WarehouseRefusedError
 from lakestream.output import console, print_rows
 
 DIALECTS = ["mysql", "mariadb", "postgresql", "sqlite"]
@@ -130,7 +130,7 @@ def _raise_on_orphans(orphans: dict[str, int]) -> None:
     broken = {table: n for table, n in orphans.items() if n}
     if broken:
         detail = ", ".join(f"{table}: {n}" for table, n in broken.items())
-        raise WarehouseError(
+        raise WarehouseRefusedError(
             f"fact rows without their dimension row: {detail}",
             "run `lakestream sync` again; it inserts the missing dimension members",
         )

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from lakestream.derive import sql
 from lakestream.derive.state import AggregateState, mean, money
-from lakestream.errors import BrokerError
+from lakestream.errors import BrokerUnavailableError
 
 
 def table_messages(state: AggregateState, deltas: dict[str, pa.Table],
@@ -76,7 +76,7 @@ class OutputPublisher:
         remaining = self.producer.flush(self.timeout_s)
         if remaining or errors:
             first = errors[0] if errors else f"{remaining} not acknowledged in {self.timeout_s}s"
-            raise BrokerError(f"publishing derived records failed: {first}")
+            raise BrokerUnavailableError(f"publishing derived records failed: {first}")
         return sent
 
     def _send(self, topic: str, value: bytes, key: bytes, partition: int | None,

@@ -61,6 +61,8 @@ class ProcessReport(ConsumeReport):
 class Processor(BatchingConsumer):
     """Consumes ``transactions`` and publishes the derived streams and tables."""
 
+    flush_what = "publish the derived records"
+
     def __init__(self, settings: Settings, bootstrap: str, storage: Storage, anon_key: bytes,
                  options: ConsumeOptions, publisher: OutputPublisher) -> None:
         super().__init__(settings, bootstrap, [INPUT_TOPIC], options, ProcessReport())
@@ -88,8 +90,8 @@ class Processor(BatchingConsumer):
         return self.state.next_offset(topic, partition)
 
     def flush_partition(self, buffer: PartitionBuffer) -> None:
-        """Derive, publish and commit one batch (retried as a whole on transient errors)."""
-        self.retry(lambda: self._process(buffer), "publish the derived records")
+        """Derive, publish and commit one batch (the consumer loop retries it whole)."""
+        self._process(buffer)
 
     def run(self) -> ProcessReport:
         """Consume until stopped or idle, then release the state database."""

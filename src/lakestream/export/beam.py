@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakestream.config import S3Settings, Settings
-from lakestream.errors import FencedError, LakestreamError, TerminalError, UsageError
+from lakestream.errors import (
+    ConfigError,
+    FencedError,
+    LakeDataError,
+    LakestreamError,
+    TerminalError,
+    UsageError,
+)
 from lakestream.export.kafka_scan import OFFSET_BEGINNING, KafkaScan, PartitionChunk
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
@@ -51,6 +58,10 @@ INSTALL_HINT = "pip install 'lakestream[beam]', best in its own virtualenv (Beam
 COUNTERS = "lakestream.export"
 STATS = ("records", "rejected", "files", "bytes")
 _OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class BeamPipelineError(LakestreamError, TerminalError):
+    """The Apache Beam runner failed the export pipeline, or ended it another way than DONE."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,7 @@ def next_offsets(storage: Storage, feed: Feed, partitions: list[int]) -> dict[in
         TerminalError: The dataset was written before Delta (``lakestream lake upgrade``).
     """
     if not writes_delta(storage, feed.dataset):
-        raise TerminalError(
+        raise LakeDataError(
             f"{feed.dataset} was written before the lake moved to Delta tables (it has no "
             "_delta_log/): the export cannot append to it",
             "run `lakestream lake upgrade` (with ingest, process and export stopped)")
@@ -192,10 +203,11 @@ def write_batch(sink: DeltaLakeSink, batch: Batch, attempts: int = 3) -> FlushSt
         held = sink.recover(chunk.topic, chunk.partition)
         ahead = held is not None and (batch.follows is None or held >= batch.follows)
         if not ahead and held != batch.follows:
-            raise TerminalError(
+            raise LakeDataError(
                 f"{sink.feed.dataset} {chunk.topic}[{chunk.partition}]: the lake is at "
                 f"{held}, a batch follows {batch.follows}: an earlier batch is not in the lake",
-                "run the export again")
+                "run the export again", dataset=sink.data.uri, topic=chunk.topic,
+                partition=chunk.partition)
         cut = 0 if held is None else bisect_left(chunk.offsets, held)
         if cut == len(chunk):
             return FlushStats()
@@ -233,7 +245,7 @@ def import_beam() -> Any:
     try:
         import apache_beam
     except ImportError:
-        raise TerminalError("--runner beam needs Apache Beam", INSTALL_HINT) from None
+        raise ConfigError("--runner beam needs Apache Beam", INSTALL_HINT) from None
     finally:
         root.removeFilter(quiet)
     return apache_beam
@@ -381,12 +393,12 @@ def _run(pipeline: Any) -> Any:
         raise
     except Exception as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        raise TerminalError(f"the Beam pipeline failed: {lines[-1][:300]}",
-                            "run with --debug for the runner's log") from exc
+        raise BeamPipelineError(f"the Beam pipeline failed: {lines[-1][:300]}",
+                                "run with --debug for the runner's log") from exc
     finally:
         beam_log.setLevel(level)
     if state != "DONE":  # a runner that reports a failed or cancelled job instead of raising
-        raise TerminalError(f"the Beam pipeline ended {state}", "see the runner's log")
+        raise BeamPipelineError(f"the Beam pipeline ended {state}", "see the runner's log")
     return result
 
 

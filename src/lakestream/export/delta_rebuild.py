@@ -61,7 +61,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from lakestream.errors import FencedError, StorageError
+from lakestream.errors import FencedError, StorageConflictError
 from lakestream.export.rebuild import (
     DayReader,
     RebuildReport,
@@ -148,9 +148,9 @@ class DeltaDayRebuild:
             except (FilesGone, FencedError) as exc:
                 log.info("%s %s: %s; rebuilding again (attempt %d)", self.feed.name, self.day,
                          exc, attempt + 1)
-        raise StorageError(f"{self.feed.dataset} {self.day} was rewritten by another commit "
-                           f"during each of {REBUILD_ATTEMPTS} rebuilds",
-                           "is a compaction or retention running on it? try again later")
+        raise StorageConflictError(f"{self.feed.dataset} {self.day} was rewritten by another "
+                                   f"commit during each of {REBUILD_ATTEMPTS} rebuilds",
+                                   "is a compaction or retention running on it? try again later")
 
     # -- one attempt ------------------------------------------------------------------------
 

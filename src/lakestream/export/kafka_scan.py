@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakestream.errors import BrokerError
+from lakestream.errors import BrokerRefusedError, BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class KafkaScan:
             return {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
                                                           timeout=10)[0]) for p in partitions}
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the offsets of {self.topic}: {exc}") from None
+            raise BrokerUnavailableError(f"cannot read the offsets of {self.topic}: {exc}",
+                                         topic=self.topic) from None
         finally:
             consumer.close()
 
@@ -118,7 +119,8 @@ class KafkaScan:
             highs = {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
                                                            timeout=10)[1]) for p in starts}
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the offsets of {self.topic}: {exc}") from None
+            raise BrokerUnavailableError(f"cannot read the offsets of {self.topic}: {exc}",
+                                         topic=self.topic) from None
         finally:
             consumer.close()
         probes = {p: highs[p] - 1 if highs[p] - 1 > max(s, 0) else s for p, s in starts.items()}
@@ -219,7 +221,9 @@ class KafkaScan:
             state.eof = True
             return
         if not message.error().retriable():
-            raise BrokerError(f"cannot read {self.topic}[{message.partition()}]: {message.error()}")
+            raise BrokerUnavailableError(
+                f"cannot read {self.topic}[{message.partition()}]: {message.error()}",
+                topic=self.topic, partition=message.partition())
         log.warning("kafka: %s", message.error())
 
     def _finished(self, progress: dict[int, _Progress], last_event: float) -> bool:
@@ -232,9 +236,10 @@ class KafkaScan:
                  if s.end is not None and not s.done()}
         if short:
             p, (last, end) = next(iter(short.items()))
-            raise BrokerError(f"{self.topic}[{p}] could only be read up to offset {last}, "
-                              f"the lake holds records up to {end}",
-                              "is the broker complete (retention, another cluster)?")
+            raise BrokerRefusedError(f"{self.topic}[{p}] could only be read up to offset "
+                                     f"{last}, the lake holds records up to {end}",
+                                     "is the broker complete (retention, another cluster)?",
+                                     topic=self.topic, partition=p)
         log.warning("%s: no end-of-partition signal within %.0fs; stopping the scan", self.topic,
                     self.idle_timeout_s)
         return True

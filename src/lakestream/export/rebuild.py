@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakestream.errors import TerminalError
+from lakestream.errors import BrokerRefusedError, FeedError, LakeDataError
 from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.export.records import DeadLetters, FeedRows, concat
 from lakestream.feeds import Feed
@@ -79,8 +79,8 @@ class DayRebuild:
     def __init__(self, storage: Storage, feed: Feed, day: dt.date,
                  rows_per_file: int = ROWS_PER_FILE) -> None:
         if feed.kind != "stream":
-            raise TerminalError(f"'{feed.name}' is a table: tables have versions, not days",
-                                f"lakestream export --table {feed.name}")
+            raise FeedError(f"'{feed.name}' is a table: tables have versions, not days",
+                            f"lakestream export --table {feed.name}")
         self.storage = storage
         self.feed = feed
         self.day = day
@@ -94,7 +94,7 @@ class DayRebuild:
                 the rebuild would lose records of the day (nothing is committed).
         """
         if not writes_delta(self.storage, self.feed.dataset):
-            raise TerminalError(
+            raise LakeDataError(
                 f"{self.feed.dataset} was written before the lake moved to Delta tables "
                 f"(it has no _delta_log/): cannot rebuild {self.day}",
                 "run `lakestream lake upgrade` (with ingest, process and export stopped), "
@@ -124,10 +124,11 @@ def refuse_losses(feed: Feed, day: dt.date, held: dict[int, pa.Array], first: di
                for p, low in gone.items() if p in held)
     if lost:
         p, low = next(iter(gone.items()))
-        raise TerminalError(
+        raise BrokerRefusedError(
             f"{feed.topic} no longer holds {lost} of the records the lake has for "
             f"{day} (partition {p} now starts at offset {low})",
-            "the day was left unchanged; Kafka's retention deleted its source")
+            "the day was left unchanged; Kafka's retention deleted its source",
+            topic=feed.topic, partition=p)
 
 def account(feed: Feed, day: dt.date, held: dict[int, pa.Array], rows: dict[int, pa.Table],
             dead: dict[int, DeadLetters]) -> dict[int, pa.Array]:
@@ -151,7 +152,7 @@ def account(feed: Feed, day: dt.date, held: dict[int, pa.Array], rows: dict[int,
     if lost:
         total = sum(n for _, n, _ in lost)
         where = ", ".join(f"partition {p} from offset {o}" for p, _, o in lost[:3])
-        raise TerminalError(
+        raise LakeDataError(
             f"rebuilding {feed.name} {day} would lose {total} of the records the "
             f"day holds: the source did not return them ({where})",
             "the day was left unchanged; check that the source still holds the topic's "

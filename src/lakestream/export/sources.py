@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from lakestream.errors import TerminalError
+from lakestream.errors import FeedError
 from lakestream.export.kafka_scan import KafkaScan, PartitionChunk
-from lakestream.export.ksqldb import KsqlDbClient, KsqlDbError
+from lakestream.export.ksqldb import KsqlDbClient, KsqlDbRefusedError
 from lakestream.feeds import Feed
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,9 @@ class KsqlDbDayReader:
         stream = self.feed.name.upper()
         result = self.client.pull(f"SELECT *, ROWPARTITION, ROWOFFSET, ROWTIME FROM {stream};")
         if not set(_PSEUDO) <= {c.upper() for c in result.columns}:
-            raise KsqlDbError(f"ksqlDB did not return {', '.join(_PSEUDO)} for {stream}",
-                              "Lakestream needs ksqlDB 0.24 or newer to export streams")
+            raise KsqlDbRefusedError(
+                f"ksqlDB did not return {', '.join(_PSEUDO)} for {stream}",
+                "Lakestream needs ksqlDB 0.24 or newer to export streams")
         chunks: dict[int, list[tuple[int, int | None, bytes]]] = {}
         for row in result.rows:
             meta = {k.upper(): row.pop(k) for k in list(row) if k.upper() in _PSEUDO}
@@ -117,7 +118,7 @@ class KsqlDbDayReader:
 def ksqldb_table_rows(client: KsqlDbClient, feed: Feed, schema: pa.Schema) -> list[dict[str, Any]]:
     """Every row of a ksqlDB table (a pull query over the whole table)."""
     if feed.kind != "table":
-        raise TerminalError(f"'{feed.name}' is a stream, not a table")
+        raise FeedError(f"'{feed.name}' is a stream, not a table")
     result = client.pull(f"SELECT * FROM {feed.name.upper()};")
     return [restore_case(row, schema) for row in result.rows]
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from lakestream.config import Settings
 from lakestream.errors import ConfigError
 from lakestream.warehouse.connection import make_engine
-from lakestream.warehouse.failures import RetryPolicy, run_in_transaction
+from lakestream.warehouse.failures import WAREHOUSE, RetryPolicy, run_in_transaction
 
 if TYPE_CHECKING:
     from lakestream.governance.retention import Deletion
@@ -56,7 +56,7 @@ class GoldRetention:
 
     def __init__(self, url: sa.URL, retry: RetryPolicy | None = None) -> None:
         self.url = url
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or WAREHOUSE
         self._engine: sa.Engine | None = None
 
     @property

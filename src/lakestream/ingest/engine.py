@@ -52,9 +52,12 @@ class IngestEngine(BatchingConsumer):
 
     Its batches are written beside consuming (``background_flush``): the sinks
     are touched by the loop only on (re)assignment, after the round in flight.
+    A round that fails transiently is tried again whole by the consumer loop
+    (partitions paused meanwhile); each feed skips what it already committed.
     """
 
     background_flush = True
+    flush_what = "write to the lake"
 
     def __init__(self, settings: Settings, bootstrap: str, storage: Storage,
                  feeds: Sequence[Feed], options: ConsumeOptions,
@@ -98,7 +101,7 @@ class IngestEngine(BatchingConsumer):
         if self.tables is None:
             return 0
         applied = self.tables.poll()
-        self.retry(self.tables.snapshot_due, "write table versions")
+        self.retry_when_due(self.tables.snapshot_due, "write table versions")
         return applied
 
     def unfinished_sources(self) -> list[tuple[str, int]]:
@@ -142,8 +145,7 @@ class IngestEngine(BatchingConsumer):
                     self._count(sink.feed.name, self._write(sink, topic, runs))
 
     def _write(self, sink: DeltaLakeSink, topic: str, runs: list[Run]) -> FlushStats:
-        result: RoundResult = self.retry(lambda: sink.write_round(topic, runs),
-                                         "write to the lake")
+        result: RoundResult = sink.write_round(topic, runs)  # the loop retries the round
         for why in result.fenced.values():
             log.warning("%s; dropping this consumer's buffer for it", why)
         return result.stats
@@ -159,7 +161,7 @@ class IngestEngine(BatchingConsumer):
         """Refresh every feed's ``_metadata.json``."""
         for sinks in self.sinks.values():
             for sink in sinks:
-                self.retry(sink.publish_metadata, "update metadata")
+                sink.publish_metadata()  # a failure fails the round: tried again whole
 
     def partition_revoked(self, topic: str, partition: int) -> None:
         """Forget the partition's position in every feed."""

@@ -39,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakestream.errors import FencedError, StorageError
+from lakestream.errors import FencedError, StorageConflictError
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink, Run, split_round
 from lakestream.ingest.sink import _keys
@@ -123,9 +123,10 @@ class DeadLetterReplay:
                 continue
             self.sink.publish_metadata()
             return report
-        raise StorageError(f"{self.feed.name}: the dataset or its dead letters changed during "
-                           f"each of {ATTEMPTS} replays",
-                           "is another replay, a compaction or a rebuild running? try again")
+        raise StorageConflictError(f"{self.feed.name}: the dataset or its dead letters changed "
+                                   f"during each of {ATTEMPTS} replays",
+                                   "is another replay, a compaction or a rebuild running? "
+                                   "try again")
 
     # -- steps 1-3 ----------------------------------------------------------------------
 

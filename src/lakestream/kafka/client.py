@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from lakestream.config import Settings
-from lakestream.errors import BrokerError, ConfigError
+from lakestream.errors import BrokerUnavailableError, ConfigError
 from lakestream.kafka.broker import read_state
 
 
@@ -145,7 +145,7 @@ def ensure_topics(
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+        raise BrokerUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     wanted = [n for n in dict.fromkeys(names) if n not in meta.topics]
     if not wanted:
         return
@@ -166,7 +166,8 @@ def ensure_topics(
                 continue
             if code == KafkaError.INVALID_REPLICATION_FACTOR:
                 raise _too_many_replicas(wanted, replication_factor, len(meta.brokers)) from None
-            raise BrokerError(f"cannot create topic {name}: {kafka_reason(exc)}") from None
+            raise BrokerUnavailableError(f"cannot create topic {name}: {kafka_reason(exc)}",
+                                         topic=name) from None
     _wait_visible(admin, wanted, timeout)
 
 
@@ -194,7 +195,7 @@ def _too_many_replicas(names: list[str], replication_factor: int, brokers: int) 
 
 
 def cleanup_policies(bootstrap: str, names: Iterable[str], timeout: float = 10,
-                     **client: Any) -> dict[str, str]:
+                     client_config: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The ``cleanup.policy`` of each existing topic of ``names`` (missing ones are left out).
 
     A broker that does not report the key (Tansu, for a topic created without it)
@@ -206,7 +207,7 @@ def cleanup_policies(bootstrap: str, names: Iterable[str], timeout: float = 10,
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import ConfigResource, ResourceType
 
-    admin = admin_client(bootstrap, **client)
+    admin = admin_client(bootstrap, **(client_config or {}))
     try:
         topics = admin.list_topics(timeout=timeout).topics
         existing = [n for n in dict.fromkeys(names) if n in topics]
@@ -219,12 +220,13 @@ def cleanup_policies(bootstrap: str, names: Iterable[str], timeout: float = 10,
             entry = future.result(timeout).get("cleanup.policy")
             policies[resource.name] = entry.value if entry is not None and entry.value else "delete"
     except KafkaException as exc:
-        raise BrokerError(f"cannot read the topics' configuration: {kafka_reason(exc)}") from None
+        raise BrokerUnavailableError(
+            f"cannot read the topics' configuration: {kafka_reason(exc)}") from None
     return policies
 
 
 def set_topic_config(bootstrap: str, names: Iterable[str], config: Mapping[str, str],
-                     timeout: float = 10, **client: Any) -> None:
+                     timeout: float = 10, client_config: Mapping[str, Any] | None = None) -> None:
     """Set ``config`` on existing topics (incremental: their other keys are kept).
 
     Raises:
@@ -239,14 +241,15 @@ def set_topic_config(bootstrap: str, names: Iterable[str], config: Mapping[str, 
                  for n in dict.fromkeys(names)]
     if not resources:
         return
-    admin = admin_client(bootstrap, **client)  # held until the futures are done
+    admin = admin_client(bootstrap, **(client_config or {}))  # held until the futures end
     futures = admin.incremental_alter_configs(resources, request_timeout=timeout)
     for resource, future in futures.items():
         try:
             future.result(timeout)
         except KafkaException as exc:
-            raise BrokerError(f"cannot change the configuration of topic {resource.name}: "
-                              f"{kafka_reason(exc)}") from None
+            raise BrokerUnavailableError(
+                f"cannot change the configuration of topic {resource.name}: "
+                f"{kafka_reason(exc)}", topic=resource.name) from None
 
 
 def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
@@ -256,7 +259,7 @@ def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
         if all(n in topics and topics[n].partitions for n in names):
             return
         time.sleep(0.1)
-    raise BrokerError(f"topics {names} were created but did not appear in metadata")
+    raise BrokerUnavailableError(f"topics {names} were created but did not appear in metadata")
 
 
 def topic_partitions(bootstrap: str, topic: str, timeout: float = 10) -> list[int]:
@@ -266,7 +269,7 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 10) -> list[in
     try:
         meta = admin_client(bootstrap).list_topics(topic, timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+        raise BrokerUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     info = meta.topics.get(topic)
     if info is None or info.error is not None:
         return []

@@ -10,6 +10,12 @@ With ``until_idle`` the run stops once every partition of the subscribed
 topics is read to its end here or owned by another live member of the group;
 :mod:`lakestream.kafka.drain` says how that is decided without trusting
 Tansu's watermarks, and why it holds after a crash left dead members behind.
+
+A flush that fails with a transient error (the sink is down) never puts the
+loop to sleep: the partitions are paused, the loop keeps polling (so the
+consumer stays in its group however long the outage), the flush is tried
+again on the :data:`~lakestream.retry.STREAMING` policy's schedule, and the
+partitions resume once it succeeds (:mod:`lakestream.kafka.outage`).
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from lakestream.config import Settings
-from lakestream.errors import LakestreamError, TransientError
+from lakestream.errors import LakestreamError
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.client import admin_client, consumer_config
 from lakestream.kafka.drain import (
@@ -33,8 +39,12 @@ from lakestream.kafka.drain import (
     describe_partitions,
 )
 from lakestream.kafka.flusher import BackgroundFlusher
+from lakestream.kafka.outage import SinkOutage
+from lakestream.retry import STREAMING, STREAMING_STOP_S, RetryPolicy, RetrySchedule
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 OFFSET_BEGINNING = -2
 
@@ -65,7 +75,8 @@ class ConsumeOptions:
     flush_interval_s: float = 5.0
     max_batch_records: int = 200_000
     max_batch_bytes: int = 64 * 1024 * 1024
-    max_retry_delay_s: float = 30.0
+    retry: RetryPolicy = STREAMING
+    """How a sink that is down is waited for (and other work retried: start offsets)."""
     drain_timeout_s: float = 120.0
     progress: Callable[[Any, dict[str, int]], None] | None = None
     progress_every_s: float = 5.0
@@ -78,9 +89,16 @@ class BatchingConsumer(ABC):
     A subclass whose :meth:`flush_partition` and :meth:`after_flush` may run in
     another thread than the loop sets ``background_flush``: its rounds are then
     written beside consuming (:mod:`lakestream.kafka.flusher`).
+
+    A flush tries once: it raises a transient error to have the loop wait (its
+    partitions paused, polling on) and try it again, whole (``flush_what`` names
+    it in the warnings). A sink's flush must therefore be idempotent: what a
+    failed try committed is skipped by the next (each sink resumes from its own
+    durable offsets).
     """
 
     background_flush = False
+    flush_what = "flush to the sink"
 
     def __init__(self, settings: Settings, bootstrap: str, topics: Sequence[str],
                  options: ConsumeOptions, report: ConsumeReport) -> None:
@@ -102,6 +120,12 @@ class BatchingConsumer(ABC):
         self._verdict = DrainVerdict(False, "the group to assign partitions")
         self._flusher: BackgroundFlusher | None = None
         self._round_error: BaseException | None = None
+        # the background round submitted last, kept until it succeeds (a failed one is
+        # submitted again: nothing newer is written before it, so offsets stay in order)
+        self._round: list[PartitionBuffer] | None = None
+        self._round_committed = False  # its buffers are durable; only after_flush failed
+        self._outage: SinkOutage | None = None
+        self._retries: dict[str, tuple[RetrySchedule, float]] = {}
         # a poll never brings more than a batch: a round holds at most max_batch_records
         # of a partition, as the setting says, however much the topic has waiting
         self._per_poll = max(1, min(20_000, options.max_batch_records))
@@ -169,7 +193,7 @@ class BatchingConsumer(ABC):
             self._flusher = BackgroundFlusher(self._flush_round)
         try:
             failure = self._loop()
-            self.flush_all()
+            self._final_flush()
             self.finish()
         finally:
             if self._flusher is not None:
@@ -194,13 +218,9 @@ class BatchingConsumer(ABC):
             if self._round_error is not None:
                 raise self._round_error
             if self._flusher is not None:
-                if self._flusher.finished:  # tell Kafka now; a failed round raises here
-                    self._collect_round()
-                if self._should_flush():
-                    self._flush_beside()
-            elif self._should_flush():
-                self.flush_all()
-                self._last_message = time.monotonic()  # idle time counts waiting, not flushing
+                self._flush_in_background()
+            else:
+                self._flush_in_foreground()
             now = time.monotonic()
             if self.options.progress and now - last_progress >= self.options.progress_every_s:
                 self.options.progress(self.report, self.lag())
@@ -290,42 +310,131 @@ class BatchingConsumer(ABC):
             return True
         return time.monotonic() - min(b.first_at for b in pending) >= self.options.flush_interval_s
 
+    def _flush_in_foreground(self) -> None:
+        """Flush when due; during an outage, when the next try is due (never sleeps)."""
+        if self._outage is not None:
+            if not self._outage.due():
+                return
+        elif not self._should_flush():
+            return
+        try:
+            self.flush_all()
+        except Exception as exc:
+            self._flush_failed(exc)
+            return
+        self._flush_recovered()
+        self._last_message = time.monotonic()  # idle time counts waiting, not flushing
+
+    def _flush_in_background(self) -> None:
+        """Collect a finished round; start the next one (a failed one again, when due)."""
+        assert self._flusher is not None
+        if self._flusher.finished:  # tell Kafka now; a failed round pauses or raises here
+            self._settle_round()
+        if self._outage is not None:
+            if self._flusher.busy or not self._outage.due():
+                return
+            if self._round is None:  # a revocation took the failed round's partitions
+                self._flush_recovered()
+            else:
+                self._flusher.submit(self._round)
+            return
+        if self._should_flush():
+            self._flush_beside()
+
     def _flush_beside(self) -> None:
         """Hand the full buffers to the flush thread; wait only if a round is still running
         and the new buffers outgrew the batch size (back-pressure)."""
         assert self._flusher is not None
         if self._flusher.busy and not self._batch_full(list(self.buffers.values())):
             return
-        self._collect_round()
+        if not self._settle_round():
+            return  # the round failed: it goes again first, when the outage says so
         full = []
         for key, buf in list(self.buffers.items()):
             if len(buf):
                 self.buffers[key] = PartitionBuffer(*key)
                 full.append(buf)
         if full:
+            self._round, self._round_committed = full, False
             self._flusher.submit(full)
+
+    def _flush_failed(self, exc: Exception) -> None:
+        """A flush failed: wait it out (paused, polling) if the policy retries it, else raise."""
+        if not self.options.retry.retries(exc):
+            raise exc
+        if self._outage is None:
+            self._outage = SinkOutage(self._consumer, self.options.retry, self.flush_what, log)
+        self._outage.failed(exc)  # raises once the policy gives up
+
+    def _flush_recovered(self) -> None:
+        if self._outage is not None:
+            self._outage.resume()
+            self._outage = None
+
+    def _final_flush(self) -> None:
+        """The last flush of a run; a consumer asked to stop tries for a bounded time only."""
+        policy = self.options.retry
+        if self.stopping:
+            policy = replace(policy, within_s=STREAMING_STOP_S)
+        policy.call(self.flush_all, self.flush_what, logger=log)
+        self._outage = None  # closing: nothing to resume
 
     def _batch_full(self, buffers: list[PartitionBuffer]) -> bool:
         return (sum(b.nbytes for b in buffers) >= self.options.max_batch_bytes
                 or any(len(b) >= self.options.max_batch_records for b in buffers))
 
     def _flush_round(self, buffers: list[PartitionBuffer]) -> list[tuple[str, int]]:
-        """One round, in the flush thread: commit the buffers, then the after-flush hook."""
-        self._commit_buffers(buffers)
+        """One round, in the flush thread: commit the buffers, then the after-flush hook.
+
+        Tried again whole after a transient failure; buffers a try made durable are not
+        committed (nor counted) twice.
+        """
+        if not self._round_committed:
+            self._commit_buffers(buffers)
+            self._round_committed = True
         self.after_flush()
         return [(b.topic, b.partition) for b in buffers]
 
-    def _collect_round(self) -> None:
-        """Wait for the round in flight, then tell Kafka what it made durable."""
-        if self._flusher is None:
-            return
-        for key in self._flusher.wait():
+    def _collect_round(self) -> bool:
+        """Wait for the round in flight (if any), then tell Kafka what it made durable.
+
+        Returns whether a round was collected. Raises what the round raised; the round is
+        then kept, to be submitted again.
+        """
+        if self._flusher is None or not (self._flusher.busy or self._flusher.finished):
+            return False
+        keys = self._flusher.wait()
+        self._round, self._round_committed = None, False
+        for key in keys:
             if key in self.buffers:
                 self._commit_kafka(*key)
+        return True
+
+    def _settle_round(self) -> bool:
+        """:meth:`_collect_round`, a transient failure turned into an outage.
+
+        Returns whether the way is clear: no failed round waits to go again.
+        """
+        try:
+            collected = self._collect_round()
+        except Exception as exc:
+            self._flush_failed(exc)
+            return False
+        if collected:
+            self._flush_recovered()
+        return self._round is None
 
     def flush_all(self) -> None:
-        """Flush every partition that has buffered messages, then the after-flush hook."""
-        self._collect_round()
+        """Flush every partition that has buffered messages, then the after-flush hook.
+
+        A failed background round goes first, so that offsets are committed in order.
+        Raises what a flush raised (its buffers are kept: call again to retry).
+        """
+        if self._flusher is not None:
+            self._collect_round()
+            if self._round is not None:
+                self._flusher.submit(self._round)
+                self._collect_round()
         flushed = False
         for key in list(self.buffers):
             flushed |= self._flush(key)
@@ -348,18 +457,34 @@ class BatchingConsumer(ABC):
             self.report.flushes += 1
             self.drain.committed((buf.topic, buf.partition), len(buf))
 
-    def retry(self, action: Callable[[], Any], what: str) -> Any:
-        """Run ``action``, retrying transient failures with exponential backoff."""
-        delay = 0.5
-        while True:
-            try:
-                return action()
-            except TransientError as exc:
-                if self.stopping and delay > 8:
-                    raise
-                log.warning("cannot %s (%s); retrying in %.1fs", what, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, self.options.max_retry_delay_s)
+    def retry(self, action: Callable[[], T], what: str) -> T:
+        """Run ``action`` now, retrying transient failures on the consumer's policy.
+
+        It sleeps between tries: for work outside the flush rounds and the polling
+        loop's turns (a partition's start offset, the table feeds' first load).
+        """
+        policy = self.options.retry
+        if self.stopping:
+            policy = replace(policy, within_s=STREAMING_STOP_S)
+        return policy.call(action, what, logger=log)
+
+    def retry_when_due(self, action: Callable[[], Any], what: str) -> None:
+        """Run ``action`` unless a failed try's retry is not due yet (for the loop's turns).
+
+        A transient failure plans the next try on the consumer's policy (logged) instead
+        of sleeping; any other failure raises.
+        """
+        planned = self._retries.get(what)
+        if planned is not None and time.monotonic() < planned[1]:
+            return
+        try:
+            action()
+        except Exception as exc:
+            schedule = planned[0] if planned else self.options.retry.schedule(what, logger=log)
+            wait = schedule.failed(exc)  # raises what may not be retried
+            self._retries[what] = (schedule, time.monotonic() + wait)
+            return
+        self._retries.pop(what, None)
 
     def _commit_kafka(self, topic: str, partition: int) -> None:
         from confluent_kafka import KafkaException, TopicPartition
@@ -382,6 +507,10 @@ class BatchingConsumer(ABC):
             starts.append(((tp.topic, tp.partition), start))
             log.info("assigned %s[%d] from offset %s", tp.topic, tp.partition, tp.offset)
         consumer.assign(partitions)
+        if self._outage is not None:  # the sink is still down: read nothing new meanwhile
+            self._outage.pause(partitions)
+        else:  # librdkafka may keep a pause from before the partition was revoked
+            consumer.resume(partitions)
         self.drain.assigned(starts)
         self._last_message = time.monotonic()
         if self.report.assigned_at is None:
@@ -394,18 +523,37 @@ class BatchingConsumer(ABC):
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         try:
-            self._collect_round()  # never hand a partition over with its batch half written
+            self._settle_round()  # never hand a partition over with its batch half written
         except BaseException as exc:  # raised in the loop, outside librdkafka's callback
             self._round_error = exc
+        earlier = self._take_from_failed_round({(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             key = (tp.topic, tp.partition)
             try:
+                if key in earlier:  # a failed round's batch of it goes first: offsets in order
+                    self._flush_earlier(earlier[key])
                 self._flush(key)
             except LakestreamError as exc:
                 log.warning("could not flush %s[%d] on revoke: %s", tp.topic, tp.partition, exc)
             self.buffers.pop(key, None)
             self.partition_revoked(*key)
         self.drain.revoked((tp.topic, tp.partition) for tp in partitions)
+
+    def _take_from_failed_round(self, keys: set[tuple[str, int]]
+                                ) -> dict[tuple[str, int], PartitionBuffer]:
+        """The buffers of ``keys`` that a failed round holds, taken out of it."""
+        if self._round is None or (self._flusher is not None and self._flusher.busy):
+            return {}
+        taken = {(b.topic, b.partition): b for b in self._round if (b.topic, b.partition) in keys}
+        rest = [b for b in self._round if (b.topic, b.partition) not in keys]
+        self._round = rest or None
+        return taken
+
+    def _flush_earlier(self, buf: PartitionBuffer) -> None:
+        """Flush a revoked partition's batch from a failed round (one try, as on revoke)."""
+        if not self._round_committed:
+            self._commit_buffers([buf])
+        self._commit_kafka(buf.topic, buf.partition)
 
     def lag(self) -> dict[str, int]:
         """Approximate lag per ``topic:partition`` from cached high watermarks.

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakestream.errors import TransientError
+from lakestream.errors import BrokerError, TransientError
 from lakestream.kafka.client import kafka_reason
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def expel_wait_s(session_timeout_s: float) -> float:
     return session_timeout_s + max(3.0, session_timeout_s)
 
 
-class DrainError(TransientError):
+class DrainError(BrokerError, TransientError):
     """``--until-idle`` could not drain every partition within the drain timeout."""
 
 

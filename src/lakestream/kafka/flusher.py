@@ -10,7 +10,8 @@ offset only after the round that made it durable is over.
 
 A rebalance and the end of the run first wait for the round in flight, so a
 partition is never handed over (or the process closed) while its batch is
-half written.
+half written. A round that failed keeps its buffers: the consumer submits the
+same round again once the sink is back (:mod:`lakestream.kafka.outage`).
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ class BackgroundFlusher:
 
     def _flush_and_release(self, buffers: list[PartitionBuffer]) -> list[TopicPartitionKey]:
         try:
-            return self._flush(buffers)
-        finally:
+            flushed = self._flush(buffers)
             buffers.clear()  # the round's messages are garbage now, not at the next round
+            return flushed
+        finally:
             release_freed_memory()
 
     def wait(self) -> list[TopicPartitionKey]:

@@ -96,7 +96,7 @@ def fetch_watermarks(config: Mapping[str, Any], topics: Iterable[str],
     """
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    from lakestream.errors import BrokerError
+    from lakestream.errors import BrokerUnavailableError
 
     consumer = Consumer({**config, "group.id": "lakestream-lag-probe",
                          "enable.auto.commit": False, "socket.timeout.ms": int(timeout_s * 1000)},
@@ -113,8 +113,9 @@ def fetch_watermarks(config: Mapping[str, Any], topics: Iterable[str],
                                                            timeout=timeout_s, cached=False)
                 found[(topic, part)] = (int(low), int(high))
     except KafkaException as exc:
-        raise BrokerError(f"cannot read watermarks from {config.get('bootstrap.servers')}: "
-                          f"{exc.args[0] if exc.args else exc}") from None
+        raise BrokerUnavailableError(
+            f"cannot read watermarks from {config.get('bootstrap.servers')}: "
+            f"{exc.args[0] if exc.args else exc}") from None
     finally:
         consumer.close()
     return BrokerWatermarks(meta.cluster_id, found)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lakestream.errors import BrokerError
+from lakestream.errors import BrokerUnavailableError
 
 
 @dataclass
@@ -76,7 +76,7 @@ def produce(
     report.seconds = time.monotonic() - start
     if remaining:
         report.failed += remaining
-        raise BrokerError(
+        raise BrokerUnavailableError(
             f"{remaining} messages were not acknowledged by Kafka within {flush_timeout:.0f}s",
             "is the broker reachable?",
         )
@@ -94,4 +94,4 @@ def _send(producer: Any, topic: str, key: bytes | None, value: bytes, callback: 
         except BufferError:
             producer.poll(0.05)
         except KafkaException as exc:
-            raise BrokerError(f"cannot produce to {topic}: {exc}") from None
+            raise BrokerUnavailableError(f"cannot produce to {topic}: {exc}", topic=topic) from None

@@ -79,7 +79,7 @@ def letter_files(storage: Storage, dlq: DeltaDataset) -> Iterator[LetterFile]:
     table = dlq.table()
     if table is None:
         return
-    with delta_errors(f"read the log of {dlq.uri}"):
+    with delta_errors(f"read the log of {dlq.uri}", dlq.uri):
         actions = pa.table(table.get_add_actions(flatten=True))
     parts = [c for c in actions.column_names if c.startswith("partition.")]
     for i in range(actions.num_rows):

@@ -54,7 +54,14 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from lakestream.errors import ConfigError, FencedError, StorageError, StorageFullError
+from lakestream.errors import (
+    ConfigError,
+    FencedError,
+    StorageConflictError,
+    StorageFullError,
+    StoragePermissionError,
+    StorageUnavailableError,
+)
 from lakestream.lake.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -210,12 +217,12 @@ class DeltaDataset:
         if self._table is not None and not refresh:
             return self._table
         if self._table is not None:
-            with delta_errors(f"read the log of {self.uri}"):
+            with delta_errors(f"read the log of {self.uri}", self.uri):
                 self._table.update_incremental()
             if not self._past_checkpoint():
                 return self._table
         try:
-            with delta_errors(f"open {self.uri}"):
+            with delta_errors(f"open {self.uri}", self.uri):
                 self._table = DeltaTable(self.uri, storage_options=self.options)
         except TableNotFoundError:
             return None
@@ -231,7 +238,7 @@ class DeltaDataset:
         handle loaded afresh starts from the newest checkpoint instead, which
         every delta-rs writer leaves each ``delta.checkpointInterval`` commits.
         """
-        with delta_errors(f"read the log of {self.uri}"):
+        with delta_errors(f"read the log of {self.uri}", self.uri):
             config = self._table.metadata().configuration or {}
         try:
             every = max(1, int(config.get("delta.checkpointInterval", CHECKPOINT_INTERVAL)))
@@ -244,7 +251,7 @@ class DeltaDataset:
         table = self.table()
         if table is None:
             return dict.fromkeys(app_ids)
-        with delta_errors(f"read the log of {self.uri}"):
+        with delta_errors(f"read the log of {self.uri}", self.uri):
             return {a: table.transaction_version(a) for a in app_ids}
 
     def next_offset(self, topic: str, partition: int) -> int | None:
@@ -270,7 +277,7 @@ class DeltaDataset:
         check_not_legacy(self.storage, self.rel)
         nullable = pa.schema([f.with_nullable(True) for f in schema])
         try:
-            with delta_errors(f"create {self.uri}"):
+            with delta_errors(f"create {self.uri}", self.uri):
                 DeltaTable.create(self.uri, schema=nullable, mode="ignore",
                                   partition_by=self.partition_by or None,
                                   configuration=dict(TABLE_CONFIGURATION),
@@ -322,7 +329,7 @@ class DeltaDataset:
             props = CommitProperties(app_transactions=txns or None, max_commit_retries=0,
                                      custom_metadata=dict(metadata) if metadata else None)
             try:
-                with delta_errors(f"commit to {self.uri}"):
+                with delta_errors(f"commit to {self.uri}", self.uri):
                     write(table, data, mode=mode, **extra,
                           partition_by=self.partition_by or None, schema_mode="merge",
                           storage_options=self.options, commit_properties=props)
@@ -331,20 +338,23 @@ class DeltaDataset:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5))
                 continue
             return int(self.table().version())
-        raise StorageError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
-                           "for the next log version", "retry; is something rewriting the table?")
+        raise StorageConflictError(f"{self.uri}: {COMMIT_ATTEMPTS} commits in a row lost the "
+                                   "race for the next log version",
+                                   "retry; is something rewriting the table?", dataset=self.uri)
 
     def check_fence(self, table: Any, ranges: Sequence[OffsetRange]) -> None:
         """Raise :class:`FencedError` unless every range's partition holds its expected
         version in ``table`` (the step 2 of the module docstring)."""
         if not ranges:
             return
-        with delta_errors(f"read the log of {self.uri}"):
+        with delta_errors(f"read the log of {self.uri}", self.uri):
             current = ({r.app_id: None for r in ranges} if table is None
                        else {r.app_id: table.transaction_version(r.app_id) for r in ranges})
         stale = [r for r in ranges if current[r.app_id] != r.expected]
         if stale:
-            raise FencedError(self.fenced_message(stale[0], current[stale[0].app_id]))
+            raise FencedError(self.fenced_message(stale[0], current[stale[0].app_id]),
+                              dataset=self.uri, topic=stale[0].topic,
+                              partition=stale[0].partition)
 
     def fenced_message(self, stale: OffsetRange, held: int | None) -> str:
         """Why a batch of ``stale``'s partition is dropped: the table holds ``held``."""
@@ -389,8 +399,9 @@ class DeltaDataset:
                 continue
             outcome.committed.extend(pending)
             return outcome
-        raise StorageError(f"{self.uri}: the partitions' offsets kept moving under the commit",
-                           "retry; is another consumer landing the same topic?")
+        raise StorageConflictError(f"{self.uri}: the partitions' offsets kept moving under the "
+                                   "commit", "retry; is another consumer landing the same topic?",
+                                   dataset=self.uri)
 
 
 @dataclass(frozen=True)
@@ -412,10 +423,14 @@ class SharedCommit:
 
 
 @contextmanager
-def delta_errors(what: str) -> Iterator[None]:
+def delta_errors(what: str, dataset: str | None = None) -> Iterator[None]:
     """Turns delta-rs I/O failures into the lake's errors (transient or terminal).
 
     Commit races and a missing table pass through: the callers handle them.
+
+    Args:
+        what: What was being done, for the message ("commit to <uri>").
+        dataset: The URI of the dataset concerned (the errors' ``dataset``).
     """
     from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -425,13 +440,24 @@ def delta_errors(what: str) -> Iterator[None]:
         raise
     except (OSError, DeltaError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS,
-                                                          errno.EDQUOT)
-        if full or "No space left" in message or "Read-only file system" in message:
-            raise StorageFullError(f"cannot {what}: {message}") from exc
+        code = exc.errno if isinstance(exc, OSError) else None
+        if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in message:
+            raise StorageFullError(f"cannot {what}: {message}",
+                                   "free space on the lake's storage, then run again",
+                                   dataset=dataset) from exc
+        if code == errno.EROFS or "Read-only file system" in message:
+            raise StoragePermissionError(
+                f"cannot {what}: {message}",
+                "the lake's file system is read-only: remount it read-write, or point "
+                "lake.root elsewhere", dataset=dataset) from exc
+        if code in (errno.EACCES, errno.EPERM) or "Permission denied" in message:
+            raise StoragePermissionError(
+                f"cannot {what}: {message}",
+                "give the user running Lakestream access to the dataset's folder "
+                "(chown/chmod), or point lake.root elsewhere", dataset=dataset) from exc
         if isinstance(exc, DeltaError) and not _is_io(message):
             raise
-        raise StorageError(f"cannot {what}: {message}") from exc
+        raise StorageUnavailableError(f"cannot {what}: {message}", dataset=dataset) from exc
 
 
 def _is_io(message: str) -> bool:

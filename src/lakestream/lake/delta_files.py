@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakestream.errors import StorageError
+from lakestream.errors import StorageConflictError
 from lakestream.lake.delta import COMMIT_ATTEMPTS, DeltaDataset, OffsetRange, delta_errors
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import parquet_bytes
@@ -179,14 +179,14 @@ def replace_files(dataset: DeltaDataset, removed: pa.Table, adds: Sequence[Any],
     for attempt in range(COMMIT_ATTEMPTS):
         table = dataset.table()
         dataset.check_fence(table, ranges)
-        with delta_errors(f"read the log of {dataset.uri}"):
+        with delta_errors(f"read the log of {dataset.uri}", dataset.uri):
             live = set(pa.table(table.get_add_actions(flatten=True)).column("path")
                        .to_pylist())
         if not replaced <= live:
             raise FilesGone(f"{len(replaced - live)} of the files it replaces were removed "
                             "meanwhile")
         try:
-            with delta_errors(f"commit to {dataset.uri}"):
+            with delta_errors(f"commit to {dataset.uri}", dataset.uri):
                 table.create_write_transaction([*adds, *removes], mode="append",
                                                schema=table.schema(),
                                                partition_by=dataset.partition_by or None,
@@ -196,5 +196,6 @@ def replace_files(dataset: DeltaDataset, removed: pa.Table, adds: Sequence[Any],
             time.sleep(min(0.01 * 2 ** attempt, 0.5))
             continue
         return int(dataset.table().version())
-    raise StorageError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
-                       "for the next log version", "retry; is something rewriting the table?")
+    raise StorageConflictError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the "
+                               "race for the next log version",
+                               "retry; is something rewriting the table?", dataset=dataset.uri)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lakestream.errors import StorageError
+from lakestream.errors import StorageConflictError
 from lakestream.lake.delta import COMMIT_ATTEMPTS, DeltaDataset, delta_errors
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def partition_files(dataset: DeltaDataset) -> dict[Partition, list[DataFile]]:
     if table is None:
         return {}
     columns = partition_columns(dataset)
-    with delta_errors(f"read the log of {dataset.uri}"):
+    with delta_errors(f"read the log of {dataset.uri}", dataset.uri):
         actions = pa.table(table.get_add_actions(flatten=True))
     values = [actions.column(f"partition.{c}").to_pylist() for c in columns]
     found: dict[Partition, list[DataFile]] = {}
@@ -176,7 +176,7 @@ def compact_partition(dataset: DeltaDataset, partition: Partition, target_bytes:
 
     table = dataset.table()
     columns = partition_columns(dataset)
-    with delta_errors(f"compact {dataset.uri} {'/'.join(partition)}"):
+    with delta_errors(f"compact {dataset.uri} {'/'.join(partition)}", dataset.uri):
         table.optimize.compact(
             partition_filters=_filters(columns, partition), target_size=target_bytes,
             writer_properties=WriterProperties(compression="SNAPPY"),
@@ -277,7 +277,7 @@ def delete_partitions(dataset: DeltaDataset, planned: Mapping[Partition, Iterabl
         columns = partition_columns(dataset)
         predicate = " OR ".join(f"({partition_predicate(columns, p)})" for p in chosen)
         try:
-            with delta_errors(f"delete partitions of {dataset.uri}"):
+            with delta_errors(f"delete partitions of {dataset.uri}", dataset.uri):
                 table.delete(predicate, commit_properties=CommitProperties(
                     max_commit_retries=0,
                     custom_metadata={"lakestream.operation": "retention"}))
@@ -290,8 +290,9 @@ def delete_partitions(dataset: DeltaDataset, planned: Mapping[Partition, Iterabl
             log.warning("retention: %s %s changed since the plan; left for the next run",
                         dataset.rel, "/".join(p))
         return result
-    raise StorageError(f"{dataset.uri}: {COMMIT_ATTEMPTS} deletes in a row lost the race "
-                       "for the next log version", "retry; is something rewriting the table?")
+    raise StorageConflictError(f"{dataset.uri}: {COMMIT_ATTEMPTS} deletes in a row lost the "
+                               "race for the next log version",
+                               "retry; is something rewriting the table?", dataset=dataset.uri)
 
 
 # -- vacuum ----------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ def vacuum_candidates(dataset: DeltaDataset, grace_hours: int) -> list[str]:
     table = dataset.table()
     if table is None:
         return []
-    with delta_errors(f"list what vacuum would delete in {dataset.uri}"):
+    with delta_errors(f"list what vacuum would delete in {dataset.uri}", dataset.uri):
         found = table.vacuum(retention_hours=grace_hours, dry_run=True,
                              enforce_retention_duration=False)
     return sorted(_relative(dataset, f) for f in found)
@@ -368,7 +369,7 @@ def widen_columns(dataset: DeltaDataset, batch: pa.Schema) -> int | None:
         data = snapshot_dataset(dataset.storage, table).to_table().cast(target)
         props = CommitProperties(max_commit_retries=0)
         try:
-            with delta_errors(f"widen columns of {dataset.uri}"):
+            with delta_errors(f"widen columns of {dataset.uri}", dataset.uri):
                 write_deltalake(table, data, mode="overwrite", schema_mode="overwrite",
                                 partition_by=dataset.partition_by or None,
                                 storage_options=dataset.options, commit_properties=props)
@@ -378,8 +379,8 @@ def widen_columns(dataset: DeltaDataset, batch: pa.Schema) -> int | None:
         log.info("%s: int64 columns widened to double (%s)", dataset.uri,
                  ", ".join(f.name for f in target if f not in current))
         return int(dataset.table().version())
-    raise StorageError(f"{dataset.uri}: widening lost the race {COMMIT_ATTEMPTS} times",
-                       "retry")
+    raise StorageConflictError(f"{dataset.uri}: widening lost the race {COMMIT_ATTEMPTS} times",
+                               "retry", dataset=dataset.uri)
 
 
 def _widened(field: pa.Field, batch: pa.Schema) -> pa.Field:

@@ -117,7 +117,7 @@ def delta_metadata(storage: Storage, feed: Feed) -> dict[str, Any]:
     (a table feed's: its versions, :func:`~lakestream.lake.table_versions.write_delta_metadata`).
 
     Raises:
-        StorageError: The log could not be read (transient: retry).
+        StorageUnavailableError: The log could not be read (transient: retry).
     """
     with delta_errors(f"read the log of {storage.url(feed.dataset)}"):
         return _delta_metadata(storage, feed)

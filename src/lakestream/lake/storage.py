@@ -9,6 +9,7 @@ is atomic by itself).
 from __future__ import annotations
 
 import errno
+import getpass
 import os
 import re
 import stat
@@ -22,11 +23,18 @@ from urllib.parse import urlparse
 from pyarrow import fs as pafs
 
 from lakestream.config import S3Settings
-from lakestream.errors import ConfigError, StorageError, StorageFullError, TerminalError
+from lakestream.errors import (
+    ConfigError,
+    StorageFullError,
+    StorageLayoutError,
+    StoragePermissionError,
+    StorageUnavailableError,
+)
 
 # retrying cannot help: no space, no permission, or a file where a folder must be (or back)
-_TERMINAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
-                    errno.ENOTDIR, errno.EISDIR}
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_DENIED_ERRNOS = {errno.EACCES, errno.EPERM}
+_MISPLACED_ERRNOS = {errno.ENOTDIR, errno.EISDIR}
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class Storage:
         Listing a missing S3 prefix is not an error, so without this check a bucket
         that does not exist would look like an empty lake. Every operation runs it
         once per :class:`Storage` (so every command that touches the lake does);
-        a failure that may pass (the endpoint is down) is a :class:`StorageError`
+        a failure that may pass (the endpoint is down) is a :class:`StorageUnavailableError`
         and the check runs again on the next operation. A local root that does
         not exist yet is fine: the first write makes it.
 
@@ -101,8 +109,8 @@ class Storage:
         try:
             self._write(rel, data)
         except FileNotFoundError:
-            raise TerminalError(f"cannot write {self.url(rel)}: a parent folder cannot be made",
-                                "check lake.root") from None
+            raise StorageLayoutError(f"cannot write {self.url(rel)}: a parent folder cannot be "
+                                     "made", "check lake.root") from None
 
     def _write(self, rel: str, data: bytes | memoryview) -> None:
         with self._io(f"write {self.url(rel)}"):
@@ -247,22 +255,63 @@ def storage_errors(what: str) -> AbstractContextManager[None]:
 
 @contextmanager
 def _translate(what: str) -> Iterator[None]:
-    """Turn filesystem exceptions into Lakestream's transient / terminal errors."""
+    """Turn filesystem exceptions into the lake's errors, each with the fix it needs.
+
+    No space (ENOSPC, EDQUOT) is :class:`StorageFullError`; no permission
+    (EACCES, EPERM) or a read-only file system (EROFS) is
+    :class:`StoragePermissionError`, naming the path; a file where a folder must
+    be, or the reverse (ENOTDIR, EISDIR), is :class:`StorageLayoutError`. All
+    three are terminal. Anything else may pass (an object store that is down):
+    :class:`StorageUnavailableError`, transient.
+    """
     try:
         yield
     except FileNotFoundError:
         raise
     except OSError as exc:
-        if exc.errno in _TERMINAL_ERRNOS:
-            misplaced = exc.errno in (errno.ENOTDIR, errno.EISDIR)
-            raise StorageFullError(
-                f"cannot {what}: {os.strerror(exc.errno or 0)}",
-                "a file stands where the lake needs a folder (or the reverse): move it away"
-                if misplaced else "free space or fix permissions, then run again",
-            ) from exc
-        raise StorageError(
-            f"cannot {what}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-        ) from exc
+        raise _storage_error(what, exc) from exc
+
+
+def _storage_error(what: str, exc: OSError) -> Exception:
+    code = exc.errno
+    first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    reason = os.strerror(code) if code else first_line
+    path = _path_of(exc)
+    at = f" ({path})" if path else ""
+    if code in _FULL_ERRNOS:
+        return StorageFullError(f"cannot {what}: {reason}",
+                                "free space (or raise the quota) on the lake's storage, "
+                                "then run again")
+    if code in _DENIED_ERRNOS:
+        return StoragePermissionError(
+            f"cannot {what}: {reason}{at}",
+            f"give the user {_user()} access to {path or 'the lake root'} "
+            "(chown/chmod), or point lake.root elsewhere")
+    if code == errno.EROFS:
+        return StoragePermissionError(
+            f"cannot {what}: {reason}{at}",
+            "the file system holding the lake is mounted read-only: remount it read-write, "
+            "or point lake.root elsewhere")
+    if code in _MISPLACED_ERRNOS:
+        return StorageLayoutError(
+            f"cannot {what}: {reason}{at}",
+            "a file stands where the lake needs a folder (or the reverse): move it away")
+    return StorageUnavailableError(f"cannot {what}: {first_line}")
+
+
+def _path_of(exc: OSError) -> str | None:
+    """The path the OS refused; a hidden temporary file's folder (what needs the fix)."""
+    if not exc.filename:
+        return None
+    path = os.fsdecode(exc.filename)
+    return os.path.dirname(path) if os.path.basename(path).startswith(".tmp-") else path
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"with uid {os.geteuid()}"
 
 
 def _unlink(path: str) -> None:

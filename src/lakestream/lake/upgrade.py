@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakestream.errors import TerminalError
+from lakestream.errors import LakeDataError
 from lakestream.lake.delta import DELTA_LOG, delta_errors, storage_options
 from lakestream.lake.delta_metadata import delta_metadata
 from lakestream.lake.layout import LEDGER, METADATA
@@ -154,7 +154,7 @@ def table_schema(plan: DatasetPlan, facts: list[FileFacts]) -> tuple[pa.Schema, 
     for fact in facts:
         for column in fact.schema:
             if column.name in plan.partition_by:
-                raise TerminalError(
+                raise LakeDataError(
                     f"{fact.file.path} holds a column '{column.name}', which is also a "
                     "partition folder of the dataset", "rename the column or move the file")
             wanted = _zoned(column.type)
@@ -186,7 +186,7 @@ def _common(plan: DatasetPlan, name: str, a: pa.DataType, b: pa.DataType,
         merged = pa.unify_schemas([pa.schema([(name, a)]), pa.schema([(name, b)])],
                                   promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        raise TerminalError(
+        raise LakeDataError(
             f"{plan.rel}: column '{name}' is {a} in some files and {b} in {fact.file.path}; "
             "no type holds both", "rewrite the odd files with the column cast (or the rows "
             "dropped) and run `lakestream lake upgrade` again") from None
@@ -277,7 +277,7 @@ def _rewrite(storage: Storage, upgrade: DatasetUpgrade, path: str) -> None:
     try:
         data = data.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise TerminalError(f"{path}: cannot convert to the dataset's types: {exc}",
+        raise LakeDataError(f"{path}: cannot convert to the dataset's types: {exc}",
                             "fix or remove the file, then run the upgrade again") from None
     sink = pa.BufferOutputStream()
     pq.write_table(data, sink, **PARQUET_OPTIONS)
@@ -305,7 +305,7 @@ def _commit(storage: Storage, upgrade: DatasetUpgrade) -> None:
         try:
             schema = Schema.from_arrow(upgrade.schema)
         except Exception as exc:  # delta-rs refuses the type (its errors have no common base)
-            raise TerminalError(f"{plan.rel}: a column type has no Delta equivalent: {exc}",
+            raise LakeDataError(f"{plan.rel}: a column type has no Delta equivalent: {exc}",
                                 "rewrite the files without it") from None
         create_table_with_add_actions(
             storage.url(plan.rel), schema, adds, mode="error",

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lakestream.errors import TerminalError
+from lakestream.errors import LakeDataError
 from lakestream.lake.delta import DELTA_LOG, app_id
 from lakestream.lake.layout import DLQ, LEDGER, METADATA, STAGING, TABLES
 from lakestream.lake.storage import FileInfo, Storage
@@ -147,11 +147,11 @@ def _read_json(storage: Storage, rel: str) -> dict[str, Any]:
     try:
         data = json.loads(storage.read(rel))
     except ValueError as exc:
-        raise TerminalError(f"{storage.url(rel)} is corrupt: {exc}",
+        raise LakeDataError(f"{storage.url(rel)} is corrupt: {exc}",
                             "restore it from a backup, or delete it if the lake can do "
                             "without it (see docs/lake.md, 'Upgrading')") from None
     if not isinstance(data, dict):
-        raise TerminalError(f"{storage.url(rel)} is not a JSON object")
+        raise LakeDataError(f"{storage.url(rel)} is not a JSON object")
     return data
 
 
@@ -275,7 +275,7 @@ def plan_dataset(storage: Storage, rel: str, feed_topics: dict[str, str],
         return None  # a folder with nothing to upgrade (no dead letter, no offset)
     keys = {tuple(f.partition) for f in plan.files}
     if len(keys) > 1:
-        raise TerminalError(f"{storage.url(rel)}: files sit in folders of different partition "
+        raise LakeDataError(f"{storage.url(rel)}: files sit in folders of different partition "
                             f"columns ({' / '.join(sorted('/'.join(k) for k in keys))})",
                             "move the odd files into the dataset's partition layout first")
     plan.partition_by = list(keys.pop()) if keys else _default_partitions(plan.kind, rel)

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lakestream.errors import StorageError, TerminalError
+from lakestream.errors import LakeDataError, StorageConflictError
 from lakestream.lake.delta import (
     COMMIT_ATTEMPTS,
     TABLE_CONFIGURATION,
@@ -247,8 +247,8 @@ def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: 
     for attempt in range(COMMIT_ATTEMPTS):
         table, actions = _add_actions(dataset)
         if table is None:
-            raise StorageError(f"{dataset.uri} has no Delta log to commit to",
-                               "is something deleting the dataset?")
+            raise StorageConflictError(f"{dataset.uri} has no Delta log to commit to",
+                                       "is something deleting the dataset?")
         _check_schema(dataset, table, schema)
         try:
             with delta_errors(f"commit {len(files)} file(s) to {dataset.uri}"):
@@ -259,8 +259,9 @@ def commit_files(storage: Storage, rel: str, files: Sequence[DataFile], schema: 
             time.sleep(min(0.01 * 2 ** attempt, 0.5))
             continue
         return sum(f.records for f in files)
-    raise StorageError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the race "
-                       "for the next log version", "is another silver run writing this lake?")
+    raise StorageConflictError(f"{dataset.uri}: {COMMIT_ATTEMPTS} commits in a row lost the "
+                               "race for the next log version",
+                               "is another silver run writing this lake?")
 
 
 def _removes(actions: list[dict[str, Any]], months: set[Month]) -> list[Any]:
@@ -280,5 +281,5 @@ def _check_schema(dataset: DeltaDataset, table: Any, schema: pa.Schema) -> None:
     given = {f.name: f.type for f in DeltaSchema.from_arrow(schema).fields}
     if have != given:
         differ = sorted(n for n in have.keys() | given.keys() if have.get(n) != given.get(n))
-        raise TerminalError(f"{dataset.uri}: the new files' columns differ from the table's "
+        raise LakeDataError(f"{dataset.uri}: the new files' columns differ from the table's "
                             f"({', '.join(differ)})", "rebuild the dataset from bronze")

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from lakestream.errors import TerminalError
+from lakestream.errors import LakestreamError, TerminalError
 from lakestream.lake.storage import Storage
 from lakestream.medallion.delta_tables import write_staged
 from lakestream.medallion.sql import DUCKDB, Dialect
@@ -31,7 +31,7 @@ from lakestream.medallion.sql import DUCKDB, Dialect
 PARTITION_COLUMNS = ("year", "month")
 
 
-class MedallionError(TerminalError):
+class MedallionError(LakestreamError, TerminalError):
     """The medallion pipeline cannot run as configured (engine, lake, data)."""
 
 

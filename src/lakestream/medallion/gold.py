@@ -25,7 +25,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from lakestream.config import Settings
-from lakestream.errors import ConfigError, LakestreamError, WarehouseError
+from lakestream.errors import ConfigError, LakestreamError, WarehouseRefusedError
 from lakestream.lake.storage import Storage
 from lakestream.medallion.engines import HeldBack, SqlEngine
 from lakestream.medallion.gold_schema import (
@@ -37,7 +37,7 @@ from lakestream.medallion.gold_schema import (
 )
 from lakestream.medallion.silver import dataset_files
 from lakestream.warehouse.connection import create_database, dialect_name, make_engine
-from lakestream.warehouse.failures import RetryPolicy, run_in_transaction
+from lakestream.warehouse.failures import WAREHOUSE, RetryPolicy, run_in_transaction
 from lakestream.warehouse.loaders import BulkLoader, Target, bulk_loader
 
 GoldAudit = Callable[[sa.Connection, Mapping[str, pa.Table]], "str | None"]
@@ -113,7 +113,7 @@ class GoldStore:
     def __init__(self, settings: Settings, retry: RetryPolicy | None = None) -> None:
         self.url = gold_url(settings)
         self.dialect = dialect_name(self.url)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or WAREHOUSE
         self._ready = False
 
     @property
@@ -235,7 +235,7 @@ def load_gold(store: GoldStore, engine: SqlEngine, storage: Storage,
     started = time.monotonic()
     tables = read_silver(engine, storage)
     if not tables:
-        raise WarehouseError("silver holds no weather data yet",
+        raise WarehouseRefusedError("silver holds no weather data yet",
                              "run `lakestream medallion silver` first")
     report = GoldReport(store.display_url, engine.name)
     report.rows_in = store.load(tables, audit)

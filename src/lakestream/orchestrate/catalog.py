@@ -39,11 +39,11 @@ def check_api(ctx: TaskContext) -> TaskOutput:
     key = settings.openweather_api_key
     if ctx.facade.weather.source_name(None) != "openweather" or key is None:
         return TaskOutput(0, 0, "simulated source (no OPENWEATHER_API_KEY): nothing to reach")
-    from lakestream.sources.openweather import Backoff, OpenWeatherClient
+    from lakestream.sources.openweather import OpenWeatherClient
 
     w = settings.weather
     city = w.cities[0]
-    with OpenWeatherClient(key, w.api_url, w.timeout_s, w.retries, Backoff()) as client:
+    with OpenWeatherClient(key, w.api_url, w.timeout_s, w.retries) as client:
         client.current(city)
     return TaskOutput(1, 1, f"OpenWeather answered for {city}")
 

@@ -22,9 +22,10 @@ from types import TracebackType
 import psutil
 import sqlalchemy as sa
 
-from lakestream.errors import TerminalError, WarehouseError
+from lakestream.errors import LakestreamError, TerminalError, WarehouseError
 from lakestream.orchestrate.runlog import ensure_table, utcnow
-from lakestream.warehouse.failures import RetryPolicy, run_in_transaction
+from lakestream.retry import DAG_LOCK
+from lakestream.warehouse.failures import run_in_transaction
 from lakestream.warehouse.schema import MYSQL_OPTIONS, STAMP
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ dag_locks = sa.Table(
 )
 
 
-class DagLockedError(TerminalError):
+class DagLockedError(LakestreamError, TerminalError):
     """Another run of the same DAG is active."""
 
 
@@ -115,7 +116,7 @@ class DagLock:
         self.stale_after_s = stale_after_s
         self.host = host or socket.gethostname()
         self.pid = pid or os.getpid()
-        self.retry = RetryPolicy(attempts=5, base_delay_s=0.1, max_delay_s=1.0)
+        self.retry = DAG_LOCK
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 

@@ -3,8 +3,9 @@
 Every notification is logged. When ``notify_webhook_url`` is configured it is
 also POSTed there as JSON (with a ``text`` line, so a Slack or Teams incoming
 webhook shows it as is) by a background thread: the pipeline never waits for
-the webhook. A failed delivery is retried with exponential backoff a bounded
-number of times; the queue is bounded too (the oldest is dropped when full).
+the webhook. A failed delivery is retried on the :data:`~lakestream.retry.WEBHOOK`
+policy (exponential backoff with jitter, a bounded number of times); the queue
+is bounded too (the oldest is dropped when full).
 """
 
 from __future__ import annotations
@@ -15,20 +16,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from lakestream.errors import TransientError, WebhookError
+from lakestream.retry import WEBHOOK, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 EVENTS = ("success", "failure", "sla_miss")
 
 
+class WebhookUnavailableError(WebhookError, TransientError):
+    """The webhook refused a POST (HTTP >= 400) or could not be reached: try again later."""
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    """How hard the webhook is tried.
+    """How hard the webhook is tried: :data:`~lakestream.retry.WEBHOOK`, with these settings.
 
     Attributes:
         attempts: POSTs of one notification in all.
@@ -38,15 +46,18 @@ class DeliveryPolicy:
         queue_size: Notifications waiting at most; the oldest is dropped beyond.
     """
 
-    attempts: int = 5
-    base_delay_s: float = 1.0
-    max_delay_s: float = 30.0
+    attempts: int = WEBHOOK.attempts or 5
+    base_delay_s: float = WEBHOOK.base_delay_s
+    max_delay_s: float = WEBHOOK.max_delay_s
     timeout_s: float = 10.0
     queue_size: int = 100
 
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed POST number ``attempt`` (1-based)."""
-        return float(min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of one notification's POSTs."""
+        return replace(WEBHOOK, attempts=self.attempts, base_delay_s=self.base_delay_s,
+                       max_delay_s=self.max_delay_s,
+                       jitter_s=min(WEBHOOK.jitter_s, self.base_delay_s))
 
 
 def message(payload: Mapping[str, Any]) -> str:
@@ -138,24 +149,30 @@ class Notifier:
 
     def _deliver(self, client: httpx.Client, body: dict[str, Any]) -> None:
         assert self.webhook_url is not None
-        where = _safe_url(self.webhook_url)
-        for attempt in range(1, self.policy.attempts + 1):
+        url = self.webhook_url
+        where = _safe_url(url)
+        content = json.dumps(body, default=str)
+
+        def post() -> None:
             try:
-                response = client.post(self.webhook_url, content=json.dumps(body, default=str),
+                response = client.post(url, content=content,
                                        headers={"Content-Type": "application/json"})
-                if response.status_code < 400:
-                    self.delivered += 1
-                    return
-                problem = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
-                problem = type(exc).__name__
-            if attempt == self.policy.attempts:
-                log.error("webhook %s refused the %s notification after %d tries (%s)", where,
-                          body["event"], attempt, problem)
-                return
-            wait = self.policy.delay(attempt)
-            log.warning("webhook %s: %s; retrying in %.1fs", where, problem, wait)
-            self._sleep(wait)
+                raise WebhookUnavailableError(f"webhook {where}: {type(exc).__name__}",
+                                              url=where) from None
+            if response.status_code >= 400:
+                raise WebhookUnavailableError(f"webhook {where}: HTTP {response.status_code}",
+                                              url=where)
+
+        policy = self.policy.retry
+        try:
+            policy.call(post, f"delivering the {body['event']} notification", logger=log,
+                        sleep=self._sleep)
+        except WebhookUnavailableError as exc:
+            log.error("webhook %s refused the %s notification after %d tries (%s)", where,
+                      body["event"], policy.attempts, exc.message.rsplit(": ", 1)[-1])
+            return
+        self.delivered += 1
 
 
 def _safe_url(url: str) -> str:

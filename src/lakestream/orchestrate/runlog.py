@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
-from lakestream.errors import LakestreamError, WarehouseUnavailableError
-from lakestream.warehouse.failures import RetryPolicy, run_in_transaction, translate
+from lakestream.errors import LakestreamError
+from lakestream.retry import RUN_LOG, RetryPolicy
+from lakestream.warehouse.failures import run_in_transaction, translate
 from lakestream.warehouse.schema import pipeline_execution_log as log_table
 
 log = logging.getLogger(__name__)
@@ -34,21 +35,22 @@ def utcnow() -> dt.datetime:
 def ensure_table(engine: sa.Engine, table: sa.Table, attempts: int = 5) -> None:
     """Create ``table`` if it is missing; tolerate another process creating it meanwhile.
 
+    Retried on :data:`~lakestream.retry.RUN_LOG`'s waits, ``attempts`` tries in all.
+
     Raises:
-        WarehouseError: The warehouse refused (credentials, missing database).
+        WarehouseRefusedError: The warehouse refused (credentials, missing database).
         WarehouseUnavailableError: It stayed unreachable (or locked) for every try.
     """
-    for attempt in range(1, attempts + 1):
+
+    def create() -> None:
         try:
             table.create(engine, checkfirst=True)
-            return
         except sa.exc.DBAPIError as exc:
-            if "already exists" in str(exc).lower() and attempt < attempts:
-                continue  # created by someone else between the check and the create
-            error = translate(exc, engine.url)
-            if not isinstance(error, WarehouseUnavailableError) or attempt == attempts:
-                raise error from exc
-            time.sleep(0.2 * attempt)
+            if "already exists" in str(exc).lower():
+                return  # created by someone else between the check and the create
+            raise translate(exc, engine.url) from exc
+
+    replace(RUN_LOG, attempts=attempts).call(create, f"creating {table.name}", logger=log)
 
 
 class RunLog:
@@ -61,7 +63,7 @@ class RunLog:
 
     def __init__(self, engine: sa.Engine, retry: RetryPolicy | None = None) -> None:
         self.engine = engine
-        self.retry = retry or RetryPolicy(attempts=4, base_delay_s=0.2, max_delay_s=2.0)
+        self.retry = retry or RUN_LOG
         self._ready = False
 
     def ensure(self) -> None:

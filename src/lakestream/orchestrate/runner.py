@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lakestream.errors import TerminalError
+from lakestream.errors import LakestreamError, TerminalError
 from lakestream.lineage import RunLineage, TaskResult
 from lakestream.orchestrate.dag import Dag, Task
 from lakestream.orchestrate.executors import Attempt, Control, Executor, Outcome
@@ -31,7 +31,7 @@ from lakestream.orchestrate.runlog import SafeRunLog
 log = logging.getLogger(__name__)
 
 
-class DagRunFailed(TerminalError):
+class DagRunFailed(LakestreamError, TerminalError):
     """A DAG run ended without success."""
 
 

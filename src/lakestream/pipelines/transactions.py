@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from lakestream.errors import TerminalError
+from lakestream.errors import DataQualityError
 
 if TYPE_CHECKING:
     from lakestream.derive.processor import Processor
@@ -68,7 +68,7 @@ class TransactionsApi(Protocol):
         """The lake ingest of some feeds."""
 
 
-class IntegrityCheckFailed(TerminalError):
+class IntegrityCheckFailed(DataQualityError):
     """The warehouse has fact rows without their dimension row."""
 
 

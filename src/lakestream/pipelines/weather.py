@@ -36,7 +36,6 @@ from lakestream.quality import QualityReport, check_pipeline, save_results
 from lakestream.quality.audits import GoldAudit, SilverAudit, SilverHeldBack
 from lakestream.quality.checks import time_bounds
 from lakestream.sources.openweather import (
-    Backoff,
     OpenWeatherCityNotFound,
     OpenWeatherClient,
     weather_record,
@@ -147,7 +146,7 @@ class WeatherService:
         w = self.settings.weather
         key = self.settings.openweather_api_key
         assert key is not None
-        with OpenWeatherClient(key, w.api_url, w.timeout_s, w.retries, Backoff()) as api:
+        with OpenWeatherClient(key, w.api_url, w.timeout_s, w.retries) as api:
             for city in cities:
                 try:
                     payload = api.current(city)

@@ -13,11 +13,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from lakestream.config import QualitySettings
-from lakestream.errors import TerminalError
+from lakestream.errors import DataQualityError
 from lakestream.medallion.sql import TimeBounds
 
 
-class QualityCheckFailed(TerminalError):
+class QualityCheckFailed(DataQualityError):
     """At least one quality check failed (results are stored before this is raised)."""
 
 

@@ -1,9 +1,11 @@
 """The OpenWeather "current weather" API client (docs/weather.md).
 
 One GET per city (``q=<city>&units=metric&appid=<key>``), with a timeout and
-up to ``retries`` retries with exponential backoff on what waiting can fix
-(timeouts, connection failures, 429, 5xx). Errors are one line that says what
-to do: 401 (the key), 404 (the city), 429 (the plan's rate limit).
+up to ``retries`` retries on the :data:`~lakestream.retry.HTTP_API` policy
+(exponential backoff with jitter; a ``Retry-After`` the API sends wins) on what
+waiting can fix (timeouts, connection failures, 429, 5xx). Errors are one line
+that says what to do: 401 (the key), 404 (the city), 429 (the plan's rate
+limit); they name the endpoint's URL (``url``), which never holds the key.
 
 The API key is a query parameter, so it is redacted from everything this
 module can let out: error messages and httpx's request log lines.
@@ -16,13 +18,14 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from lakestream.errors import TerminalError, TransientError
+from lakestream.errors import HttpSourceError, TerminalError, TransientError
+from lakestream.retry import HTTP_API, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ DEFAULT_URL = "https://api.openweathermap.org/data/2.5/weather"
 _KEY_PARAM = re.compile(r"(appid=)[^&\s\"']+", re.IGNORECASE)
 
 
-class OpenWeatherError(TerminalError):
+class OpenWeatherError(HttpSourceError, TerminalError):
     """OpenWeather refused the request for a reason retrying cannot fix (key, city)."""
 
 
@@ -38,8 +41,19 @@ class OpenWeatherCityNotFound(OpenWeatherError):
     """OpenWeather does not know the city (HTTP 404)."""
 
 
-class OpenWeatherUnavailableError(TransientError):
-    """OpenWeather could not be reached, timed out, or rate-limited us after every retry."""
+class OpenWeatherUnavailableError(HttpSourceError, TransientError):
+    """OpenWeather could not be reached, timed out, or rate-limited us (after every retry).
+
+    Attributes:
+        reason: What the last try met ("timed out", "HTTP 503: ...").
+        retry_after_s: The wait the API asked for (``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, reason: str = "",
+                 retry_after_s: float | None = None, url: object | None = None) -> None:
+        super().__init__(message, hint, url=url)
+        self.reason = reason or message
+        self.retry_after_s = retry_after_s
 
 
 def redact(text: str) -> str:
@@ -67,20 +81,6 @@ for _name in ("httpx", "httpcore"):
         logging.getLogger(_name).addFilter(_RedactKeyFilter())
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Waits between tries: ``base_s``, then doubled, capped at ``max_s``."""
-
-    base_s: float = 1.0
-    max_s: float = 30.0
-
-    def delay(self, retry: int, retry_after: str | None = None) -> float:
-        """Seconds before retry number ``retry`` (1-based); a Retry-After header wins."""
-        if retry_after is not None and retry_after.strip().isdigit():
-            return min(float(retry_after), self.max_s)
-        return float(min(self.max_s, self.base_s * 2 ** (retry - 1)))
-
-
 class OpenWeatherClient:
     """Fetches current weather for one city at a time.
 
@@ -88,8 +88,9 @@ class OpenWeatherClient:
         api_key: The OpenWeather API key (``OPENWEATHER_API_KEY``).
         url: The current-weather endpoint.
         timeout_s: Timeout of one request (connect, read, write, pool).
-        retries: Retries after a failed try (3 = up to four tries).
-        backoff: Waits between tries.
+        retries: Retries after a failed try (3 = up to four tries; ``weather.retries``).
+        policy: Waits between tries (:data:`~lakestream.retry.HTTP_API`); its
+            ``attempts`` is replaced by ``retries + 1``.
         sleep: How to wait (tests pass a recorder).
 
     Example:
@@ -103,7 +104,7 @@ class OpenWeatherClient:
         url: str = DEFAULT_URL,
         timeout_s: float = 10.0,
         retries: int = 3,
-        backoff: Backoff | None = None,
+        policy: RetryPolicy = HTTP_API,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key.get_secret_value():
@@ -113,9 +114,8 @@ class OpenWeatherClient:
         self._key = api_key
         self.url = url
         self.retries = retries
-        self.backoff = backoff or Backoff()
+        self.policy = replace(policy, attempts=retries + 1)
         self._sleep = sleep
-        self._retry_after: str | None = None
         self._http = httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=True)
 
     def __enter__(self) -> OpenWeatherClient:
@@ -137,50 +137,55 @@ class OpenWeatherClient:
             OpenWeatherUnavailableError: Still failing after every retry.
         """
         params = {"q": city, "units": "metric", "appid": self._key.get_secret_value()}
-        last: str = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(self.backoff.delay(attempt, self._retry_after))
-            self._retry_after = None
+
+        def once() -> dict[str, Any]:
             try:
                 response = self._http.get(self.url, params=params)
             except httpx.TimeoutException:
-                last = "timed out"
+                raise self._unavailable(city, "timed out") from None
             except httpx.TransportError as exc:
-                last = f"cannot connect: {redact(str(exc)) or type(exc).__name__}"
-            else:
-                outcome = self._outcome(response, city)
-                if outcome is not None:
-                    return outcome
-                last = f"HTTP {response.status_code}: {_message(response)}"
-            log.warning("OpenWeather %s for %s (try %d of %d)", last, city, attempt + 1,
-                        self.retries + 1)
-        raise _exhausted(city, last, self.retries)
+                reason = f"cannot connect: {redact(str(exc)) or type(exc).__name__}"
+                raise self._unavailable(city, reason) from None
+            return self._outcome(response, city)
 
-    def _outcome(self, response: httpx.Response, city: str) -> dict[str, Any] | None:
-        """The payload, ``None`` to retry, or raise for what retrying cannot fix."""
+        try:
+            return self.policy.call(once, f"OpenWeather for {city}", logger=log,
+                                    sleep=self._sleep)
+        except OpenWeatherUnavailableError as exc:
+            raise _exhausted(city, exc.reason, self.retries, self.url) from None
+
+    def _unavailable(self, city: str, reason: str,
+                     retry_after_s: float | None = None) -> OpenWeatherUnavailableError:
+        return OpenWeatherUnavailableError(f"OpenWeather {reason} for '{city}'", reason=reason,
+                                           retry_after_s=retry_after_s, url=self.url)
+
+    def _outcome(self, response: httpx.Response, city: str) -> dict[str, Any]:
+        """The payload, or raise: transient for 429 and 5xx, terminal for the rest."""
         status = response.status_code
         if status == 200:
-            return _payload(response, city)
+            return _payload(response, city, self.url)
         if status == 429 or status >= 500:
-            self._retry_after = response.headers.get("Retry-After")
-            return None
+            asked = (response.headers.get("Retry-After") or "").strip()
+            raise self._unavailable(city, f"HTTP {status}: {_message(response)}",
+                                    float(asked) if asked.isdigit() else None)
         message = _message(response)
         if status == 401:
             raise OpenWeatherError(
                 f"OpenWeather refused the API key (401: {message})",
                 "check OPENWEATHER_API_KEY; a new key takes up to 2 hours to activate",
+                url=self.url,
             )
         if status == 404:
             raise OpenWeatherCityNotFound(
                 f"OpenWeather does not know the city '{city}' (404: {message})",
                 "check the name in --cities or weather.cities (e.g. 'New York')",
+                url=self.url,
             )
         raise OpenWeatherError(f"OpenWeather refused the request for '{city}' "
-                               f"(HTTP {status}: {message})")
+                               f"(HTTP {status}: {message})", url=self.url)
 
 
-def _payload(response: httpx.Response, city: str) -> dict[str, Any]:
+def _payload(response: httpx.Response, city: str, url: str) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:
@@ -190,6 +195,7 @@ def _payload(response: httpx.Response, city: str) -> dict[str, Any]:
             f"OpenWeather answered for '{city}' with something that is not a current-weather "
             f"document: {redact(response.text[:120])!r}",
             "is weather.api_url the /data/2.5/weather endpoint?",
+            url=url,
         )
     return data
 
@@ -205,15 +211,17 @@ def _message(response: httpx.Response) -> str:
     return redact(response.reason_phrase or response.text[:80] or "no message")
 
 
-def _exhausted(city: str, last: str, retries: int) -> OpenWeatherUnavailableError:
+def _exhausted(city: str, last: str, retries: int, url: str) -> OpenWeatherUnavailableError:
     if last.startswith("HTTP 429"):
         return OpenWeatherUnavailableError(
             f"OpenWeather rate limit reached for '{city}' after {retries} retries ({last})",
             "fetch fewer cities or less often; the free plan allows 60 calls a minute",
+            reason=last, url=url,
         )
     return OpenWeatherUnavailableError(
         f"OpenWeather unavailable for '{city}' after {retries} retries ({last})",
         "check the network and weather.api_url; the next run tries again",
+        reason=last, url=url,
     )
 
 

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakestream.errors import WarehouseError
+from lakestream.errors import WarehouseRefusedError
 from lakestream.lake.dead_letters import dead_letter_table
 from lakestream.lake.delta import writes_delta
 from lakestream.lake.layout import date_partition, dlq_path
@@ -36,7 +36,7 @@ def shape(spec: FactSpec, data: pa.Table, version: TableVersion) -> pa.Table:
     needed = (*spec.natural_key, *spec.measures)
     missing = [c for c in needed if c not in data.column_names]
     if missing:
-        raise WarehouseError(
+        raise WarehouseRefusedError(
             f"lake table {version.path} has no column {', '.join(missing)}",
             f"{spec.lake_table} must have the columns `lakestream process` writes: "
             f"{', '.join(needed)}",

@@ -1,25 +1,30 @@
-"""Database errors → Lakestream errors, and the retry loop around one load.
+"""Database errors → Lakestream errors, and one load run in one transaction, retried.
 
 A user meets one line with a hint, never a driver traceback: wrong
-credentials, a missing database or schema are :class:`WarehouseError`
+credentials, a missing database or schema are :class:`WarehouseRefusedError`
 (terminal); an unreachable server or a connection lost in the middle of a
 load are :class:`WarehouseUnavailableError` (transient), which
-:func:`run_in_transaction` retries with backoff. A load is one transaction, so
-a retry redoes it from the start and the result is exact.
+:func:`run_in_transaction` retries on its :class:`~lakestream.retry.RetryPolicy`
+(:data:`~lakestream.retry.WAREHOUSE` by default). A load is one transaction,
+so a retry redoes it from the start and the result is exact. Every error names
+the server's URL without its password (``url``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import sqlalchemy as sa
 
-from lakestream.errors import LakestreamError, WarehouseError, WarehouseUnavailableError
+from lakestream.errors import (
+    WarehouseError,
+    WarehouseRefusedError,
+    WarehouseUnavailableError,
+)
+from lakestream.retry import WAREHOUSE, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +51,7 @@ _PG_AUTH_TEXT = re.compile(
 _PG_NO_DATABASE_TEXT = re.compile(r'database "[^"]*" does not exist')
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a load is retried when the warehouse goes away.
-
-    Attributes:
-        attempts: Tries in all (1 = no retry).
-        base_delay_s: Wait before the second try; doubled each time.
-        max_delay_s: Cap on one wait.
-    """
-
-    attempts: int = 6
-    base_delay_s: float = 0.5
-    max_delay_s: float = 15.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed try number ``attempt`` (1-based)."""
-        return float(min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+__all__ = ["WAREHOUSE", "RetryPolicy", "is_database_error", "run_in_transaction", "translate"]
 
 
 def is_database_error(exc: BaseException) -> bool:
@@ -72,75 +61,78 @@ def is_database_error(exc: BaseException) -> bool:
     )
 
 
-def translate(exc: BaseException, url: sa.URL) -> LakestreamError:
-    """One clear Lakestream error for a database failure at ``url``."""
+def translate(exc: BaseException, url: sa.URL) -> WarehouseError:
+    """One clear Lakestream error for a database failure at ``url`` (its ``url`` is set)."""
     orig: BaseException = exc
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
         orig = exc.orig
-    where = _where(url)
+    where = _where(url)  # no user, no password: also the errors' ``url``
     code = _mysql_code(orig)
     state = getattr(orig, "sqlstate", None)
     text = _first_line(orig)
     lowered = text.lower()
     if code in _MYSQL_AUTH or state in _PG_AUTH or _PG_AUTH_TEXT.search(lowered):
-        return WarehouseError(
+        return WarehouseRefusedError(
             f"the warehouse at {where} refused the login: {text}",
             "check the user and password in LAKESTREAM_WAREHOUSE_URL (or warehouse_url)",
+            url=where,
         )
     if code in _MYSQL_NO_DATABASE or state in _PG_NO_DATABASE or _pg_missing_database(lowered):
-        return WarehouseError(
+        return WarehouseRefusedError(
             f"database '{url.database}' does not exist at {where}",
             "run `lakestream warehouse init` to create it, or fix the name in the warehouse URL",
+            url=where,
         )
     if code in _MYSQL_NO_TABLE or state in _PG_NO_TABLE or "no such table" in lowered:
-        return WarehouseError(
+        return WarehouseRefusedError(
             f"the warehouse schema at {where} is missing or incomplete: {text}",
             "run `lakestream warehouse init`",
+            url=where,
         )
     if _is_transient(exc, orig, code, state, lowered):
         return WarehouseUnavailableError(
             f"the warehouse at {where} is unavailable: {text}",
             _start_hint(url),
+            url=where,
         )
-    return WarehouseError(f"the warehouse at {where} failed: {text}")
+    return WarehouseRefusedError(f"the warehouse at {where} failed: {text}", url=where)
 
 
 def run_in_transaction(
     engine: sa.Engine,
     work: Callable[[sa.Connection], T],
-    policy: RetryPolicy,
-    what: str,
+    policy: RetryPolicy = WAREHOUSE,
+    what: str = "a warehouse transaction",
 ) -> tuple[T, int]:
     """Run ``work`` in one transaction, retrying it whole while the warehouse is unavailable.
+
+    Args:
+        engine: The database.
+        work: The transaction's statements; run again from the start after a failure.
+        policy: How patiently (:data:`~lakestream.retry.WAREHOUSE`, ``RUN_LOG``, ``DAG_LOCK``).
+        what: What ``work`` does, for the retry warnings.
 
     Returns:
         ``work``'s result and the number of tries it took.
 
     Raises:
-        WarehouseError: For failures retrying cannot fix.
+        WarehouseRefusedError: For failures retrying cannot fix.
         WarehouseUnavailableError: When the last try failed too.
     """
-    for attempt in range(1, policy.attempts + 1):
+    tries = 0
+
+    def once() -> T:
+        nonlocal tries
+        tries += 1
         try:
             with engine.begin() as conn:
-                return work(conn), attempt
+                return work(conn)
         except Exception as exc:
             if not is_database_error(exc):
                 raise
-            error = translate(exc, engine.url)
-            if not isinstance(error, WarehouseUnavailableError) or attempt == policy.attempts:
-                raise error from exc
-            wait = policy.delay(attempt)
-            log.warning(
-                "%s: %s; retrying in %.1fs (try %d of %d)",
-                what,
-                error.message,
-                wait,
-                attempt + 1,
-                policy.attempts,
-            )
-            time.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
+            raise translate(exc, engine.url) from exc
+
+    return policy.call(once, what, logger=log), tries
 
 
 def _is_transient(

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from lakestream.errors import WarehouseError
+from lakestream.errors import WarehouseRefusedError
 from lakestream.lake.delta import is_delta_table
 from lakestream.lake.layout import STREAMS, TABLES
 from lakestream.lake.metadata import read_metadata
@@ -84,7 +84,7 @@ def latest_dimensions(storage: Storage) -> tuple[pa.Table, pa.Table] | None:
     names = set(dataset.schema.names)
     missing = {"event_time", "user_id", "payment_method_id"} - names
     if missing:
-        raise WarehouseError(
+        raise WarehouseRefusedError(
             f"{storage.url(FLATTENED_STREAM)} has no column {', '.join(sorted(missing))}",
             "the flattened stream must have the columns `lakestream process` writes",
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from lakestream.config import Settings
-from lakestream.errors import WarehouseError
+from lakestream.errors import WarehouseRefusedError
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.warehouse import ddl
 from lakestream.warehouse.connection import (
@@ -20,7 +20,7 @@ from lakestream.warehouse.connection import (
     make_engine,
     warehouse_url,
 )
-from lakestream.warehouse.failures import RetryPolicy, run_in_transaction
+from lakestream.warehouse.failures import WAREHOUSE, RetryPolicy, run_in_transaction
 from lakestream.warehouse.loaders import BulkLoader, bulk_loader
 from lakestream.warehouse.schema import FACT_TABLES, metadata
 from lakestream.warehouse.sync import Syncer, SyncReport, orphan_counts
@@ -67,7 +67,7 @@ class WarehouseService:
         self.settings = settings
         self.url = warehouse_url(settings)
         self.dialect = dialect_name(self.url)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or WAREHOUSE
         self._storage = storage
         self._local_infile = local_infile
 
@@ -177,7 +177,7 @@ class WarehouseService:
 
         absent, _ = run_in_transaction(self.engine, missing, self.retry, "connecting")
         if absent:
-            raise WarehouseError(
+            raise WarehouseRefusedError(
                 f"the warehouse at {self.display_url} has no table {', '.join(absent[:3])}"
                 + (" ..." if len(absent) > 3 else ""),
                 "run `lakestream warehouse init` first",

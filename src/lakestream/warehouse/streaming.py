@@ -57,7 +57,17 @@ class WarehouseLoadReport(ConsumeReport):
 
 
 class WarehouseStreamLoader(BatchingConsumer):
-    """Upserts table changes and dimension attributes, offsets in the same transaction."""
+    """Upserts table changes and dimension attributes, offsets in the same transaction.
+
+    A batch's transaction is retried on the warehouse's own policy
+    (:data:`~lakestream.retry.WAREHOUSE`: a killed connection is redone at once,
+    within ~16 s in all); once that gives up, the consumer loop waits out the
+    outage (its partitions paused, polling on) and tries the batch again on
+    :data:`~lakestream.retry.STREAMING`, however long the outage lasts. The two
+    are not nested loops: between two batches the loop polls.
+    """
+
+    flush_what = "load into the warehouse"
 
     def __init__(self, settings: Settings, bootstrap: str, service: WarehouseService,
                  options: ConsumeOptions) -> None:
@@ -92,16 +102,15 @@ class WarehouseStreamLoader(BatchingConsumer):
     def flush_partition(self, buffer: PartitionBuffer) -> None:
         """Upsert the batch and its next offset in one transaction (retried whole)."""
         result = self.decoders[buffer.topic].decode(buffer.values)
-        self.report.rejected += len(result.rejected)
+        rows = result.table if result.table is not None else None
+        work = partial(self._load, buffer=buffer, rows=rows)
+        what = f"load {buffer.topic}[{buffer.partition}] into the warehouse"
+        # a dropped connection is redone at once; a longer outage is the consumer loop's
+        loaded, _ = run_in_transaction(self.service.engine, work, self.service.retry, what)
+        self.report.rejected += len(result.rejected)  # counted once, when the batch is in
         for index, reason in result.rejected:
             log.warning("%s[%d]@%d skipped: %s", buffer.topic, buffer.partition,
                         buffer.offsets[index], reason)
-        rows = result.table if result.table is not None else None
-        work = partial(self._load, buffer=buffer, rows=rows)
-        what = f"load {buffer.topic} into the warehouse"
-        # a streaming consumer outwaits an outage longer than one load's retry budget
-        loaded, _ = self.retry(lambda: run_in_transaction(self.service.engine, work,
-                                                          self.service.retry, what), what)
         self._next[(buffer.topic, buffer.partition)] = buffer.offsets[-1] + 1
         if buffer.topic == FLATTENED:
             self.report.dimensions += loaded

@@ -19,6 +19,8 @@ from lakestream.errors import (
     ConfigError,
     LakestreamError,
     StorageFullError,
+    StorageLayoutError,
+    StoragePermissionError,
     TransientError,
     WarehouseError,
 )
@@ -35,7 +37,8 @@ def status_of(exc: LakestreamError) -> int:
         return 403
     if isinstance(exc, UnknownDatasetError | UnknownChartError):
         return 404
-    if isinstance(exc, TransientError | ConfigError | WarehouseError | StorageFullError):
+    if isinstance(exc, TransientError | ConfigError | WarehouseError | StorageFullError
+                  | StoragePermissionError | StorageLayoutError):
         return 503
     return 400
 

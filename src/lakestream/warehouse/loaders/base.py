@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from lakestream.errors import WarehouseError
+from lakestream.errors import WarehouseRefusedError
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def conform(target: Target, data: pa.Table) -> pa.Table:
     """
     missing = [c for c in target.columns if c not in data.column_names]
     if missing:
-        raise WarehouseError(
+        raise WarehouseRefusedError(
             f"cannot load {target.table.name}: the data has no column {', '.join(missing)}"
         )
     arrays = [_conform(data.column(c), target.table.c[c].type, c) for c in target.columns]
@@ -106,7 +106,7 @@ def _conform(column: pa.ChunkedArray, kind: sa.types.TypeEngine[Any], name: str)
             return column.cast(pa.date32())
         return column.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise WarehouseError(
+        raise WarehouseRefusedError(
             f"column {name}: cannot convert {column.type} to {kind}: {exc}"
         ) from None
 

@@ -19,7 +19,7 @@ import logging
 import pyarrow as pa
 import sqlalchemy as sa
 
-from lakestream.errors import WarehouseError
+from lakestream.errors import WarehouseRefusedError
 from lakestream.warehouse.loaders.base import BulkLoader, Target, python_rows, quoted
 from lakestream.warehouse.loaders.csvfile import csv_file
 
@@ -116,7 +116,7 @@ def _raise_on_data_warnings(conn: sa.Connection, table: str) -> None:
     warnings = conn.exec_driver_sql("SHOW WARNINGS LIMIT 20").fetchall()
     bad = [w for w in warnings if int(w[1]) != _DUPLICATE_KEY]
     if bad:
-        raise WarehouseError(
+        raise WarehouseRefusedError(
             f"MySQL rejected data loaded into {table}: {bad[0][2]}",
             "a value does not fit its column; see the table definition in sql/",
         )
