@@ -34,7 +34,7 @@ serve: setup           ## the demo, then its dashboard until Ctrl-C (prints a lo
 	$(BIN)/lakestream demo --serve
 
 test: lint typecheck   ## lint, types, then every test (integration included), on 3 workers
-	$(BIN)/pytest -q -n 3
+	$(BIN)/pytest -q -n 3 --dist worksteal
 
 lint: setup            ## ruff, and the import rules of docs/architecture.md (import-linter)
 	$(BIN)/ruff check src tests benchmarks

@@ -34,14 +34,16 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 
 from benchmarks.common import (
-    KAFKA_TS_MS,
     Clock,
     banner,
+    delta_sink,
     generate,
     per_second,
     row,
+    run_main,
     timed,
     verdict,
+    write_batch,
 )
 from lakestream.feeds import BUILTIN_FEEDS, Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
@@ -109,29 +111,24 @@ def batches(events: Events, total: int, size: int) -> Iterator[tuple[Events, int
 def lakestream_write(events: Events, total: int, size: int, feed: Feed, lake: Path) -> Result:
     """Write ``total`` events through ``DeltaLakeSink.write`` in batches of ``size``; time it."""
     storage = Storage(pafs.LocalFileSystem(), str(lake), str(lake))
-    sink = DeltaLakeSink(storage, feed)
-    for p in range(PARTITIONS):
-        sink.recover(TOPIC, p)
-    prepared = [
-        (i % PARTITIONS, b, list(range(start, start + len(b.values))))
-        for i, (b, start) in enumerate(batches(events, total + size, size))
-    ]
-    warm_partition, warm, warm_offsets = prepared.pop(0)
-    _write(sink, warm_partition, warm, warm_offsets)  # not counted
+    sink = delta_sink(storage, feed, TOPIC, PARTITIONS)
+    prepared = [(i % PARTITIONS, b, start)
+                for i, (b, start) in enumerate(batches(events, total + size, size))]
+    warm_partition, warm, warm_start = prepared.pop(0)
+    _write(sink, warm_partition, warm, warm_start)  # not counted
     clock, json_bytes, written = Clock(), 0, 0
-    for partition, batch, offsets in prepared:
+    for partition, batch, start in prepared:
         with timed() as one:
-            written += _write(sink, partition, batch, offsets)
+            written += _write(sink, partition, batch, start)
         clock += one
         json_bytes += batch.json_bytes
     return Result(written, json_bytes, clock)
 
 
-def _write(sink: DeltaLakeSink, partition: int, batch: Events, offsets: list[int]) -> int:
-    timestamps: list[int | None] = [KAFKA_TS_MS + o for o in offsets]
-    stats = sink.write(TOPIC, partition, batch.values, batch.keys, offsets, timestamps)
-    if stats.records != len(offsets):
-        raise RuntimeError(f"{len(offsets) - stats.records} records were rejected")
+def _write(sink: DeltaLakeSink, partition: int, batch: Events, start: int) -> int:
+    stats = write_batch(sink, TOPIC, partition, batch.values, batch.keys, start)
+    if stats.records != len(batch.values):
+        raise RuntimeError(f"{len(batch.values) - stats.records} records were rejected")
     return stats.records
 
 
@@ -210,9 +207,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[str]:
     """Run with command-line options; print and return the verdict lines."""
-    lines = run(parser().parse_args(argv))
-    print("\n".join(lines))
-    return lines
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

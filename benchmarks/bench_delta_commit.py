@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import banner, generate, row
+from benchmarks.common import banner, generate, percentile, row, run_main
 from lakestream.config import S3Settings
 from lakestream.decode.json_batch import JsonDecoder
 from lakestream.decode.schemas import TRANSACTION_REQUIRED, arrow_schema
@@ -44,12 +44,6 @@ def decoded_batch(size: int) -> pa.Table:
     return (table.append_column("year", pc.strftime(days, "%Y"))
             .append_column("month", pc.strftime(days, "%m"))
             .append_column("day", pc.strftime(days, "%d")))
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-quantile (0..1) of ``values`` by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def measure(storage: Storage, batch: pa.Table, batches: int) -> tuple[list[float], list[float]]:
@@ -122,9 +116,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[str]:
     """Run with command-line options; print and return the summary lines."""
-    lines = run(parser().parse_args(argv))
-    print("\n".join(lines))
-    return lines
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

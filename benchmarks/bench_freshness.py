@@ -32,8 +32,16 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Producer
 
-from benchmarks.bench_delta_commit import percentile
-from benchmarks.common import banner, embedded_broker, generator, settings_dict, write_feed
+from benchmarks.common import (
+    banner,
+    cpu_seconds,
+    embedded_broker,
+    generator,
+    percentile,
+    run_main,
+    settings_dict,
+    write_feed,
+)
 from lakestream.config import S3Settings
 from lakestream.errors import LakestreamError
 from lakestream.kafka.client import ensure_topics
@@ -100,12 +108,6 @@ def watch(lake: Path, load: Load, until: float) -> tuple[dict[str, float], list[
     return seen, rounds
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process, all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def files_per_day(lake: Path) -> dict[str, int]:
     """Live files per day partition of the feed's dataset."""
     storage = open_storage(str(lake), S3Settings())
@@ -117,7 +119,7 @@ def files_per_day(lake: Path) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    """Run the load, the ingest and the checker; print and return the figures."""
+    """Run the load, the ingest and the checker; return the figures."""
     banner("Freshness under steady load (issue #16)",
            f"{args.rate} events/s for {args.minutes} min into {args.partitions} partitions; "
            "produce → visible in a fresh reader, p50/p99; files per day partition")
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> list[str]:
             load.start()
             seen, rounds = watch(work / "lake", load, time.time() + args.minutes * 60 + 60)
             load.join()
-            cpu = _cpu_seconds(ingest.pid)
+            cpu = cpu_seconds(ingest.pid)
         finally:
             ingest.terminate()
             ingest.wait(60)
@@ -162,8 +164,6 @@ def run(args: argparse.Namespace) -> list[str]:
         "files per day partition with in-band compaction → after `lakestream compact`: "
         + ", ".join(f"{d}: {before[d]} → {after.get(d, 0)}" for d in sorted(before)),
     ]
-    for line in lines:
-        print(f"  {line}")
     return lines
 
 
@@ -179,7 +179,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[str]:
     """Run with command-line options; print and return the figure lines."""
-    return run(parser().parse_args(argv))
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,15 @@ from functools import partial
 from pathlib import Path
 from statistics import median
 
-import psutil
-
 from benchmarks.common import (
     banner,
     bench_settings,
+    cpu_seconds,
     embedded_broker,
     per_second,
     produce_events,
     row,
+    run_main,
     verdict,
     write_feed,
 )
@@ -165,12 +165,6 @@ def print_run(name: str, run: DrainRun, broker_us: float) -> None:
     )
 
 
-def broker_cpu(pid: int) -> float:
-    """CPU seconds the broker process has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def drain_all(
     broker: EmbeddedBroker, topic: str, events: int, repeat: int, workdir: Path
 ) -> list[Drain]:
@@ -188,9 +182,9 @@ def drain_all(
     steps.append((f"bare consumer #{repeat + 1}", bare))
     drains = []
     for name, drain in steps:
-        cpu = broker_cpu(pid)
+        cpu = cpu_seconds(pid)
         result = drain()
-        drains.append(Drain(name, result, 1e6 * (broker_cpu(pid) - cpu) / events))
+        drains.append(Drain(name, result, 1e6 * (cpu_seconds(pid) - cpu) / events))
     return drains
 
 
@@ -230,9 +224,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[str]:
     """Run with command-line options; print and return the verdict lines."""
-    lines = run(parser().parse_args(argv))
-    print("\n".join(lines))
-    return lines
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

@@ -22,18 +22,16 @@ import random
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 
+from benchmarks.common import delta_sink, run_main, write_batch
 from lakestream.config import S3Settings, Settings
 from lakestream.feeds import BUILTIN_FEEDS
-from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import open_engine
 from lakestream.medallion.gold import GoldStore, load_gold
@@ -41,7 +39,6 @@ from lakestream.medallion.silver import SilverBuilder
 from lakestream.sources.openweather import iso_ms
 from lakestream.sources.weather_sim import SimulatedWeather
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 BATCH = 100_000
 
@@ -75,26 +72,18 @@ def records(n: int, seed: int = 7) -> Iterator[bytes]:
 def build_bronze(root: Path, n: int) -> Storage:
     """A local lake whose bronze holds ``n`` records, landed by the real ingest sink."""
     storage = open_storage(str(root), S3Settings())
-    sink = DeltaLakeSink(storage, next(f for f in BUILTIN_FEEDS if f.name == "weather"))
-    sink.recover("weather-data", 0)
-    batch: list[bytes] = []
+    feed = next(f for f in BUILTIN_FEEDS if f.name == "weather")
+    sink = delta_sink(storage, feed, feed.topic)
+    batch: list[bytes | None] = []
     offset = 0
     for value in records(n):
         batch.append(value)
         if len(batch) == BATCH:
-            offset = _write(sink, batch, offset)
-            batch = []
+            write_batch(sink, feed.topic, 0, batch, [None] * len(batch), offset)
+            offset, batch = offset + len(batch), []
     if batch:
-        _write(sink, batch, offset)
+        write_batch(sink, feed.topic, 0, batch, [None] * len(batch), offset)
     return storage
-
-
-def _write(sink: DeltaLakeSink, values: list[bytes], offset: int) -> int:
-    offsets = list(range(offset, offset + len(values)))
-    keys: list[bytes | None] = [None] * len(values)
-    stamps: list[int | None] = [int(START.timestamp() * 1000)] * len(values)
-    sink.write("weather-data", 0, list(values), keys, offsets, stamps)
-    return offset + len(values)
 
 
 @contextmanager
@@ -103,22 +92,14 @@ def gold_database(explicit: str | None, folder: Path, name: str) -> Iterator[str
     if explicit:
         yield explicit
         return
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
-                             connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            database = f"bench_gold_{uuid.uuid4().hex[:8]}"
-            conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
-    except sa.exc.SQLAlchemyError:
-        admin.dispose()
+    from tests.support.databases import SERVERS
+
+    server = SERVERS["postgresql"]
+    if server.problem() is not None:
         yield f"sqlite:///{folder / f'gold-{name}.db'}"
         return
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.dispose()
+    with server.database("bench_gold") as database:
+        yield server.url(database)
 
 
 def measure(engine_name: str, storage: Storage, gold_url: str, folder: Path) -> dict[str, Any]:
@@ -144,13 +125,17 @@ def measure(engine_name: str, storage: Storage, gold_url: str, folder: Path) -> 
             "gold_url": store.dialect}
 
 
-def main(argv: list[str] | None = None) -> list[str]:
-    """Run the benchmark; returns the summary lines."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--no-spark", action="store_true")
-    parser.add_argument("--gold-url", default=None)
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    """Command-line options (sizes) of this benchmark."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--no-spark", action="store_true")
+    p.add_argument("--gold-url", default=None)
+    return p
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Land the bronze, time silver and gold per engine; print the figures; return the summary."""
     folder = Path(tempfile.mkdtemp(prefix="lakestream-bench-medallion-"))
     try:
         t = time.monotonic()
@@ -187,9 +172,12 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
             spark = results["spark"][f"{step}_rows"] / results["spark"][f"{step}_s"]
             line += f", spark {spark:,.0f} rows/s, spark/duckdb = {spark / base:.2f}"
         lines.append(line)
-    for line in lines:
-        print(line)
     return lines
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    """Run with command-line options; print and return the summary lines."""
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,15 @@ from pathlib import Path
 import psutil
 import yaml
 
-from benchmarks.common import banner, embedded_broker, produce_events, row, settings_dict, verdict
+from benchmarks.common import (
+    banner,
+    embedded_broker,
+    produce_events,
+    row,
+    run_main,
+    settings_dict,
+    verdict,
+)
 from benchmarks.common import write_feed as declare_feed
 
 TARGET_BYTES = 1 << 30
@@ -117,7 +125,14 @@ def print_sampled(name: str, s: Sampled) -> None:
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    """Produce, drain with the bare consumer, ingest; print the peaks; return the verdict."""
+    """Produce, drain with the bare consumer, ingest; print the peaks; return the verdict.
+
+    With ``--bare-child`` this is the baseline's child process: it only drains.
+    """
+    if args.bare_child:
+        config, topic, events = args.bare_child
+        bare_child(config, topic, int(events))
+        return []
     banner("Peak RSS of the ingest", f"{args.events:,} events, 4 partitions, child processes")
     topic = f"bench-memory-{uuid.uuid4().hex[:8]}"
     with embedded_broker() as broker, tempfile.TemporaryDirectory() as tmp:
@@ -166,14 +181,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[str]:
     """Run with command-line options; print and return the verdict lines."""
-    args = parser().parse_args(argv)
-    if args.bare_child:
-        config, topic, events = args.bare_child
-        bare_child(config, topic, int(events))
-        return []
-    lines = run(args)
-    print("\n".join(lines))
-    return lines
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

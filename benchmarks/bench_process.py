@@ -35,6 +35,7 @@ from benchmarks.common import (
     per_second,
     produce_events,
     row,
+    run_main,
     timed,
     verdict,
 )
@@ -125,12 +126,16 @@ def baseline(events: list[tuple[bytes, bytes]], workdir: Path) -> float:
     return clock.wall
 
 
-def main(argv: list[str] | None = None) -> list[str]:
-    """Run the three measurements and print figures and the ratio."""
+def parser() -> argparse.ArgumentParser:
+    """Command-line options (sizes) of this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--batch-size", type=int, default=50_000)
-    args = p.parse_args(argv)
+    return p
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Run the three measurements; print the figures; return the verdict."""
     banner("process: events/s per core", __doc__.split("\n\n")[1])
     events = generate(args.events)
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,10 +150,12 @@ def main(argv: list[str] | None = None) -> list[str]:
     row("broker included, events/s (steady state, wall)",
         f"{per_second(processed, included_s):,.0f}", f"{processed:,} events")
     row("baseline: DuckDB 4 aggregates from JSON, 1 thread", f"{base:,.0f}")
-    lines = [verdict("process per core / DuckDB batch query", excluded / base, 0.5)]
-    for line in lines:
-        print(line)
-    return lines
+    return [verdict("process per core / DuckDB batch query", excluded / base, 0.5)]
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    """Run with command-line options; print and return the verdict lines."""
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

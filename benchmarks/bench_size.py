@@ -28,9 +28,8 @@ from pathlib import Path
 from pyarrow import fs as pafs
 
 from benchmarks.bench_decode_write import PARTITIONS, TOPIC, Events, batches, make_events
-from benchmarks.common import KAFKA_TS_MS, banner, row, verdict
+from benchmarks.common import banner, delta_sink, row, run_main, verdict, write_batch
 from lakestream.feeds import BUILTIN_FEEDS
-from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage
 
@@ -58,14 +57,10 @@ def land(events: Events, total: int, batch: int, lake: Path) -> Landed:
     """Write ``total`` events in batches of ``batch`` through the sink; measure the dataset."""
     storage = Storage(pafs.LocalFileSystem(), str(lake), str(lake))
     feed = BUILTIN_FEEDS[0]
-    sink = DeltaLakeSink(storage, feed)
-    for p in range(PARTITIONS):
-        sink.recover(TOPIC, p)
+    sink = delta_sink(storage, feed, TOPIC, PARTITIONS)
     json_bytes = 0
     for i, (part, start) in enumerate(batches(events, total, batch)):
-        offsets = list(range(start, start + len(part.values)))
-        stamps: list[int | None] = [KAFKA_TS_MS + o for o in offsets]
-        sink.write(TOPIC, i % PARTITIONS, part.values, part.keys, offsets, stamps)
+        write_batch(sink, TOPIC, i % PARTITIONS, part.values, part.keys, start)
         json_bytes += part.json_bytes
     files = live_files(storage, feed.dataset)  # the snapshot's data files (not the log)
     return Landed(batch, total, json_bytes, sum(f.size for f in files), len(files))
@@ -114,9 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> list[str]:
     """Run with command-line options; print and return the verdict lines."""
-    lines = run(parser().parse_args(argv))
-    print("\n".join(lines))
-    return lines
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
+from benchmarks.common import run_main, verdict
 from lakestream.config import Settings
 from lakestream.warehouse import WarehouseService
 from lakestream.warehouse.failures import run_in_transaction
@@ -39,10 +40,7 @@ from lakestream.warehouse.loaders import Target, conform
 from lakestream.warehouse.loaders.csvfile import NULL_WORD, csv_file
 from lakestream.warehouse.schema import FACTS_BY_LAKE_TABLE, dim_users
 
-SERVERS = {
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306",
-    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432",
-}
+TARGET_RATIO = 0.5
 SPEC = FACTS_BY_LAKE_TABLE["user_transaction_summary"]
 TYPES = ("purchase", "refund", "transfer", "subscription")
 
@@ -80,10 +78,13 @@ class Bench:
     """One backend: a scratch database, the rows, and the three measurements."""
 
     def __init__(self, backend: str, rows: pa.Table, workdir: Path) -> None:
+        from tests.support.databases import SERVERS
+
         self.backend = backend
+        self.server = SERVERS[backend]
         self.rows = rows
         self.database = f"lsbench_{uuid.uuid4().hex[:8]}"
-        url = f"{SERVERS[backend]}/{self.database}"
+        url = self.server.url(self.database)
         settings = Settings.model_validate({"data_dir": str(workdir), "warehouse_url": url})
         self.service = WarehouseService(settings)
         self.target = Target(SPEC.table, SPEC.key, SPEC.columns)
@@ -144,13 +145,7 @@ class Bench:
     def drop(self) -> None:
         """Remove the scratch database."""
         self.service.close()
-        admin = "postgres" if self.backend == "postgresql" else ""
-        engine = sa.create_engine(f"{SERVERS[self.backend]}/{admin}", isolation_level="AUTOCOMMIT")
-        quote = "`" if self.backend == "mariadb" else '"'
-        force = " WITH (FORCE)" if self.backend == "postgresql" else ""
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote}{self.database}{quote}{force}")
-        engine.dispose()
+        self.server.execute(self.server.drop_sql.format(name=self.database))
 
 
 def measure(backend: str, rows: pa.Table, repeat: int) -> dict[str, float]:
@@ -187,19 +182,24 @@ def changed(rows: pa.Table, delta: float) -> pa.Table:
     return rows.set_column(index, "total_amount", totals)
 
 
-def main() -> None:
-    """Run the benchmark and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--backends", default="mariadb,postgresql")
-    args = parser.parse_args()
+def parser() -> argparse.ArgumentParser:
+    """Command-line options (sizes) of this benchmark."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--backends", default="mariadb,postgresql")
+    return p
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Measure each backend; print the figures; return one verdict per backend measured."""
     rows = fact_rows(args.rows)
     print(f"fact_user_transaction_summary, {args.rows:,} rows, best of {args.repeat}")
     header = "backend", "bulk loader rows/s", "lakestream rows/s", "ratio", "reload/s", "update/s"
     print(
         f"{header[0]:<12}{header[1]:>20}{header[2]:>20}{header[3]:>8}{header[4]:>12}{header[5]:>12}"
     )
+    lines = []
     for backend in args.backends.split(","):
         try:
             r = measure(backend, rows, args.repeat)
@@ -211,6 +211,14 @@ def main() -> None:
             f"{backend:<12}{r['native']:>20,.0f}{r['lakestream']:>20,.0f}{ratio:>8.2f}"
             f"{r['reload']:>12,.0f}{r['update']:>12,.0f}"
         )
+        lines.append(verdict(f"warehouse load / bulk loader, {backend}", ratio, TARGET_RATIO,
+                             unit="×"))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    """Run with command-line options; print and return the verdict lines."""
+    return run_main(run, parser(), argv)
 
 
 if __name__ == "__main__":

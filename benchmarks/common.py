@@ -1,29 +1,40 @@
-"""What every benchmark shares: reproducible events, a broker, timing and printing.
+"""What every benchmark shares: reproducible events, a broker, the lake's sink, timing,
+statistics, printing, and the ``main`` every ``bench_*`` module ends with.
 
 Benchmarks are measurements, not tests: they print figures and a ratio against
 a baseline measured in the same run on the same machine, and never fail on a
 number. Each figure says which SPEC §9 target it is compared with.
+
+A benchmark module has ``parser()`` (its options), ``run(args)`` (measure,
+print the figures, return the verdict lines) and
+``main(argv) = run_main(run, parser(), argv)``, which ``run_all`` calls.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from lakestream.config import Settings
+from lakestream.feeds import Feed
+from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.ingest.sink import FlushStats
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics, producer_config
 from lakestream.kafka.producer import ProduceReport, produce
+from lakestream.lake.storage import Storage
 from lakestream.sources.generator import TransactionGenerator
 
 # A fixed clock makes the events (and so the Parquet sizes) identical from run to run;
@@ -98,6 +109,25 @@ def write_feed(feeds_dir: Path, name: str, topic: str) -> Path:
     return path
 
 
+def delta_sink(storage: Storage, feed: Feed, topic: str, partitions: int = 1) -> DeltaLakeSink:
+    """The ingest's Delta sink of ``feed``, ready to land ``partitions`` partitions of ``topic``."""
+    sink = DeltaLakeSink(storage, feed)
+    for partition in range(partitions):
+        sink.recover(topic, partition)
+    return sink
+
+
+def write_batch(sink: DeltaLakeSink, topic: str, partition: int, values: Sequence[bytes | None],
+                keys: Sequence[bytes | None], first_offset: int) -> FlushStats:
+    """Land one batch through ``sink`` as the ingest does, at offsets from ``first_offset``.
+
+    The Kafka timestamps follow the fixed clock (one millisecond per offset).
+    """
+    offsets = list(range(first_offset, first_offset + len(values)))
+    timestamps: list[int | None] = [KAFKA_TS_MS + o for o in offsets]
+    return sink.write(topic, partition, list(values), list(keys), offsets, timestamps)
+
+
 @dataclass
 class Clock:
     """Wall and process-CPU seconds of a block (CPU time counts every thread)."""
@@ -128,6 +158,18 @@ def per_second(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds another process (every thread) has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-quantile (0..1) of ``values`` by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
 def banner(title: str, what: str) -> None:
     """Print a benchmark's title, what it measures and the machine it runs on."""
     cores, load = os.cpu_count(), os.getloadavg()[0]
@@ -153,3 +195,13 @@ def verdict(
     shown = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
     wanted = f"{target:,.2f}" if abs(target) < 100 else f"{target:,.0f}"
     return f"{name}: {shown}{unit} (target {sign} {wanted}{unit}) {'MET' if met else 'MISSED'}"
+
+
+def run_main(run: Callable[[argparse.Namespace], list[str]], options: argparse.ArgumentParser,
+             argv: list[str] | None) -> list[str]:
+    """A benchmark's ``main``: parse ``argv`` (``None``: the command line) with ``options``,
+    run, then print the verdict lines and return them (``run_all`` sums them up)."""
+    lines = run(options.parse_args(argv))
+    if lines:
+        print("\n".join(lines))
+    return lines

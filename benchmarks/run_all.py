@@ -5,8 +5,8 @@ against a baseline measured in the same run; the summary repeats the SPEC §9
 verdicts. Nothing here fails on a number: benchmarks measure, tests decide.
 
 Every ``benchmarks/bench_*.py`` module with a ``main`` runs: the ingest ones
-first, in the order below, then the others by name. A ``main(argv)`` returns
-its verdict lines; a ``main()`` without arguments just prints.
+first, in the order below, then the others by name. Each ``main(argv)``
+(:func:`benchmarks.common.run_main`) prints its figures and returns its verdict lines.
 
     python -m benchmarks.run_all [--only ingest size] [--quick]
 """
@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import pkgutil
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
 
 import benchmarks
 
@@ -36,7 +32,10 @@ QUICK: dict[str, list[str]] = {
 }
 
 
-def discover() -> dict[str, Callable[..., Any]]:
+Main = Callable[[list[str]], list[str]]
+
+
+def discover() -> dict[str, Main]:
     """``{short name: main}`` of every ``bench_*`` module, ingest benchmarks first."""
     names = sorted(
         m.name.removeprefix("bench_")
@@ -52,29 +51,13 @@ def discover() -> dict[str, Callable[..., Any]]:
     return found
 
 
-@contextmanager
-def program_name(name: str) -> Iterator[None]:
-    """Let a ``main()`` that parses ``sys.argv`` see no options of ours."""
-    saved = sys.argv
-    sys.argv = [f"benchmarks.bench_{name}"]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
-def run_one(name: str, main: Callable[..., Any], quick: bool) -> list[str]:
+def run_one(name: str, main: Main, quick: bool) -> list[str]:
     """Run one benchmark; its verdict lines (a failure is reported, not raised)."""
     try:
-        if inspect.signature(main).parameters:
-            lines = main(QUICK.get(name, []) if quick else [])
-        else:
-            with program_name(name):
-                lines = main()
+        return main(QUICK.get(name, []) if quick else [])
     except Exception as exc:  # one broken benchmark must not hide the others' figures
         print(f"benchmark {name} failed: {type(exc).__name__}: {exc}")
         return [f"{name}: FAILED ({type(exc).__name__}: {exc})"]
-    return list(lines) if isinstance(lines, list) else []
 
 
 def main(argv: list[str] | None = None) -> list[str]:

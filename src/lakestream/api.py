@@ -27,9 +27,9 @@ from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage, open_storage
 
 if TYPE_CHECKING:
+    from lakestream.batchload.batch import BatchService
     from lakestream.derive.processor import Processor
     from lakestream.derive.reference import ReferenceStore
-    from lakestream.export.batch import BatchService
     from lakestream.governance.feed_changes import FeedUpdate
     from lakestream.governance.service import Governance
     from lakestream.ingest.dead_letters import DeadLetters
@@ -66,8 +66,8 @@ class Lakestream:
 
     @cached_property
     def batch(self) -> BatchService:
-        """Batch export, metadata reports, compaction and feed deletion (``export/``)."""
-        from lakestream.export.batch import BatchService
+        """Batch loads, metadata reports, compaction and feed deletion (``batchload/``)."""
+        from lakestream.batchload.batch import BatchService
 
         return BatchService(self.settings, self.storage, self.feeds, self.bootstrap)
 
@@ -87,10 +87,13 @@ class Lakestream:
 
     @cached_property
     def weather(self) -> WeatherService:
-        """The weather pipeline (docs/weather.md): produce, bronze, silver, gold, quality, run."""
+        """The weather pipeline's steps (docs/weather.md): produce, bronze, silver, gold, quality.
+
+        Its runs are the orchestrator's (``orchestrator.run("weather")``, or with options
+        ``orchestrator.run(weather_dag(WeatherOptions(...)))``)."""
         from lakestream.pipelines.weather import WeatherService
 
-        return WeatherService(self.settings, self.storage, self.feeds, self.lineage)
+        return WeatherService(self.settings, self.storage, self.feeds)
 
     @cached_property
     def orchestrator(self) -> Orchestrator:
@@ -226,7 +229,7 @@ class Lakestream:
                                         [f.topic for f in feeds if f.kind == "table"])
         options = self.consume_options(group_id or self.settings.kafka.group_id, until_idle,
                                        idle_timeout_s, progress, status, drain_timeout_s)
-        tables = {f.topic: client.topic_partitions(bootstrap, f.topic)
+        tables = {f.topic: client.configured_topic_partitions(self.settings, bootstrap, f.topic)
                   for f in feeds if f.kind == "table"}
         from lakestream.governance.modes import prepare_feed_folders
 
@@ -299,7 +302,8 @@ class Lakestream:
         bootstrap = bootstrap or self.bootstrap()
         partitions = self.settings.kafka.partitions
         client.ensure_configured_topics(self.settings, bootstrap, [INPUT_TOPIC])
-        inputs = len(client.topic_partitions(bootstrap, INPUT_TOPIC)) or partitions
+        inputs = len(client.configured_topic_partitions(self.settings, bootstrap, INPUT_TOPIC)
+                     ) or partitions
         client.ensure_configured_topics(self.settings, bootstrap, STREAMS, partitions=inputs)
         client.ensure_configured_topics(self.settings, bootstrap, tables=TABLES)
         options = self.consume_options("lakestream-processor", until_idle, idle_timeout_s,

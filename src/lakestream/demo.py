@@ -3,13 +3,16 @@
 It starts its own broker (so the topic holds exactly what the demo sends),
 rebuilds the demo area ``<data_dir>/demo`` (so re-running is safe and never
 touches a lake you configured yourself), produces events plus a few bad
-messages, ingests them, queries the lake and prints what it built.
+messages, ingests them, runs the weather DAG on a simulated source (through
+the DAG runner, as `lakestream run weather` would, in this process), syncs
+the warehouse, queries the lake and prints what it built.
 """
 
 from __future__ import annotations
 
 import secrets
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,14 @@ from rich.table import Table
 
 from lakestream.api import Lakestream
 from lakestream.config import Settings
+from lakestream.errors import LakestreamError
 from lakestream.kafka import client
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.producer import produce
 from lakestream.lake.metadata import read_metadata
+from lakestream.orchestrate.catalog import weather_dag
 from lakestream.output import console, progress_bar
+from lakestream.pipelines.weather import WeatherOptions
 
 # One message of each kind of bad input, to show where they go.
 BAD_MESSAGES: tuple[tuple[bytes, bytes], ...] = (
@@ -36,6 +42,7 @@ BAD_MESSAGES: tuple[tuple[bytes, bytes], ...] = (
 )
 
 DASHBOARD_URL = "http://127.0.0.1:8000/"
+DEMO_RETRY_DELAY_S = 5.0
 DEMO_PRINCIPAL = "demo"
 
 
@@ -57,7 +64,6 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     _write_config(settings, home / "lakestream.yaml")
-    demo = Lakestream(settings)
     console.print(f"[bold]Lakestream demo[/] — data in {home}/")
     if api.settings.anon_key is None:
         console.print("• LAKESTREAM_ANON_KEY is not set: the demo uses a random key of its own "
@@ -65,10 +71,12 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
     with EmbeddedBroker(home / "broker") as broker:
         servers = broker.bootstrap_servers
         console.print(f"• broker (Tansu) started at {servers}")
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": servers})
+        demo = Lakestream(settings.model_copy(update={"kafka": kafka}))  # its broker, for now
         _produce(demo, settings, messages, seed, servers)
         _process(demo, servers)
         _ingest(demo, servers)
-        weather = _weather(demo, servers, seed)
+        weather = _weather(demo, seed)
     warehouse = _warehouse(demo)
     summary = _summary(demo)
     summary["weather"] = weather
@@ -80,19 +88,38 @@ def run_demo(api: Lakestream, messages: int, seed: int) -> dict[str, Any]:
     return summary
 
 
-def _weather(demo: Lakestream, servers: str, seed: int) -> dict[str, Any]:
-    """The weather medallion on simulated data: 48 hours of 5 cities → bronze → silver → gold."""
-    with console.status("weather: simulated source → bronze → silver → gold → quality…"):
-        run = demo.weather.run(servers, source="simulated", hours=48, seed=seed)
-    steps = {s.task: s for s in run.steps}
-    quality = run.quality.results if run.quality is not None else []
-    passed = sum(1 for r in quality if r.status == "pass")
+def _weather(demo: Lakestream, seed: int) -> dict[str, Any]:
+    """The weather DAG on simulated data (48 hours of 5 cities), run by the DAG runner.
+
+    The DAG's policy, but retried 5 seconds apart rather than 5 minutes: a demo is
+    watched. Its run is logged, notified and traced as any run of the DAG.
+    """
+    dag = weather_dag(WeatherOptions(source="simulated", hours=48, seed=seed))
+    dag = replace(dag, policy=replace(dag.policy, retry_delay_s=DEMO_RETRY_DELAY_S))
+    with console.status("weather: the weather DAG on a simulated source → bronze → silver → "
+                        "gold → quality…"):
+        run = demo.orchestrator.run(dag)
+    quality = _checks_of(demo, run.run_id)
+    passed = sum(1 for _name, status, _detail in quality if status == "pass")
+    failed = run.failed_task
     console.print(
-        "• weather: " + ", ".join(f"{name} {step.rows_out or 0:,}" for name, step in steps.items())
+        f"• weather run {run.run_id}: "
+        + ", ".join(f"{t.name} {t.rows_out or 0:,}" for t in run.tasks)
         + f"; quality {passed}/{len(quality)} checks passed"
-        + (f" ({run.error.message})" if run.error is not None else ""))
-    return {"steps": {n: (s.status, s.rows_in, s.rows_out) for n, s in steps.items()},
-            "quality": [(r.name, r.status, r.detail) for r in quality]}
+        + (f" ({failed.name} {failed.status}: {failed.error})" if failed is not None else ""),
+        soft_wrap=True)
+    return {"run_id": run.run_id,
+            "steps": {t.name: (t.status, t.rows_in, t.rows_out) for t in run.tasks},
+            "quality": quality}
+
+
+def _checks_of(demo: Lakestream, run_id: str) -> list[tuple[str, str, str]]:
+    """The quality checks stored under the run: its audits' and its quality task's."""
+    try:
+        stored = demo.quality_run(run_id)
+    except LakestreamError:  # the run ended before any check
+        return []
+    return [(r["check_name"], r["status"], r["detail"]) for r in stored.results]
 
 
 def _warehouse(demo: Lakestream) -> list[tuple[str, int, str]]:
@@ -195,10 +222,12 @@ def _print_summary(demo: Lakestream, s: dict[str, Any], home: Path) -> None:
     _rows_table("Warehouse (star schema, SQLite)", ("table", "rows", "snapshots"),
                 s.get("warehouse", []))
     weather = s.get("weather") or {}
-    _rows_table("Weather medallion (simulated OpenWeather, 5 cities, 48 h)",
+    _rows_table(f"Weather DAG run {weather.get('run_id', '')} (simulated OpenWeather, "
+                "5 cities, 48 h)",
                 ("step", "status", "rows in", "rows out"),
                 [(n, *v) for n, v in weather.get("steps", {}).items()])
-    _rows_table("Weather quality checks", ("check", "status", "detail"),
+    _rows_table("Weather quality checks of the run (audits and quality_check)",
+                ("check", "status", "detail"),
                 weather.get("quality", []))
     cfg = home / "lakestream.yaml"
     console.print(

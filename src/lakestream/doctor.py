@@ -83,8 +83,9 @@ def _kafka(api: Lakestream, fix: bool = False) -> tuple[str, str]:
     except LakestreamError as exc:
         raise _Failed("embedded broker", exc.message, exc.hint or "") from None
     try:
-        meta = admin_client(servers, **{"socket.connection.setup.timeout.ms": 3000}).list_topics(
-            timeout=5)
+        meta = admin_client(servers, **{**api.settings.kafka.librdkafka_properties(),
+                                        "socket.connection.setup.timeout.ms": 3000}
+                            ).list_topics(timeout=5)
     except KafkaException as exc:
         raise _Failed(servers, f"Kafka does not answer: {kafka_reason(exc)}",
                       "check kafka.bootstrap_servers / LAKESTREAM_KAFKA__BOOTSTRAP_SERVERS, "

@@ -216,7 +216,7 @@ class HttpSourceError(LakestreamError):
 
 
 class KsqlDbError(LakestreamError):
-    """ksqlDB failed; see :mod:`lakestream.export.ksqldb` for the concrete classes."""
+    """ksqlDB failed; see :mod:`lakestream.sources.ksqldb` for the concrete classes."""
 
 
 class WebhookError(LakestreamError):

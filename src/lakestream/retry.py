@@ -45,7 +45,7 @@ Not here, on purpose:
   surfaces as a ``StorageUnavailableError`` that :data:`STREAMING` retries.
 - The Delta commit loops (``lake/delta.py``, ``lake/delta_files.py``,
   ``lake/delta_maintenance.py``, ``medallion/delta_tables.py``) and the re-plans of
-  ``export/delta_rebuild.py``, ``ingest/replay.py`` and ``export/beam.py``: a
+  ``rebuild/delta.py``, ``ingest/replay.py`` and ``batchload/beam.py``: a
   commit that lost the race for log version ``V + 1`` is re-read and re-planned on
   the newer log. That is the optimistic-concurrency protocol of the table (what
   to commit depends on what won), not waiting for a dependency to come back;

@@ -33,13 +33,13 @@ from tests.derive.expected import expected_tables
 from tests.faults.chaos import Children, SteadyProducer, wait_until, write_config
 from tests.faults.conftest import ANON_KEY, SEED, FaultCounts
 from tests.faults.proxy import TcpProxy
+from tests.support.databases import SERVERS, Server, require_server
 from tests.warehouse.checks import (
     FACT_COLUMNS,
     assert_facts_equal,
     assert_foreign_keys_hold,
     fact_rows,
 )
-from tests.warehouse.conftest import SERVERS, Server, require_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from lakestream.api import Lakestream
 from lakestream.cli import main
 from lakestream.config import load_settings
 from tests.conftest import clear_settings_environment
+from tests.support.databases import require_server
 from tests.warehouse.conftest import backend, database_url, server_status  # noqa: F401 (fixtures)
 
 from .lakebuild import STREAM_SPEC, TABLE_SPEC, feed_file
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
 def write_project(root: Path, lake: str | None = None, **extra: Any) -> Path:
@@ -56,41 +51,8 @@ def run(project: Path, *args: str) -> int:
     return main(["--config", str(project / "project.yaml"), *args])
 
 
-@pytest.fixture(scope="session")
-def pg_status() -> dict[str, str | None]:
-    """Whether PostgreSQL answered (checked once)."""
-    return {}
-
-
-def require_postgres(status: dict[str, str | None]) -> None:
-    """Skip (fail under CI=true) when PostgreSQL is not reachable."""
-    if "pg" not in status:
-        engine = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect():
-                status["pg"] = None
-        except sa.exc.SQLAlchemyError as exc:
-            status["pg"] = str(exc).splitlines()[0]
-        finally:
-            engine.dispose()
-    if status["pg"] is not None:
-        message = f"PostgreSQL is not reachable ({status['pg']}); start it with: {PG_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture
-def pg_database(pg_status: dict[str, str | None]) -> Iterator[str]:
+def pg_database(server_status: dict[str, str | None]) -> Iterator[str]:  # noqa: F811
     """The name of a fresh PostgreSQL database that exists only for this test."""
-    require_postgres(pg_status)
-    name = f"lsgov_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    with require_server("postgresql", server_status).database("lsgov") as name:
         yield name
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()

@@ -18,8 +18,8 @@ from lakestream.lake.table_versions import (
     delta_table_versions,
     read_delta_version,
 )
+from tests.batchload.helpers import api_for, bootstrap
 from tests.conftest import unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap
 from tests.ingest.helpers import send
 
 pytestmark = pytest.mark.integration

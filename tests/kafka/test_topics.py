@@ -15,9 +15,14 @@ import pytest
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
+import lakestream.kafka.client as kafka_client
 from lakestream.errors import ConfigError
 from lakestream.kafka.broker import EmbeddedBroker
-from lakestream.kafka.client import ensure_configured_topics, ensure_topics
+from lakestream.kafka.client import (
+    configured_topic_partitions,
+    ensure_configured_topics,
+    ensure_topics,
+)
 from tests.conftest import settings_for, subprocess_env, unique_topic, write_feed
 
 pytestmark = pytest.mark.integration
@@ -97,3 +102,24 @@ def test_the_cli_names_the_replication_setting_and_its_fix(
         "has 1 broker(s)",
         "  hint: set kafka.replication_factor (LAKESTREAM_KAFKA__REPLICATION_FACTOR) to 1 or less",
     ]
+
+
+def test_topic_administration_uses_the_users_client_config(
+        workdir: Path, broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security and SASL properties reach the admin clients too, not only consumers."""
+    settings = settings_for(workdir, LAKESTREAM_KAFKA__CLIENT_CONFIG__CLIENT_ID="admin-probe")
+    made: list[dict[str, Any]] = []
+    real = kafka_client.admin_client
+
+    def spy(bootstrap: str, **extra: Any) -> Any:
+        made.append(extra)
+        return real(bootstrap, **extra)
+
+    monkeypatch.setattr(kafka_client, "admin_client", spy)
+    stream, table = unique_topic("secured"), unique_topic("secured-table")
+
+    ensure_configured_topics(settings, broker.bootstrap_servers, [stream], [table])
+    partitions = configured_topic_partitions(settings, broker.bootstrap_servers, table)
+
+    assert partitions == list(range(settings.kafka.partitions))
+    assert len(made) >= 3 and all(m.get("client.id") == "admin-probe" for m in made), made

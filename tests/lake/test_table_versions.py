@@ -312,7 +312,7 @@ def test_compaction_and_vacuum_between_snapshots_change_nothing_a_restart_sees(
 
 def test_a_complete_table_from_ksqldb_is_a_new_version_keeping_the_offsets(
         lake: Storage) -> None:
-    from lakestream.export.tables import export_table_rows
+    from lakestream.batchload.tables import export_table_rows
 
     s = sink(lake)
     put(s, 0, 4, "a", 1), put(s, 3, 9, "b", 2)

@@ -19,12 +19,12 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from lakestream.export.kafka_scan import PartitionChunk
-from lakestream.export.rebuild import DayRebuild, RebuildReport
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.storage import Storage
+from lakestream.rebuild.day import DayRebuild, RebuildReport
 from tests.lake.lakegen import local_lake
 
 FEED = Feed(name="orders", topic="orders", schema={"id": "string", "total": "double"},
@@ -130,12 +130,12 @@ class Replay:
     def __init__(self, values: list[bytes], size: int) -> None:
         self.values, self.size = values, size
 
-    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionBuffer]:
         first, last = ranges.get(0, (0, -1))
         for lo in range(first, last + 1, self.size):
             hi = min(lo + self.size, last + 1)
-            yield PartitionChunk(FEED.topic, 0, self.values[lo:hi], [b"k"] * (hi - lo),
-                                 list(range(lo, hi)), [KAFKA_TIME] * (hi - lo))
+            yield PartitionBuffer(FEED.topic, 0, self.values[lo:hi], [b"k"] * (hi - lo),
+                                  list(range(lo, hi)), [KAFKA_TIME] * (hi - lo))
 
 
 def rebuild(storage: Storage, values: list[bytes], day: str, chunk: int) -> RebuildReport:

@@ -23,10 +23,10 @@ from lakestream.lineage import Check, Lineage
 from lakestream.orchestrate.dag import Dag, DagPolicy, Task, TaskContext, TaskOutput, chain
 from lakestream.orchestrate.executors import ThreadExecutor
 from lakestream.orchestrate.notify import Notifier
-from lakestream.orchestrate.runlog import RunLog, SafeRunLog
 from lakestream.orchestrate.runner import DagRunner, RunReport
 from lakestream.orchestrate.service import Orchestrator
 from lakestream.warehouse.connection import make_engine
+from lakestream.warehouse.runlog import RunLog, SafeRunLog
 
 from .conftest import Endpoint, check_event, events_in, project_lineage, project_settings
 

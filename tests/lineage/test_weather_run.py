@@ -1,5 +1,6 @@
-"""A real weather run (embedded broker, simulated source, local lake, SQLite gold): every event
-it emits is valid OpenLineage, and they reach a local endpoint standing in for Marquez."""
+"""A real run of the weather DAG through the DAG runner (embedded broker, simulated source, local
+lake, SQLite gold): every event it emits is valid OpenLineage, and they reach a local endpoint
+standing in for Marquez."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ import pytest
 
 from lakestream.api import Lakestream
 from lakestream.kafka.broker import EmbeddedBroker
+from lakestream.orchestrate.catalog import WEATHER_TASKS, weather_dag
+from lakestream.orchestrate.runner import RunReport
+from lakestream.pipelines.weather import WeatherOptions
 
 from .conftest import Endpoint, check_event, events_in, project_settings
 
 pytestmark = pytest.mark.integration
 
-TASKS = ["ingest_data", "consume_to_s3", "process_silver", "load_gold", "quality_check"]
+TASKS = [t.name for t in WEATHER_TASKS]
+
+
+def weather_run(api: Lakestream, cities: tuple[str, ...], hours: int, seed: int) -> RunReport:
+    """One run of the weather DAG on the simulated source, in this process."""
+    options = WeatherOptions(source="simulated", cities=cities, hours=hours, seed=seed)
+    return api.orchestrator.run(weather_dag(options))
 
 
 @pytest.fixture
@@ -28,9 +38,8 @@ def api(tmp_path: Path) -> Iterator[Lakestream]:
 def test_a_weather_run_reaches_a_local_http_endpoint_standing_in_for_marquez(
         api: Lakestream, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENLINEAGE_URL", endpoint.url)
-    report = api.weather.run(api.bootstrap(), "simulated", "duckdb", ["Paris", "Tokyo"], 3,
-                             seed=4)
-    assert report.error is None, report.error
+    report = weather_run(api, ("Paris", "Tokyo"), 3, seed=4)
+    assert report.status == "success", report.failed_task
 
     received = endpoint.wait_for(2 + 2 * len(TASKS))
     assert len(received) == 2 + 2 * len(TASKS)
@@ -52,19 +61,21 @@ def test_a_weather_run_reaches_a_local_http_endpoint_standing_in_for_marquez(
     assert bronze_fields["main"]["type"] == "struct"  # read from the Delta log, nested
     assert "temp" in {f["name"] for f in bronze_fields["main"]["fields"]}
 
-    quality = report.quality
-    assert quality is not None
+    tags = {t["key"]: t["value"] for t in ends["weather"]["run"]["facets"]["tags"]["tags"]}
+    assert tags["lakestream.run_id"] == report.run_id  # the run log's id
+    stored = api.quality_run(report.run_id).results  # the checks of this run, audits included
     checked = {Path(d["name"]).name: d["inputFacets"]["dataQualityAssertions"]["assertions"]
-               for d in ends["weather.quality_check"]["inputs"]}
+               for d in ends["weather.quality_check"]["inputs"]
+               if "dataQualityAssertions" in d["inputFacets"]}
     asserted = {(a["assertion"], a["success"]) for found in checked.values() for a in found}
-    assert asserted == {(r.name, r.status != "fail") for r in quality.results}
+    assert asserted == {(r["check_name"], r["status"] != "fail") for r in stored}
     assert {a["column"] for a in checked["weather_cleaned"] if "column" in a} >= \
         {"temperature", "humidity"}
 
 
 def test_a_weather_run_writes_valid_events_to_the_local_file(api: Lakestream) -> None:
-    report = api.weather.run(api.bootstrap(), "simulated", "duckdb", ["Paris"], 2, seed=9)
-    assert report.error is None, report.error
+    report = weather_run(api, ("Paris",), 2, seed=9)
+    assert report.status == "success", report.failed_task
     events = events_in(api.lineage.events_file)
     assert len(events) == 2 + 2 * len(TASKS)
     for event in events:

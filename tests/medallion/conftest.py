@@ -1,27 +1,20 @@
 """Fixtures of the weather pipeline tests: settings, gold databases (SQLite, PostgreSQL).
 
-PostgreSQL runs on 127.0.0.1:5432 (user postgres, trust). Each test gets a
-database of its own, dropped afterwards. When the server is unreachable a
-test that needs it is skipped with the command that starts it, except under
-``CI=true``, where it fails: CI must never pass by skipping.
+Each test gets a PostgreSQL database of its own, dropped afterwards; what a
+test does when the server does not answer (skip with the command that starts
+it; fail under ``CI=true``): :mod:`tests.support.databases`.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from lakestream.config import Settings
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
-PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+from tests.support.databases import require_server, server_status  # noqa: F401 (fixture)
 
 
 def make_settings(tmp_path: Path, lake: str | None = None, gold_url: str | None = None,
@@ -37,41 +30,12 @@ def make_settings(tmp_path: Path, lake: str | None = None, gold_url: str | None 
     return Settings.model_validate(raw)
 
 
-def _admin(*statements: str) -> None:
-    engine = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
-                              connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def postgres_problem() -> str | None:
-    """``None`` when PostgreSQL answers, else why not (checked once)."""
-    try:
-        _admin("SELECT 1")
-    except sa.exc.SQLAlchemyError as exc:
-        return str(exc).splitlines()[0]
-    return None
-
-
 @pytest.fixture
-def postgres_url(postgres_problem: str | None) -> Iterator[str]:
+def postgres_url(server_status: dict[str, str | None]) -> Iterator[str]:  # noqa: F811
     """A fresh PostgreSQL database for this test only."""
-    if postgres_problem is not None:
-        message = f"PostgreSQL is not reachable ({postgres_problem}); start it with: {PG_START}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"lsweather_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_URL.format(database=name)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server = require_server("postgresql", server_status)
+    with server.database("lsweather") as name:
+        yield server.url(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

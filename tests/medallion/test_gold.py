@@ -10,12 +10,12 @@ import pytest
 from lakestream.feeds import FeedRegistry
 from lakestream.lake.storage import open_storage
 from lakestream.medallion.gold_schema import (
-    execution_log,
     gold_weather_daily_aggregates,
     gold_weather_detailed,
     gold_weather_hourly_aggregates,
 )
 from lakestream.pipelines.weather import WeatherService
+from lakestream.warehouse.schema import pipeline_execution_log
 
 from .bronze import BronzeWriter
 from .conftest import make_settings
@@ -63,10 +63,12 @@ def test_gold_loaded_twice_holds_the_same_rows_and_logs_each_run(tmp_path: Path,
         assert len(changed) == 1 and changed[0][1]["temperature"] == -3.25
         assert changed[0][1]["detail_id"] == changed[0][0]["detail_id"]
 
-        log = store.select(execution_log, "execution_id")
+        log = store.select(pipeline_execution_log, "execution_id")
         assert [(r["pipeline"], r["task"], r["status"]) for r in log] == \
             [("weather", "load_gold", "success")] * 3
         assert all(r["rows_in"] and r["ended_at"] >= r["started_at"] for r in log)
+        assert len({r["run_id"] for r in log}) == 3  # each load alone is a run of its own
+        assert all(r["run_id"].startswith("weather-") for r in log)
     finally:
         store.close()
 
@@ -77,6 +79,6 @@ def test_gold_without_silver_is_a_clear_error_and_is_logged(tmp_path: Path) -> N
                              FeedRegistry(tmp_path / "feeds"))
     with pytest.raises(Exception, match="silver holds no weather data"):
         service.gold()
-    log = service.gold_store.select(execution_log, "execution_id")
+    log = service.gold_store.select(pipeline_execution_log, "execution_id")
     assert [(r["task"], r["status"]) for r in log] == [("load_gold", "failed")]
     assert "silver holds no weather data" in log[0]["error"]

@@ -1,4 +1,5 @@
-"""`lakestream run weather`, `produce weather` and the commands' help, end to end."""
+"""A run of the weather DAG with options (what `lakestream demo` runs), `produce weather` and the
+commands' help, end to end."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from lakestream.cli import cli, main
 from lakestream.config import load_settings
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.lake.storage import open_storage
-from lakestream.medallion.gold_schema import (
-    data_quality_results,
-    execution_log,
-    gold_weather_detailed,
-)
+from lakestream.medallion.gold_schema import data_quality_results, gold_weather_detailed
+from lakestream.orchestrate.catalog import WEATHER_TASKS, weather_dag
+from lakestream.pipelines.weather import WeatherOptions
+from lakestream.warehouse.runlog import RunLog
+from lakestream.warehouse.schema import pipeline_execution_log
 
 from .conftest import make_settings
 from .test_silver import rows_of
@@ -41,27 +42,35 @@ def weather_project(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.integration
-def test_weather_run_does_every_step_once_in_order(weather_project: Path) -> None:
+def test_a_weather_dag_run_with_options_does_every_task_once_in_order(
+        weather_project: Path) -> None:
     api = Lakestream(load_settings(weather_project / "lakestream.yaml", environ={}))
-    said: list[str] = []
-    report = api.weather.run(api.bootstrap(), "simulated", "duckdb", ["Paris", "Tokyo"], 3,
-                             said.append, seed=4)
-    assert report.error is None, report.error
-    tasks = ["ingest_data", "consume_to_s3", "process_silver", "load_gold", "quality_check"]
-    assert [s.task for s in report.steps] == tasks and len(said) >= 5
-    assert {s.status for s in report.steps} == {"success"}
+    events: list[tuple[str, dict[str, Any]]] = []
+    options = WeatherOptions(source="simulated", cities=("Paris", "Tokyo"), hours=3, seed=4)
+    report = api.orchestrator.run(weather_dag(options),
+                                  on_event=lambda kind, details: events.append((kind, details)))
+    assert report.status == "success", report.failed_task
+    tasks = [t.name for t in WEATHER_TASKS]
+    assert [t.name for t in report.tasks] == tasks
+    assert {t.status for t in report.tasks} == {"success"} and {t.attempts for t in report.tasks} \
+        == {1}
+    assert [d["task"] for kind, d in events if kind == "task_start"] == tasks
+    assert report.tasks[1].rows_out == 6  # ingest_data: 2 cities x 3 simulated hours
     storage = open_storage(str(weather_project / "lake"), make_settings(weather_project).s3)
     assert len(rows_of(storage, "bronze/weather")) == 6
     store = api.weather.gold_store
     detailed = store.select(gold_weather_detailed, "city", "timestamp")
     assert {r["city"] for r in detailed} == {"Paris", "Tokyo"} and 4 <= len(detailed) <= 6
-    log = store.select(execution_log, "execution_id")
+    log = store.select(pipeline_execution_log, "execution_id")  # the run log: in the gold store
     assert [r["task"] for r in log] == tasks
     assert {r["run_id"] for r in log} == {report.run_id} and {r["status"] for r in log} == \
         {"success"}
+    assert report.run_id.startswith("weather-")
     assert {r["run_id"] for r in store.select(data_quality_results, "result_id")} == \
         {report.run_id}
     store.close()
+    warehouse = RunLog(api.warehouse.engine)  # the run is never split between two databases
+    assert warehouse.rows(report.run_id) == []
 
 
 @pytest.mark.integration

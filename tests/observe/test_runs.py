@@ -45,7 +45,7 @@ def test_runs_are_grouped_newest_first_with_durations(tmp_path: Path) -> None:
     runs = recent_runs([db], None, 10)
     assert [r.run_id for r in runs] == ["r2", "r1"]
     assert runs[1].status == "success" and runs[1].duration_s == 7
-    assert [t["duration_s"] for t in runs[1].tasks] == [5, 2]
+    assert [t.duration_s for t in runs[1].tasks] == [5, 2]
 
 
 def test_a_retried_task_that_succeeded_leaves_a_successful_run(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from lakestream.orchestrate.dag import Dag, DagPolicy, Task, TaskContext, TaskOutput, chain
 from lakestream.orchestrate.executors import ThreadExecutor
 from lakestream.orchestrate.notify import DeliveryPolicy, Notifier
-from lakestream.orchestrate.runlog import RunLog, SafeRunLog
 from lakestream.orchestrate.runner import DagRunner
 from lakestream.warehouse.connection import make_engine
+from lakestream.warehouse.runlog import RunLog, SafeRunLog
 
 FAST = DagPolicy(schedule="0 * * * *", retries=3, retry_delay_s=0.05, run_timeout_s=30,
                  sla_s=None)

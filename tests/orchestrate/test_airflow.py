@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from lakestream.cli import main
-from lakestream.orchestrate.runlog import RunLog
 from lakestream.warehouse.connection import make_engine
+from lakestream.warehouse.runlog import RunLog
 from tests.conftest import subprocess_env
 
 from .conftest import Receiver
@@ -77,7 +77,7 @@ def test_airflow_dags_test_runs_the_weather_dag_through_lakestream(
                           env=env, capture_output=True, text=True, timeout=600)
     assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
 
-    engine = make_engine(sa.make_url(f"sqlite:///{workdir / 'data' / 'warehouse.db'}"))
+    engine = make_engine(sa.make_url(f"sqlite:///{workdir / 'data' / 'gold.db'}"))  # weather's
     with engine.connect() as conn:
         run_ids = {r[0] for r in conn.exec_driver_sql(
             "SELECT DISTINCT run_id FROM pipeline_execution_log")}

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from lakestream.orchestrate.lock import DagLock, DagLockedError
-from lakestream.orchestrate.runlog import RunLog
 from lakestream.warehouse.connection import make_engine
+from lakestream.warehouse.runlog import RunLog
 from tests.warehouse.conftest import (  # noqa: F401  (fixtures)
     backend,
     database_url,

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import yaml
 
 from lakestream.cli import main
-from lakestream.orchestrate.runlog import RunLog
 from lakestream.warehouse.connection import make_engine
+from lakestream.warehouse.runlog import RunLog
 from lakestream.warehouse.schema import pipeline_execution_log
 from tests.conftest import clear_settings_environment, subprocess_env
 
@@ -139,13 +139,19 @@ def test_two_weather_runs_at_once_one_runs_the_other_exits_1(workdir: Path) -> N
         first.kill()
     assert first.returncode == 0, err
     assert "succeeded" in out
-    engine = make_engine(sa.make_url(f"sqlite:///{workdir / 'data' / 'warehouse.db'}"))
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(pipeline_execution_log.c.task,
+    gold = make_engine(sa.make_url(f"sqlite:///{workdir / 'data' / 'gold.db'}"))
+    with gold.connect() as conn:  # the weather pipeline's run log is in its gold store
+        rows = conn.execute(sa.select(pipeline_execution_log.c.run_id,
+                                      pipeline_execution_log.c.task,
                                       pipeline_execution_log.c.status)).all()
-    assert [tuple(r) for r in rows] == [(t, "success") for t in (
+    assert [tuple(r)[1:] for r in rows] == [(t, "success") for t in (
         "check_api", "ingest_data", "consume_to_s3", "process_silver", "load_gold",
         "quality_check", "notify_success", "cleanup_old_data")]
+    assert len({r.run_id for r in rows}) == 1 and rows[0].run_id.startswith("weather-")
+    warehouse = make_engine(sa.make_url(f"sqlite:///{workdir / 'data' / 'warehouse.db'}"))
+    with warehouse.connect() as conn:  # none of it in the warehouse: a run is never split
+        assert not sa.inspect(conn).has_table(pipeline_execution_log.name) or not conn.execute(
+            sa.select(pipeline_execution_log.c.task)).all()
 
 
 @pytest.mark.integration
@@ -203,8 +209,12 @@ def test_the_transactions_dag_lands_events_in_the_lake_and_the_warehouse(workdir
                               .order_by(pipeline_execution_log.c.execution_id)).all()
         facts = conn.exec_driver_sql("SELECT count(*) FROM fact_payment_method_totals").scalar()
         users = conn.exec_driver_sql("SELECT count(*) FROM dim_users").scalar()
+        run_ids = dict(conn.execute(sa.select(pipeline_execution_log.c.task,
+                                              pipeline_execution_log.c.run_id)).all())
     assert [tuple(r) for r in logged] == [(t, "success") for t in (
         "process", "ingest", "export_tables", "sync", "quality", "retention")]
     assert facts and users
+    assert {"sync:dim_users", "sync:fact_payment_method_totals"} <= set(run_ids)
+    assert len(set(run_ids.values())) == 1  # each table's load is logged under the DAG run's id
     query = cli(workdir, "query", "SELECT count(*) FROM transaction_stream", "--format", "csv")
     assert int(query.stdout.splitlines()[-1]) >= 300

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from lakestream.orchestrate.lock import DagLock, DagLockedError, LockHolder, why_dead
-from lakestream.orchestrate.runlog import utcnow
+from lakestream.warehouse.runlog import utcnow
 
 HOLD = textwrap.dedent("""
     import os, sys, time

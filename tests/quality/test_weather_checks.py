@@ -16,9 +16,10 @@ from lakestream.config import S3Settings
 from lakestream.lake.storage import Storage, open_storage
 from lakestream.medallion.engines import DuckDBEngine
 from lakestream.medallion.gold import GoldStore
-from lakestream.medallion.gold_schema import data_quality_results, execution_log
+from lakestream.medallion.gold_schema import data_quality_results
 from lakestream.medallion.silver import CLEANED, SilverBuilder, dataset_files
 from lakestream.quality import check_pipeline
+from lakestream.warehouse.schema import pipeline_execution_log
 from tests.medallion.bronze import BronzeWriter, record
 from tests.medallion.conftest import make_settings
 
@@ -59,8 +60,9 @@ def test_good_data_passes_and_results_are_stored_per_run(tmp_path: Path, capsys:
     results = store.select(data_quality_results, "result_id")
     assert len(results) == 20 and len({r["run_id"] for r in results}) == 2
     assert {r["status"] for r in results} == {"pass"}
-    log = store.select(execution_log, "execution_id")
+    log = store.select(pipeline_execution_log, "execution_id")
     assert [(r["task"], r["status"]) for r in log] == [("quality_check", "success")] * 2
+    assert {r["run_id"] for r in log} == {r["run_id"] for r in results}  # one id per run
     store.close()
 
 
@@ -76,7 +78,7 @@ def test_incomplete_bronze_fails_completeness_and_exits_1(tmp_path: Path, capsys
     failed = [r for r in store.select(data_quality_results, "result_id") if r["status"] == "fail"]
     assert [r["check_name"] for r in failed] == ["completeness.temperature"]
     assert failed[0]["observed"] == pytest.approx(86.96)
-    log = store.select(execution_log, "execution_id")
+    log = store.select(pipeline_execution_log, "execution_id")
     assert log[0]["status"] == "failed" and "completeness.temperature" in log[0]["error"]
     store.close()
 

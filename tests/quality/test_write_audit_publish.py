@@ -39,11 +39,11 @@ from lakestream.medallion.silver import (
 from lakestream.orchestrate.catalog import WEATHER_TASKS
 from lakestream.orchestrate.dag import Dag, chain
 from lakestream.orchestrate.executors import ThreadExecutor
-from lakestream.orchestrate.runlog import RunLog, SafeRunLog
 from lakestream.orchestrate.runner import DagRunner
 from lakestream.pipelines.weather import WeatherService
 from lakestream.quality.audits import SilverHeldBack
 from lakestream.warehouse.connection import make_engine
+from lakestream.warehouse.runlog import RunLog, SafeRunLog
 from tests.medallion.bronze import BronzeWriter, record
 from tests.medallion.conftest import make_settings
 from tests.orchestrate.conftest import FAST, Receiver, fast_notifier

@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from lakestream.warehouse import WarehouseService
+from tests.support.databases import Server, require_server
 
 from .checks import assert_facts_equal, assert_foreign_keys_hold, expected_rows, fact_rows
-from .conftest import SERVER_BACKENDS, Server, require_server
+from .conftest import SERVER_BACKENDS
 from .lakegen import TABLES
 
 FACT = "fact_user_transaction_summary"

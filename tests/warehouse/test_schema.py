@@ -13,8 +13,9 @@ from lakestream.cli import main
 from lakestream.warehouse import WarehouseService
 from lakestream.warehouse.ddl import PARTS, render_all
 from lakestream.warehouse.schema import FACTS, metadata
+from tests.support.databases import require_server
 
-from .conftest import make_settings, require_server
+from .conftest import make_settings
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 

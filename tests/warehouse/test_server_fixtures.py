@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import SERVERS, Server, require_server
+from tests.support.databases import SERVERS, Server, require_server
 
 DOWN = Server("MariaDB", "mysql+pymysql://root@127.0.0.1:1/", "unused", "start it like this")
 

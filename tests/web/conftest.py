@@ -1,9 +1,9 @@
 """A small demo lake (transactions and weather, runs and quality results) and tokens for it.
 
 Built once per session with the real pipeline: ``run_demo`` (its own Tansu
-broker), then the weather pipeline twice on the session broker (simulated
-source) and a warehouse sync, so the run log and the quality results hold
-something to show.
+broker), then the weather DAG twice on the session broker (simulated source,
+through the DAG runner) and a warehouse sync, so the run log and the quality
+results hold something to show.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from lakestream.api import Lakestream
 from lakestream.config import load_settings
 from lakestream.demo import run_demo
 from lakestream.kafka.broker import EmbeddedBroker
+from lakestream.orchestrate.catalog import weather_dag
+from lakestream.pipelines.weather import WeatherOptions
 from lakestream.web import create_app
 
 EXTRA_WEATHER_HOURS = (48, 2)
@@ -62,7 +64,8 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker) 
         "LAKESTREAM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "LAKESTREAM_FEEDS_DIR": str(home / "feeds")}, cwd=home))
     for hours in EXTRA_WEATHER_HOURS:
-        api.weather.run(broker.bootstrap_servers, source="simulated", hours=hours, seed=hours)
+        api.orchestrator.run(weather_dag(WeatherOptions(source="simulated", hours=hours,
+                                                        seed=hours)))
     api.warehouse.init()
     api.warehouse.sync()
     return DemoLake(config, api)

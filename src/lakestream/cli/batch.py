@@ -11,11 +11,11 @@ from typing import cast
 import click
 from rich.table import Table
 
+from lakestream.batchload.service import Runner, Source
 from lakestream.cli.root import Context, cli, pass_ctx
-from lakestream.export.rebuild import RebuildReport
-from lakestream.export.service import Runner, Source
 from lakestream.lake.report import LakeReport, report_csv, report_json, stats_json
 from lakestream.output import console, progress_bar
+from lakestream.rebuild.day import RebuildReport
 
 
 def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:

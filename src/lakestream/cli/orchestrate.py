@@ -82,9 +82,10 @@ def run(ctx: Context, pipeline: str, from_task: str | None, only: str | None,
     Each task runs as `lakestream task PIPELINE TASK` in a child process (its
     output in <data_dir>/runs/<run id>/), is retried after the DAG's delay
     (weather and transactions: 3 retries, 5 minutes apart) and stopped at its
-    timeout (the run's: 2 hours). Every attempt is a row of the warehouse's
-    pipeline_execution_log. At most one run of a pipeline is active, also
-    across machines sharing the warehouse: a second one exits 1. A run taking
+    timeout (the run's: 2 hours). Every attempt is a row of the pipeline's run
+    log, pipeline_execution_log (weather: in the gold store; transactions: in
+    the warehouse). At most one run of a pipeline is active, also across
+    machines sharing the warehouse: a second one exits 1. A run taking
     longer than its SLA (30 min) is alerted; success and failure are notified
     (log, and notify_webhook_url if set). Without a configured Kafka or a
     background broker, a temporary embedded broker serves the run.

@@ -135,7 +135,8 @@ def medallion_gold(ctx: Context, engine: str) -> None:
     """Upsert silver into the gold store (gold_url; default <data_dir>/gold.db).
 
     Creates the database and tables when missing. Loading the same silver again
-    changes nothing. Each run adds a row to pipeline_execution_log.
+    changes nothing. Each run adds a row (task load_gold, under a new run id) to
+    the gold store's pipeline_execution_log, the weather pipeline's run log.
 
     \b
     Examples:
@@ -166,7 +167,9 @@ def quality_check(ctx: Context, pipeline: str, fmt: str) -> None:
     of silver (what went out), freshness of silver. transactions: transaction_id
     unique per day, required fields present, currencies in the rates table,
     freshness of each stream. Thresholds and which checks block a publication:
-    the `quality` settings (docs/quality.md). Results are stored per run.
+    the `quality` settings (docs/quality.md). Results are stored per run; a
+    weather check is also logged (task quality_check, under a new run id) in
+    the gold store's pipeline_execution_log.
 
     \b
     Examples:

@@ -1,1 +1,1 @@
-"""Kafka: the embedded broker, client configuration, producer and admin helpers."""
+"""Kafka: the embedded broker, client configuration, producer, admin, consumer and scans."""

@@ -14,6 +14,10 @@ from lakestream.config import Settings
 from lakestream.errors import BrokerUnavailableError, ConfigError
 from lakestream.kafka.broker import read_state
 
+OFFSET_BEGINNING = -2
+"""librdkafka's logical offset of a partition's first record (``confluent_kafka.OFFSET_BEGINNING``):
+where a read starts when nothing of the partition was committed yet."""
+
 
 class RepeatFilter(logging.Filter):
     """Lets one librdkafka complaint through per ``every_s`` (digits ignored when comparing).
@@ -120,6 +124,7 @@ a value that is not compacted yet is only a superseded one more to read.
 def ensure_topics(
     bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 15, *,
     replication_factor: int = 1, config: Mapping[str, str] | None = None,
+    client_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are.
 
@@ -133,6 +138,8 @@ def ensure_topics(
         timeout: Seconds per admin request.
         replication_factor: Replicas of a created topic; at most the cluster's brokers.
         config: Topic configuration of the created topics (e.g. :data:`TABLE_TOPIC_CONFIG`).
+        client_config: The user's librdkafka properties (security, SASL…), as every
+            other client of the run gets them.
 
     Raises:
         BrokerError: Kafka does not answer, or refused to create a topic.
@@ -141,7 +148,7 @@ def ensure_topics(
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, **(client_config or {}))
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -181,7 +188,8 @@ def ensure_configured_topics(
     for names, config in ((list(streams), None), (list(tables), TABLE_TOPIC_CONFIG)):
         if names:
             ensure_topics(bootstrap, names, partitions or kafka.partitions,
-                          replication_factor=kafka.replication_factor, config=config)
+                          replication_factor=kafka.replication_factor, config=config,
+                          client_config=kafka.librdkafka_properties())
 
 
 def _too_many_replicas(names: list[str], replication_factor: int, brokers: int) -> ConfigError:
@@ -262,15 +270,27 @@ def _wait_visible(admin: Any, names: list[str], timeout: float) -> None:
     raise BrokerUnavailableError(f"topics {names} were created but did not appear in metadata")
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout: float = 10) -> list[int]:
-    """The partition ids of ``topic`` (empty when it does not exist)."""
+def topic_partitions(bootstrap: str, topic: str, timeout: float = 10, *,
+                     client_config: Mapping[str, Any] | None = None) -> list[int]:
+    """The partition ids of ``topic`` (empty when it does not exist).
+
+    ``client_config`` holds the user's librdkafka properties (security, SASL…):
+    :func:`configured_topic_partitions` passes the settings' own.
+    """
     from confluent_kafka import KafkaException
 
     try:
-        meta = admin_client(bootstrap).list_topics(topic, timeout=timeout)
+        meta = admin_client(bootstrap, **(client_config or {})).list_topics(topic,
+                                                                           timeout=timeout)
     except KafkaException as exc:
         raise BrokerUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     info = meta.topics.get(topic)
     if info is None or info.error is not None:
         return []
     return sorted(info.partitions)
+
+
+def configured_topic_partitions(settings: Settings, bootstrap: str, topic: str) -> list[int]:
+    """:func:`topic_partitions` through a client configured like the run's others."""
+    return topic_partitions(bootstrap, topic,
+                            client_config=settings.kafka.librdkafka_properties())

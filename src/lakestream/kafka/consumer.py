@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from lakestream.config import Settings
 from lakestream.errors import LakestreamError
 from lakestream.kafka.buffer import PartitionBuffer
-from lakestream.kafka.client import admin_client, consumer_config
+from lakestream.kafka.client import OFFSET_BEGINNING, admin_client, consumer_config
 from lakestream.kafka.drain import (
     DrainError,
     DrainTracker,
@@ -45,8 +45,6 @@ from lakestream.retry import STREAMING, STREAMING_STOP_S, RetryPolicy, RetrySche
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-OFFSET_BEGINNING = -2
 
 
 @dataclass

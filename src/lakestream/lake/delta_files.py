@@ -1,6 +1,6 @@
 """Data files written by Lakestream itself and committed as explicit Delta actions.
 
-A day rebuild (``export/delta_rebuild.py``) and a dead-letter replay
+A day rebuild (``rebuild/delta.py``) and a dead-letter replay
 (``ingest/replay.py``) write their files once and then commit them, with the
 removal of the files they replace, as one transaction that may be retried on a
 newer log without writing anything again (:func:`replace_files`). delta-rs commits

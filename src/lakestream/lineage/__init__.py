@@ -1,6 +1,6 @@
 """OpenLineage events of every pipeline run and task, and the graph they describe.
 
-:mod:`.runs` emits them (the DAG runner and ``WeatherService.run`` call it):
+:mod:`.runs` emits them (the DAG runner calls it, for every run):
 ``START`` and ``COMPLETE`` / ``FAIL`` / ``ABORT`` for a pipeline run and each
 task attempt, naming the datasets each task reads and writes (:mod:`.tasks`,
 named by :mod:`.naming`), with schemas, row counts and quality results as

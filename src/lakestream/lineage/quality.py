@@ -1,10 +1,11 @@
 """Quality results as lineage sees them: from a run's report, or from the gold store.
 
-``WeatherService.run`` hands its :class:`~lakestream.quality.QualityReport`
-over; a DAG run's ``quality_check`` runs in a child process, so its results
-are read back from ``data_quality_results`` by the run's id, where the task
-stored them (failed checks included) next to the audits of that run's
-silver and gold steps: the last result of each check on each dataset counts.
+A caller may hand a :class:`~lakestream.quality.QualityReport` over
+(:func:`checks_of`); a DAG run's ``quality_check`` may run in a child process,
+so the runner's events read its results back from ``data_quality_results`` by
+the run's id, where the task stored them (failed checks included) next to the
+audits of that run's silver and gold steps: the last result of each check on
+each dataset counts.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A task declares its datasets as :class:`Ref` values (a topic, a lake path, a
 gold or warehouse table); :mod:`.resolve` turns them into OpenLineage
 datasets of this configuration (the cluster, the lake root, the databases).
-The weather pipeline's tasks are those of ``run weather`` and of
-``WeatherService.run``; the transactions pipeline's follow its feeds.
+The weather pipeline's tasks are those of its DAG (``run weather``, the
+demo's run); the transactions pipeline's follow its feeds.
 
 A task's row counts say how many rows it read and wrote in total; they are
 a dataset's statistics only where they belong to one dataset

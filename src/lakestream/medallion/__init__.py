@@ -7,7 +7,7 @@ step incremental and atomic per partition; :mod:`.gold_schema` and
 """
 
 from lakestream.medallion.engines import MedallionError, open_engine
-from lakestream.medallion.gold import GoldReport, GoldStore, TaskLog, load_gold
+from lakestream.medallion.gold import GoldReport, GoldStore, load_gold
 from lakestream.medallion.silver import SilverBuilder, SilverReport
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "MedallionError",
     "SilverBuilder",
     "SilverReport",
-    "TaskLog",
     "load_gold",
     "open_engine",
 ]

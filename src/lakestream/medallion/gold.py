@@ -7,13 +7,13 @@ at all, and loading the same silver twice writes nothing (an upsert only
 touches rows whose values changed). Write-audit-publish: the caller's audit
 reads the loaded rows inside that transaction, before it commits; if it
 holds the load back, the transaction rolls back and gold stays as it was.
-The store also keeps the weather runs' ``pipeline_execution_log`` and the
-quality results.
+The store also keeps the quality results (``data_quality_results``) and the
+weather pipeline's run log (``pipeline_execution_log``, which only
+:mod:`lakestream.warehouse.runlog` writes).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +31,6 @@ from lakestream.medallion.engines import HeldBack, SqlEngine
 from lakestream.medallion.gold_schema import (
     GOLD_SOURCES,
     GOLD_TABLES,
-    execution_log,
     gold_metadata,
     load_columns,
 )
@@ -60,22 +59,6 @@ class GoldReport:
     def total(self) -> int:
         """Rows given to the loaders over all tables."""
         return sum(self.rows_in.values())
-
-
-@dataclass(frozen=True)
-class TaskLog:
-    """One row of ``pipeline_execution_log``: a task of a run."""
-
-    run_id: str
-    task: str
-    status: str
-    started_at: dt.datetime
-    ended_at: dt.datetime
-    rows_in: int | None = None
-    rows_out: int | None = None
-    error: str | None = None
-    pipeline: str = "weather"
-    attempt: int = 1
 
 
 def gold_url(settings: Settings) -> sa.URL:
@@ -182,16 +165,6 @@ class GoldStore:
         loaded: dict[str, int] = self._transaction(work, "loading gold")
         return loaded
 
-    def log_task(self, entry: TaskLog) -> None:
-        """Add a row to ``pipeline_execution_log``."""
-        self.insert(execution_log, [{
-            "run_id": entry.run_id, "pipeline": entry.pipeline, "task": entry.task,
-            "status": entry.status, "attempt": entry.attempt,
-            "started_at": _naive(entry.started_at), "ended_at": _naive(entry.ended_at),
-            "rows_in": entry.rows_in, "rows_out": entry.rows_out,
-            "error": entry.error[:4000] if entry.error else None,
-        }])  # fmt: skip
-
     def insert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert plain rows (small: logs and quality results)."""
         self.ensure_schema()
@@ -206,11 +179,6 @@ class GoldStore:
         rows: list[dict[str, Any]] = self._transaction(
             lambda conn: [dict(r._mapping) for r in conn.execute(query)], f"reading {table.name}")
         return rows
-
-
-def _naive(moment: dt.datetime) -> dt.datetime:
-    """UTC wall-clock time without a zone (how the store keeps times)."""
-    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def read_silver(engine: SqlEngine, storage: Storage) -> dict[str, pa.Table]:

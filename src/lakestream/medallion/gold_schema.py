@@ -4,9 +4,10 @@ One definition serves PostgreSQL, MySQL/MariaDB and SQLite. Each gold table
 is unique on its natural key, the key of the upsert that loads it, so loading
 the same silver data twice changes nothing. ``loaded_at`` is set by the
 database when a row is first inserted and is not part of what a load writes.
-``pipeline_execution_log`` is the warehouse's table of the same name (one row
-per task of a run); ``data_quality_results`` holds each quality check's
-result, per run.
+``data_quality_results`` holds each quality check's result, per run. The
+weather pipeline's run log, ``pipeline_execution_log`` (SPEC §4), is in the
+gold database too, but it is not defined here: it is the one run-log table
+(:mod:`lakestream.warehouse.runlog`), created where a run is first logged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lakestream.warehouse.schema import ID, MYSQL_OPTIONS, STAMP, pipeline_execution_log
+from lakestream.warehouse.schema import ID, MYSQL_OPTIONS, STAMP
 
 DOUBLE: sa.Double[float] = sa.Double()
 
@@ -120,8 +121,6 @@ data_quality_results = sa.Table(
     comment="One row per quality check of a run.",
     **MYSQL_OPTIONS,
 )
-
-execution_log = pipeline_execution_log.to_metadata(gold_metadata)
 
 GOLD_TABLES = (gold_weather_detailed, gold_weather_daily_aggregates,
                gold_weather_hourly_aggregates)  # fmt: skip

@@ -43,7 +43,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +55,9 @@ from lakestream.medallion import sql
 from lakestream.medallion.delta_tables import Month, publish_files, snapshot_files, staged_files
 from lakestream.medallion.engines import MedallionError, SqlEngine
 from lakestream.medallion.sql import REASONS, TimeBounds
+from lakestream.warehouse.runlog import new_run_id
 
+PIPELINE = "weather"
 BRONZE = "bronze/weather"
 CLEANED = "silver/weather_cleaned"
 DAILY = "silver/weather_daily_agg"
@@ -182,11 +183,6 @@ def dataset_files(storage: Storage, dataset: str,
     return list(delta_files(storage, dataset, months))
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """``silver-YYYYmmddTHHMMSS-<hex>``: a silver run's id when its caller gives none."""
-    return f"silver-{(now or dt.datetime.now(dt.UTC)):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
 def held_back_stage(storage: Storage, run_id: str) -> dict[str, Any] | None:
     """The mark of a run's staged files (``status``, ``reason``, ``created_at``), if kept."""
     try:
@@ -204,7 +200,7 @@ class SilverBuilder:
         engine: DuckDB or Spark (:func:`lakestream.medallion.engines.open_engine`).
         on_progress: Called with a short message at each stage.
         bounds: The plausible observation times; default: 2000-01-01 to an hour from now.
-        run_id: Names the staging folder (default: a new ``silver-…`` id).
+        run_id: The run, which names the staging folder (default: a new ``weather-…`` id).
         keep_unpublished_h: How long a held-back run's staged files are kept.
     """
 
@@ -218,7 +214,7 @@ class SilverBuilder:
         now = dt.datetime.now(dt.UTC)
         self.bounds = bounds or TimeBounds.around(now, dt.timedelta(hours=1),
                                                   dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-        self.run_id = run_id or new_run_id(now)
+        self.run_id = run_id or new_run_id(PIPELINE, now)
         self.keep_s = keep_unpublished_h * 3600
 
     def run(self, audit: Audit | None = None) -> SilverReport:

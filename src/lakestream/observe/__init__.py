@@ -3,12 +3,15 @@
 What the lake holds per dataset (:mod:`.datasets`), consumer lag
 (:mod:`.lag`), runs and quality results (:mod:`.runs`), the data behind the
 charts (:mod:`.charts`), tied together per principal by :class:`Monitor`.
+Everything it answers is one of the read models of :mod:`.models`, which the
+web layer serves as they are.
 """
 
 from lakestream.observe.charts import CHARTS, Chart, UnknownChartError
-from lakestream.observe.datasets import DatasetDetail, DatasetSummary, UnknownDatasetError
-from lakestream.observe.lag import TANSU_NOTE, LagMonitor, LagReport
-from lakestream.observe.runs import LogDatabase, Run
+from lakestream.observe.datasets import UnknownDatasetError
+from lakestream.observe.lag import TANSU_NOTE, LagMonitor
+from lakestream.observe.models import DatasetDetail, DatasetSummary, LagReport, Run
+from lakestream.observe.runs import LogDatabase
 from lakestream.observe.service import Monitor
 
 __all__ = [

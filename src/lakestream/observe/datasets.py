@@ -8,7 +8,6 @@ from their snapshot's Parquet footers.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -20,50 +19,21 @@ from lakestream.lake.layout import DLQ
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.reader import Dataset, discover
 from lakestream.lake.storage import Storage
+from lakestream.observe.jsonable import plain
+from lakestream.observe.models import (
+    DatasetDetail,
+    DatasetSummary,
+    DeadLetterGroup,
+    FileEntry,
+    PartitionDetail,
+    PartitionSummary,
+)
 
 STALE_AFTER_S = 2 * 3600  # where the weather freshness check warns (docs/weather.md)
 
 
 class UnknownDatasetError(LakestreamError):
     """No dataset of that name in the lake or the feed registry."""
-
-
-@dataclass
-class DatasetSummary:
-    """One dataset as the overview lists it."""
-
-    name: str
-    path: str
-    area: str
-    kind: str
-    feed: str | None = None
-    pipeline: str | None = None
-    topic: str | None = None
-    enabled: bool = True
-    records: int = 0
-    bytes: int = 0
-    files: int = 0
-    dlq_records: int = 0
-    partitions: int = 0
-    current_version: str | None = None
-    last_commit: str | None = None
-    freshness_s: float | None = None
-    status: str = "empty"
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form."""
-        return asdict(self)
-
-
-@dataclass
-class DatasetDetail:
-    """One dataset with its schema, partitions, versions and dead letters."""
-
-    summary: DatasetSummary
-    schema: list[dict[str, str]] = field(default_factory=list)
-    partitions: list[dict[str, Any]] = field(default_factory=list)
-    versions: list[dict[str, Any]] = field(default_factory=list)
-    kafka_offsets: dict[str, Any] = field(default_factory=dict)
 
 
 class LakeCatalog:
@@ -100,7 +70,8 @@ class LakeCatalog:
         """Totals and freshness of one dataset."""
         meta = read_metadata(self.storage, ds.path) if ds.area != DLQ else None
         parts = browse.partitions(self.storage, ds)
-        out = DatasetSummary(ds.name, ds.path, ds.area, _kind(ds, feed, meta))
+        out = DatasetSummary(name=ds.name, path=ds.path, area=ds.area,
+                             kind=_kind(ds, feed, meta))
         if feed is not None:
             out.feed, out.pipeline, out.topic = feed.name, feed.pipeline, feed.topic
             out.enabled = feed.enabled
@@ -123,16 +94,18 @@ class LakeCatalog:
         meta = read_metadata(self.storage, ds.path) or {}
         records = {p["date"]: p["records"] for p in meta.get("partitions", [])}
         versions = {v["version"]: v for v in meta.get("versions", [])}
-        parts = [{"partition": p.name, "path": p.path, "files": len(p.files), "bytes": p.bytes,
-                  "records": records.get(p.name, versions.get(p.name, {}).get("rows"))
-                  if meta else _footer_rows(self.storage, [f.path for f in p.files]),
-                  "file_sizes": [f.size for f in p.files]}
-                 for p in browse.partitions(self.storage, ds)]
+        parts = [PartitionSummary(
+            partition=p.name, path=p.path, files=len(p.files), bytes=p.bytes,
+            records=records.get(p.name, versions.get(p.name, {}).get("rows"))
+            if meta else _footer_rows(self.storage, [f.path for f in p.files]),
+            file_sizes=[f.size for f in p.files])
+            for p in browse.partitions(self.storage, ds)]
         schema = meta.get("schema") or self._file_schema(ds)
-        return DatasetDetail(self.summary(ds, feed, now), schema, parts,
-                             list(meta.get("versions", [])), dict(meta.get("kafka_offsets", {})))
+        return DatasetDetail(summary=self.summary(ds, feed, now), schema=plain(schema),
+                             partitions=parts, versions=plain(list(meta.get("versions", []))),
+                             kafka_offsets=plain(dict(meta.get("kafka_offsets", {}))))
 
-    def partition(self, ds: Dataset, name: str) -> dict[str, Any]:
+    def partition(self, ds: Dataset, name: str) -> PartitionDetail:
         """One partition's files and sizes.
 
         Raises:
@@ -140,12 +113,12 @@ class LakeCatalog:
         """
         for p in browse.partitions(self.storage, ds):
             if p.name == name:
-                files = [{"name": f.path.rsplit("/", 1)[1], "bytes": f.size,
-                          "records": _footer_rows(self.storage, [f.path]),
-                          "modified": _iso(f.mtime)} for f in p.files]
-                return {"dataset": ds.name, "partition": p.name, "path": p.path,
-                        "bytes": p.bytes, "records": sum(f["records"] for f in files),
-                        "files": files}
+                files = [FileEntry(name=f.path.rsplit("/", 1)[1], bytes=f.size,
+                                   records=_footer_rows(self.storage, [f.path]),
+                                   modified=_iso(f.mtime)) for f in p.files]
+                return PartitionDetail(dataset=ds.name, partition=p.name, path=p.path,
+                                       bytes=p.bytes, records=sum(f.records for f in files),
+                                       files=files)
         raise UnknownDatasetError(f"dataset '{ds.name}' has no partition '{name}'",
                                   "see its page for the partitions it has")
 
@@ -153,15 +126,16 @@ class LakeCatalog:
         """How many records of ``feed`` went to the DLQ, and the first ``limit`` of them."""
         ds = Dataset(f"dlq_{feed.name}", f"{DLQ}/{feed.name}", DLQ)
         page = browse.read_rows(self.storage, ds, None, None, limit, 0)
-        return page.total, [dict(zip(page.columns, r, strict=True)) for r in page.rows]
+        return page.total, [plain(dict(zip(page.columns, r, strict=True))) for r in page.rows]
 
-    def dlq_reasons(self, feed: Feed) -> list[dict[str, Any]]:
+    def dlq_reasons(self, feed: Feed) -> list[DeadLetterGroup]:
         """``feed``'s dead letters grouped by reason (``lakestream dlq list``'s groups)."""
         from lakestream.lake.dead_letter_report import reason_groups
         from lakestream.lake.dead_letters import dead_letter_table
 
         table = dead_letter_table(self.storage, feed.name)
-        return [g.as_json() for g in reason_groups(self.storage, table)]
+        return [DeadLetterGroup.model_validate(g.as_json())
+                for g in reason_groups(self.storage, table)]
 
     def _dlq_records(self, feed: Feed) -> int:
         ds = Dataset(f"dlq_{feed.name}", f"{DLQ}/{feed.name}", DLQ)

@@ -13,42 +13,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from lakestream.errors import LakestreamError
 from lakestream.feeds import Feed
-from lakestream.kafka.lag import BrokerWatermarks, PartitionLag, compute_lag
+from lakestream.kafka.lag import BrokerWatermarks, compute_lag
 from lakestream.lake.metadata import read_metadata
 from lakestream.lake.storage import Storage
+from lakestream.observe.models import LagReport
 
 TANSU_NOTE = "lag is approximate: Tansu's watermarks are unreliable"
 
 WatermarkSource = Callable[[list[str]], BrokerWatermarks]
 """Asks the broker for the watermarks of some topics (raises a ``LakestreamError``)."""
-
-
-@dataclass
-class LagReport:
-    """Lag of every sink partition, and how far to trust it."""
-
-    partitions: list[PartitionLag] = field(default_factory=list)
-    broker: str | None = None
-    approximate: bool = False
-    note: str | None = None
-    error: str | None = None
-
-    @property
-    def total(self) -> int | None:
-        """Sum of the known lags (``None`` when none is known)."""
-        known = [p.lag for p in self.partitions if p.lag is not None]
-        return sum(known) if known else None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready form."""
-        return {"broker": self.broker, "approximate": self.approximate, "note": self.note,
-                "error": self.error, "total": self.total,
-                "partitions": [asdict(p) for p in self.partitions]}
 
 
 def sink_positions(storage: Storage, feeds: Iterable[Feed]) -> dict[tuple[str, str, int], int]:
@@ -94,12 +70,13 @@ class LagMonitor:
         answer = self._watermarks(tuple(topics))
         if isinstance(answer, str):
             partitions = compute_lag(positions, {})
-            return LagReport(partitions, self.broker, False, None, answer)
+            return LagReport(partitions=partitions, broker=self.broker, error=answer)
         known = {(f.name, t, p): 0 for f in feeds for (t, p) in answer.watermarks
                  if t == f.topic}
         partitions = compute_lag({**known, **positions}, answer.watermarks)
         note = TANSU_NOTE if answer.is_tansu else None
-        return LagReport(partitions, self.broker, answer.is_tansu, note)
+        return LagReport(partitions=partitions, broker=self.broker, approximate=answer.is_tansu,
+                         note=note)
 
     def forget(self) -> None:
         """Drop the remembered broker answer: the next report asks the broker again."""

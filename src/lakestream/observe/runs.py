@@ -10,36 +10,23 @@ a table not created yet, simply has no runs.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from lakestream.errors import LakestreamError
 from lakestream.medallion.gold_schema import data_quality_results
+from lakestream.observe.models import QualityResult, Run, TaskRun
 from lakestream.quality.runs import latest_results
 from lakestream.warehouse.connection import make_engine
 from lakestream.warehouse.failures import translate
 from lakestream.warehouse.schema import pipeline_execution_log
 
+T = TypeVar("T")
+
 FAILED = ("failed", "error", "timeout", "cancelled", "upstream_failed")
-
-
-@dataclass
-class Run:
-    """One run of a pipeline: its tasks in start order."""
-
-    run_id: str
-    pipeline: str
-    status: str
-    started_at: str
-    ended_at: str | None
-    duration_s: float | None
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    figures_withheld: bool = False
 
 
 class LogDatabase:
@@ -126,28 +113,29 @@ def _group(rows: list[dict[str, Any]]) -> list[Run]:
 
 def _run(run_id: str, rows: list[dict[str, Any]]) -> Run:
     tasks = [_task(r) for r in rows]
-    last = {t["task"]: t for t in tasks}  # the latest attempt of each task decides
-    failed = [t for t in last.values() if t["status"] in FAILED]
-    running = any(t["status"] == "running" for t in last.values())
+    last = {t.task: t for t in tasks}  # the latest attempt of each task decides
+    failed = [t for t in last.values() if t.status in FAILED]
+    running = any(t.status == "running" for t in last.values())
     status = "failed" if failed else "running" if running else "success"
     start = min(r["started_at"] for r in rows)
     ends = [r["ended_at"] for r in rows if r["ended_at"] is not None]
     end = max(ends) if ends and not running else None
-    return Run(run_id, rows[0]["pipeline"], status, str(_iso(start)), _iso(end),
-               (end - start).total_seconds() if end else None, tasks,
-               failed[0]["error"] if failed else None)
+    return Run(run_id=run_id, pipeline=rows[0]["pipeline"], status=status,
+               started_at=str(_iso(start)), ended_at=_iso(end),
+               duration_s=(end - start).total_seconds() if end else None, tasks=tasks,
+               error=failed[0].error if failed else None)
 
 
-def _task(row: dict[str, Any]) -> dict[str, Any]:
+def _task(row: dict[str, Any]) -> TaskRun:
     start, end = row["started_at"], row["ended_at"]
-    return {"task": row["task"], "status": row["status"], "attempt": row["attempt"],
-            "started_at": _iso(start), "ended_at": _iso(end),
-            "duration_s": (end - start).total_seconds() if end else None,
-            "rows_in": row["rows_in"], "rows_out": row["rows_out"], "error": row["error"]}
+    return TaskRun(task=row["task"], status=row["status"], attempt=row["attempt"],
+                   started_at=_iso(start), ended_at=_iso(end),
+                   duration_s=(end - start).total_seconds() if end else None,
+                   rows_in=row["rows_in"], rows_out=row["rows_out"], error=row["error"])
 
 
 def quality_results(dbs: Sequence[LogDatabase], pipeline: str | None,
-                    limit: int) -> list[dict[str, Any]]:
+                    limit: int) -> list[QualityResult]:
     """The results of the ``limit`` most recent quality runs, newest run first: of each check
     of a run, its latest result (``lakestream quality show`` shows the same)."""
     q = data_quality_results
@@ -161,12 +149,10 @@ def quality_results(dbs: Sequence[LogDatabase], pipeline: str | None,
         if ids:
             results += db.rows(sa.select(q).where(q.c.run_id.in_(ids))
                                .order_by(q.c.checked_at, q.c.result_id), q)
-    results = latest_results(results)
-    for r in results:
-        r["checked_at"] = _iso(r["checked_at"])
-        r.pop("result_id", None)
-    results.sort(key=lambda r: (r["checked_at"], r["check_name"]), reverse=True)
-    return results
+    found = [QualityResult.model_validate({**r, "checked_at": _iso(r["checked_at"])})
+             for r in latest_results(results)]
+    found.sort(key=lambda r: (r.checked_at or "", r.check_name), reverse=True)
+    return found
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -177,9 +163,9 @@ def _iso(moment: dt.datetime | None) -> str | None:
         moment.tzinfo is None else moment.isoformat(timespec="milliseconds")
 
 
-def safe(call: Any, *args: Any) -> tuple[Any, str | None]:
-    """``call(*args)``, or an empty list and the error's message when the database failed."""
+def safe(call: Callable[[], T], empty: T) -> tuple[T, str | None]:
+    """``call()``, or ``empty`` and the error's message when a database failed."""
     try:
-        return call(*args), None
+        return call(), None
     except LakestreamError as exc:
-        return [], exc.message
+        return empty, exc.message

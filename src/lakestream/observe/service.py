@@ -17,18 +17,32 @@ from lakestream.feeds import Feed, FeedRegistry
 from lakestream.governance.sqlguard import AccessDeniedError
 from lakestream.lake import browse
 from lakestream.lake.metadata import read_metadata
+from lakestream.lake.reader import Dataset
 from lakestream.lake.storage import Storage
 from lakestream.lineage import LineageGraph
 from lakestream.observe import runs as runlog
+from lakestream.observe.charts import CHARTS
 from lakestream.observe.charts import chart as find_chart
-from lakestream.observe.datasets import (
+from lakestream.observe.datasets import LakeCatalog, UnknownDatasetError
+from lakestream.observe.jsonable import plain, plain_rows
+from lakestream.observe.lag import LagMonitor
+from lakestream.observe.lineage import visible_lineage
+from lakestream.observe.models import (
+    ChartData,
+    ChartInfo,
     DatasetDetail,
     DatasetSummary,
-    LakeCatalog,
-    UnknownDatasetError,
+    DeadLetters,
+    LagReport,
+    Overview,
+    PartitionDetail,
+    PartitionList,
+    QualityList,
+    QualityResult,
+    RowsPage,
+    Run,
+    RunList,
 )
-from lakestream.observe.lag import LagMonitor, LagReport
-from lakestream.observe.lineage import visible_lineage
 from lakestream.observe.visibility import Visibility
 
 MAX_RUNS = 200
@@ -43,13 +57,13 @@ class Gate(Protocol):
         """Datasets ``principal`` may read."""
         ...
 
-    def authorize_read(self, principal: str, dataset: str, via: str = "api") -> Any:
+    def authorize_read(self, principal: str, dataset: str, via: str = "api") -> object:
         """Allow and audit one read, or raise an access-denied error (audited too)."""
         ...
 
 
 class Monitor:
-    """Read models of the lake, the broker and the run logs.
+    """Read models (:mod:`.models`) of the lake, the broker and the run logs.
 
     Args:
         storage: The lake.
@@ -94,23 +108,31 @@ class Monitor:
         ds, feed = self._authorized(principal, name, "dataset")
         return self.catalog.detail(ds, feed, _now())
 
+    def partitions(self, principal: str, name: str) -> PartitionList:
+        """The dataset's partitions (read, and audited, as its page is)."""
+        return PartitionList(dataset=name, partitions=self.dataset(principal, name).partitions)
+
     def metadata(self, principal: str, name: str) -> dict[str, Any]:
         """The dataset's ``_metadata.json`` (empty before its first commit)."""
         ds, _ = self._authorized(principal, name, "metadata")
-        return read_metadata(self.storage, ds.path) or {}
+        found: dict[str, Any] = plain(read_metadata(self.storage, ds.path) or {})
+        return found
 
-    def partition(self, principal: str, name: str, partition: str) -> dict[str, Any]:
+    def partition(self, principal: str, name: str, partition: str) -> PartitionDetail:
         """One partition's files, sizes and record count."""
         ds, _ = self._authorized(principal, name, "partition")
         return self.catalog.partition(ds, partition)
 
     def rows(self, principal: str, name: str, columns: list[str] | None, day: dt.date | None,
-             limit: int, offset: int) -> browse.RowsPage:
+             limit: int, offset: int) -> RowsPage:
         """A page of rows, read from the matching date partition only."""
         ds, _ = self._authorized(principal, name, "rows")
-        return browse.read_rows(self.storage, ds, columns, day, limit, offset)
+        page = browse.read_rows(self.storage, ds, columns, day, limit, offset)
+        return RowsPage(dataset=name, columns=page.columns, rows=plain_rows(page.rows),
+                        total=page.total, limit=limit, offset=offset,
+                        date=day.isoformat() if day else None, files_read=len(page.files_read))
 
-    def dlq(self, principal: str, name: str, limit: int) -> dict[str, Any]:
+    def dlq(self, principal: str, name: str, limit: int) -> DeadLetters:
         """The dead letters of a feed's dataset: their count, the first ``limit``, the
         groups by reason and the command that replays them."""
         _, feed = self._authorized(principal, name, "dlq")
@@ -118,10 +140,12 @@ class Monitor:
             raise UsageError(f"dataset '{name}' is not written by a feed: it has no DLQ")
         self._authorize(principal, f"dlq_{feed.name}", "api:dlq")
         count, samples = self.catalog.dlq_samples(feed, limit)
-        return {"count": count, "samples": samples, "reasons": self.catalog.dlq_reasons(feed),
-                "replay": f"lakestream dlq replay --feed {feed.name} --dry-run"}
+        return DeadLetters(dataset=name, count=count, samples=samples,
+                           reasons=self.catalog.dlq_reasons(feed),
+                           replay=f"lakestream dlq replay --feed {feed.name} --dry-run")
 
-    def _authorized(self, principal: str, name: str, what: str) -> tuple[Any, Feed | None]:
+    def _authorized(self, principal: str, name: str,
+                    what: str) -> tuple[Dataset, Feed | None]:
         known = self.catalog.datasets()
         self._authorize(principal, name, f"api:{what}", name in known)
         return known[name]
@@ -138,16 +162,22 @@ class Monitor:
 
     # -- charts, lag, runs, quality ----------------------------------------------------------
 
-    def chart(self, principal: str, name: str) -> dict[str, Any]:
+    def charts(self, principal: str) -> list[ChartInfo]:
+        """The charts of datasets ``principal`` may read."""
+        readable = set(self.gate.readable(principal))
+        return [ChartInfo(name=c.name, title=c.title, dataset=c.dataset)
+                for c in CHARTS.values() if c.dataset in readable]
+
+    def chart(self, principal: str, name: str) -> ChartData:
         """The rows behind one chart (its dataset must be readable)."""
         spec = find_chart(name)
         found = self.catalog.datasets().get(spec.dataset)
         self._authorize(principal, spec.dataset, f"api:chart:{name}", found is not None)
         assert found is not None
         columns, rows = browse.query_dataset(self.storage, found[0], spec.sql)
-        return {"chart": spec.name, "title": spec.title, "dataset": spec.dataset,
-                "kind": spec.kind, "x": spec.x, "y": list(spec.y), "series": spec.series,
-                "columns": columns, "rows": rows}
+        return ChartData(chart=spec.name, title=spec.title, dataset=spec.dataset,
+                         kind=spec.kind, x=spec.x, y=list(spec.y), series=spec.series,
+                         columns=columns, rows=plain_rows(rows))
 
     def lag(self, principal: str) -> LagReport:
         """Lag of the lake sinks of the feeds ``principal`` may read."""
@@ -161,22 +191,22 @@ class Monitor:
         """What ``principal`` may see of the run logs."""
         return Visibility.of(self.gate.readable(principal), self.catalog.datasets())
 
-    def runs(self, principal: str, pipeline: str | None, limit: int) -> dict[str, Any]:
+    def runs(self, principal: str, pipeline: str | None, limit: int) -> RunList:
         """The most recent runs (newest first) the principal may see, with their tasks."""
         _check_limit(limit, MAX_RUNS)
         seen = self.visibility(principal)
-        found, error = runlog.safe(runlog.recent_runs, self.log_dbs, pipeline, MAX_RUNS)
+        found, error = self._recent_runs(pipeline, MAX_RUNS)
         shown = seen.runs(found)[:limit]
         self._audit_list(principal, "api:runs", len(found), len(shown))
-        return {"runs": shown, "error": error}
+        return RunList(runs=shown, error=error)
 
-    def quality(self, principal: str, pipeline: str | None, limit: int) -> dict[str, Any]:
+    def quality(self, principal: str, pipeline: str | None, limit: int) -> QualityList:
         """Quality results (of readable datasets) of the most recent ``limit`` check runs."""
         _check_limit(limit, MAX_RUNS)
-        found, error = runlog.safe(runlog.quality_results, self.log_dbs, pipeline, limit)
+        found, error = self._quality_results(pipeline, limit)
         shown = self.visibility(principal).quality(found)
         self._audit_list(principal, "api:quality", len(found), len(shown))
-        return {"results": shown, "error": error}
+        return QualityList(results=shown, error=error)
 
     def lineage(self, principal: str, job: str | None = None,
                 dataset: str | None = None) -> LineageGraph:
@@ -188,7 +218,7 @@ class Monitor:
         self._audit_list(principal, "api:lineage", len(graph.jobs), len(shown.jobs))
         return chosen
 
-    def overview(self, principal: str) -> dict[str, Any]:
+    def overview(self, principal: str) -> Overview:
         """The overview page: datasets, lag, the last runs and the failing quality checks."""
         readable = set(self.gate.readable(principal))
         now = _now()
@@ -197,15 +227,22 @@ class Monitor:
         summaries = [self.catalog.summary(ds, feed, now)
                      for name, (ds, feed) in known.items() if name in readable]
         feeds = [f for name, (_, f) in known.items() if f is not None and name in readable]
-        runs, runs_error = runlog.safe(runlog.recent_runs, self.log_dbs, None, MAX_RUNS)
-        checks, quality_error = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
+        runs, runs_error = self._recent_runs(None, MAX_RUNS)
+        checks, quality_error = self._quality_results(None, 1)
         shown_checks = seen.quality(checks)
         self.audit(principal, "list", None, {"via": "api:overview", "datasets": len(summaries)})
-        return {"datasets": summaries, "lag": self.lag_monitor.report(feeds).as_dict(),
-                "runs": seen.runs(runs)[:8],
-                "failing_checks": [c for c in shown_checks if c["status"] != "pass"],
-                "checks": len(shown_checks),
-                "errors": [e for e in (runs_error, quality_error) if e]}
+        return Overview(datasets=summaries, lag=self.lag_monitor.report(feeds),
+                        runs=seen.runs(runs)[:8],
+                        failing_checks=[c for c in shown_checks if c.status != "pass"],
+                        checks=len(shown_checks),
+                        errors=[e for e in (runs_error, quality_error) if e])
+
+    def _recent_runs(self, pipeline: str | None, limit: int) -> tuple[list[Run], str | None]:
+        return runlog.safe(lambda: runlog.recent_runs(self.log_dbs, pipeline, limit), [])
+
+    def _quality_results(self, pipeline: str | None,
+                         limit: int) -> tuple[list[QualityResult], str | None]:
+        return runlog.safe(lambda: runlog.quality_results(self.log_dbs, pipeline, limit), [])
 
     def _audit_list(self, principal: str, via: str, found: int, shown: int) -> None:
         detail: dict[str, Any] = {"via": via, "shown": shown}
@@ -226,9 +263,10 @@ class Monitor:
         summaries = [self.catalog.summary(ds, feed, now)
                      for name, (ds, feed) in known.items() if name in readable]
         feeds = [f for name, (_, f) in known.items() if f is not None and name in readable]
-        runs, _ = runlog.safe(runlog.recent_runs, self.log_dbs, None, 50)
-        outcomes, _ = runlog.safe(runlog.task_outcomes, self.log_dbs)
-        checks, _ = runlog.safe(runlog.quality_results, self.log_dbs, None, 1)
+        runs, _ = self._recent_runs(None, 50)
+        no_outcomes: dict[tuple[str, str, str], int] = {}
+        outcomes, _ = runlog.safe(lambda: runlog.task_outcomes(self.log_dbs), no_outcomes)
+        checks, _ = self._quality_results(None, 1)
         self.audit(principal, "list", None, {"via": via, "datasets": len(summaries)})
         return MetricsView(summaries, self.lag_monitor.report(feeds), seen.runs(runs),
                            seen.outcomes(outcomes), seen.quality(checks))
@@ -244,9 +282,9 @@ class MetricsView:
 
     summaries: list[DatasetSummary]
     lag: LagReport
-    runs: list[runlog.Run]
+    runs: list[Run]
     outcomes: dict[tuple[str, str, str], int]
-    quality: list[dict[str, Any]]
+    quality: list[QualityResult]
 
 
 def refusal(principal: str, name: str) -> UnknownDatasetError:

@@ -18,13 +18,12 @@ A pipeline whose datasets are unknown counts as reading every dataset.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from lakestream.feeds import Feed
 from lakestream.governance.catalog import view_name
 from lakestream.lake.reader import Dataset
-from lakestream.observe.runs import Run
+from lakestream.observe.models import QualityResult, Run
 
 REFINED_AREAS = ("silver", "gold")
 FIGURES = ("rows_in", "rows_out", "error")
@@ -84,11 +83,11 @@ class Visibility:
         """Task attempt counts of the pipelines the principal may see."""
         return {key: n for key, n in outcomes.items() if self.sees_pipeline(key[0])}
 
-    def quality(self, results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def quality(self, results: Iterable[QualityResult]) -> list[QualityResult]:
         """The quality results of datasets the principal may read."""
-        return [r for r in results if view_name(str(r["dataset"])) in self.readable]
+        return [r for r in results if view_name(r.dataset) in self.readable]
 
 
 def _without_figures(run: Run) -> Run:
-    tasks = [{**t, **dict.fromkeys(FIGURES)} for t in run.tasks]
-    return replace(run, tasks=tasks, error=None, figures_withheld=True)
+    tasks = [t.model_copy(update=dict.fromkeys(FIGURES)) for t in run.tasks]
+    return run.model_copy(update={"tasks": tasks, "error": None, "figures_withheld": True})

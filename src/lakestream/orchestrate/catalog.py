@@ -3,10 +3,13 @@
 Weather (docs/orchestration.md): check_api → ingest_data → consume_to_s3 → process_silver
 → load_gold → quality_check → notify_success → cleanup_old_data; hourly, at
 most one active run, 3 retries 5 minutes apart, a 30-minute SLA and a 2-hour
-run timeout. The steps are the weather pipeline's own
-(:class:`lakestream.pipelines.weather.WeatherService` via the facade);
-``notify_success`` sends the success notification; ``cleanup_old_data``
-applies retention (:mod:`lakestream.governance`).
+run timeout; its run log is in the gold store (SPEC §4). The steps are the
+weather pipeline's own (:class:`lakestream.pipelines.weather.WeatherService`
+via the facade), with the configured source, cities and engine unless
+:func:`weather_dag` is given other :class:`~lakestream.pipelines.weather.WeatherOptions`
+(``lakestream demo`` runs it on simulated history); ``notify_success`` sends
+the success notification; ``cleanup_old_data`` applies retention
+(:mod:`lakestream.governance`).
 
 Transactions (docs/orchestration.md): process → ingest → export_tables → sync → quality →
 retention, each a bounded (``--until-idle``) run of its command
@@ -14,6 +17,9 @@ retention, each a bounded (``--until-idle``) run of its command
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
 
 from lakestream.orchestrate.dag import (
     Dag,
@@ -25,6 +31,7 @@ from lakestream.orchestrate.dag import (
     chain,
 )
 from lakestream.pipelines import transactions
+from lakestream.pipelines.weather import WeatherOptions
 
 DEFAULT_POLICY = DagPolicy(schedule="0 * * * *", retries=3, retry_delay_s=300.0,
                            task_timeout_s=None, run_timeout_s=7200.0, sla_s=1800.0)
@@ -32,25 +39,29 @@ DEFAULT_POLICY = DagPolicy(schedule="0 * * * *", retries=3, retry_delay_s=300.0,
 
 # -- weather --------------------------------------------------------------------------------
 
+CONFIGURED = WeatherOptions()
+"""The weather DAG's options when none are given: the configuration's."""
 
-def check_api(ctx: TaskContext) -> TaskOutput:
+
+def check_api(ctx: TaskContext, options: WeatherOptions = CONFIGURED) -> TaskOutput:
     """Make sure the weather source answers (OpenWeather: one request with the key)."""
     settings = ctx.facade.settings
     key = settings.openweather_api_key
-    if ctx.facade.weather.source_name(None) != "openweather" or key is None:
+    if ctx.facade.weather.source_name(options.source) != "openweather" or key is None:
         return TaskOutput(0, 0, "simulated source (no OPENWEATHER_API_KEY): nothing to reach")
     from lakestream.sources.openweather import OpenWeatherClient
 
     w = settings.weather
-    city = w.cities[0]
+    city = (options.cities or w.cities)[0]
     with OpenWeatherClient(key, w.api_url, w.timeout_s, w.retries) as client:
         client.current(city)
     return TaskOutput(1, 1, f"OpenWeather answered for {city}")
 
 
-def ingest_data(ctx: TaskContext) -> TaskOutput:
+def ingest_data(ctx: TaskContext, options: WeatherOptions = CONFIGURED) -> TaskOutput:
     """Fetch the current weather of every city into Kafka."""
-    report = ctx.facade.weather.produce(ctx.facade.bootstrap())
+    report = ctx.facade.weather.produce(ctx.facade.bootstrap(), options.source,
+                                        options.cities or None, options.hours, options.seed)
     failed = report.failed_cities
     if failed and len(failed) == len(report.cities):
         from lakestream.errors import LakestreamError
@@ -66,16 +77,16 @@ def consume_to_s3(ctx: TaskContext) -> TaskOutput:
     return TaskOutput(report.consumed, report.written, f"{report.written} records to bronze")
 
 
-def process_silver(ctx: TaskContext) -> TaskOutput:
+def process_silver(ctx: TaskContext, options: WeatherOptions = CONFIGURED) -> TaskOutput:
     """Clean the new bronze data into silver; fails, publishing nothing, when a blocking
     quality check fails (write-audit-publish)."""
-    report = ctx.facade.weather.silver(run_id=ctx.run_id)
+    report = ctx.facade.weather.silver(options.engine, ctx.say, ctx.run_id)
     return TaskOutput(report.rows_in, report.rows_out, f"{report.rows_out} silver rows")
 
 
-def load_gold(ctx: TaskContext) -> TaskOutput:
-    """Load silver into the gold store (logged there under this run's id)."""
-    report = ctx.facade.weather.gold(run_id=ctx.run_id)
+def load_gold(ctx: TaskContext, options: WeatherOptions = CONFIGURED) -> TaskOutput:
+    """Load silver into the gold store (its quality audit stored under this run's id)."""
+    report = ctx.facade.weather.gold(options.engine, ctx.run_id)
     return TaskOutput(report.total, report.total, f"{report.total} gold rows upserted")
 
 
@@ -119,11 +130,33 @@ WEATHER_TASKS = (
 )
 
 
-def weather_dag() -> Dag:
-    """The weather medallion DAG."""
-    return Dag("weather", chain(*WEATHER_TASKS), DEFAULT_POLICY,
+OptionedTask = Callable[[TaskContext, WeatherOptions], TaskOutput]
+"""A weather task that fetches or transforms as its options say."""
+
+_WITH_OPTIONS: dict[str, OptionedTask] = {
+    "check_api": check_api, "ingest_data": ingest_data, "process_silver": process_silver,
+    "load_gold": load_gold}
+
+
+def _bound(fn: OptionedTask, options: WeatherOptions) -> TaskFn:
+    def run(ctx: TaskContext) -> TaskOutput:
+        return fn(ctx, options)
+
+    return run
+
+
+def weather_dag(options: WeatherOptions | None = None) -> Dag:
+    """The weather medallion DAG; with ``options``, its tasks fetch and transform as they say.
+
+    A DAG made with options exists in this process only (a child process would
+    build the configured one): the orchestrator runs it in-process.
+    """
+    tasks = WEATHER_TASKS if options is None else tuple(
+        replace(t, fn=_bound(_WITH_OPTIONS[t.name], options)) if t.name in _WITH_OPTIONS
+        else t for t in WEATHER_TASKS)
+    return Dag("weather", chain(*tasks), DEFAULT_POLICY,
                "OpenWeather → Kafka → bronze → silver → gold, with quality checks",
-               success_task="notify_success", needs_kafka=True)
+               success_task="notify_success", needs_kafka=True, run_log="gold")
 
 
 # -- transactions ---------------------------------------------------------------------------

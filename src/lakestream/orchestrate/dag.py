@@ -68,6 +68,9 @@ class TaskContext:
 
 TaskFn = Callable[[TaskContext], Any]
 
+RUN_LOG_HOMES = ("warehouse", "gold")
+"""The databases a DAG's run log may live in (:attr:`Dag.run_log`)."""
+
 
 @dataclass(frozen=True)
 class DagPolicy:
@@ -123,6 +126,9 @@ class Dag:
         success_task: A task whose job is to announce success; when the run
             includes it, the runner sends no success notification of its own.
         needs_kafka: Start a temporary embedded broker for a run when no Kafka is set.
+        run_log: The database that keeps the DAG's run log (``pipeline_execution_log``):
+            ``warehouse``, or ``gold`` for a pipeline whose results live in the gold store
+            (weather, SPEC §4). A run is logged in that one database only.
     """
 
     name: str
@@ -131,8 +137,12 @@ class Dag:
     description: str = ""
     success_task: str | None = None
     needs_kafka: bool = False
+    run_log: str = "warehouse"
 
     def __post_init__(self) -> None:
+        if self.run_log not in RUN_LOG_HOMES:
+            raise ValueError(f"DAG {self.name}: run_log must be one of {RUN_LOG_HOMES}, "
+                             f"not {self.run_log!r}")
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"DAG {self.name}: task names must be unique: {names}")

@@ -23,9 +23,9 @@ import psutil
 import sqlalchemy as sa
 
 from lakestream.errors import LakestreamError, TerminalError, WarehouseError
-from lakestream.orchestrate.runlog import ensure_table, utcnow
 from lakestream.retry import DAG_LOCK
 from lakestream.warehouse.failures import run_in_transaction
+from lakestream.warehouse.runlog import ensure_table, utcnow
 from lakestream.warehouse.schema import MYSQL_OPTIONS, STAMP
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """One DAG run: tasks in order, retries with a delay, timeouts, SLA, lock, log, notifications.
 
 Under the DAG's lock (:mod:`.lock`, taken by the orchestrator), the runner
-runs the selected tasks in dependency order. Each attempt is logged (:mod:`.runlog`) and executed by
-an :class:`~.executors.Executor`. A failed attempt is retried after the DAG's
+runs the selected tasks in dependency order. Each attempt is logged (the run
+log, :mod:`lakestream.warehouse.runlog`) and executed by an
+:class:`~.executors.Executor`. A failed attempt is retried after the DAG's
 delay; a task that fails for good fails the run, and the tasks downstream of
 it are not run. The run's time limit caps every attempt; an SLA timer alerts
 once when the run takes longer than its SLA. Success, failure and SLA misses
@@ -16,7 +17,6 @@ import datetime as dt
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,7 +26,7 @@ from lakestream.lineage import RunLineage, TaskResult
 from lakestream.orchestrate.dag import Dag, Task
 from lakestream.orchestrate.executors import Attempt, Control, Executor, Outcome
 from lakestream.orchestrate.notify import Notifier
-from lakestream.orchestrate.runlog import SafeRunLog
+from lakestream.warehouse.runlog import SafeRunLog, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,6 @@ class RunReport:
 Event = Callable[[str, dict[str, Any]], None]
 LineageOf = Callable[[str, str], RunLineage]
 """The lineage of one run: ``(pipeline, run_id)`` → its :class:`RunLineage`."""
-
-
-def new_run_id(pipeline: str, now: dt.datetime | None = None) -> str:
-    """``<pipeline>-YYYYmmddTHHMMSS-<hex>``: sortable, unique, readable."""
-    moment = now or dt.datetime.now(dt.UTC)
-    return f"{pipeline}-{moment:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 class DagRunner:

@@ -1,4 +1,11 @@
-"""The orchestrator as the facade exposes it: run, task, schedule, Airflow, notify."""
+"""The orchestrator as the facade exposes it: run, task, schedule, Airflow, notify.
+
+Every run of a pipeline goes through here and :class:`~.runner.DagRunner`:
+``lakestream run``, the scheduler, ``lakestream task`` (Airflow's tasks) and
+``lakestream demo`` (the weather DAG with options, in-process). Each run is
+logged in its DAG's run log (:attr:`~.dag.Dag.run_log`): the gold store's
+``pipeline_execution_log`` for weather, the warehouse's for the others.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +35,9 @@ from lakestream.orchestrate.executors import (
 from lakestream.orchestrate.facade import TaskApi
 from lakestream.orchestrate.lock import DagLock
 from lakestream.orchestrate.notify import Notifier
-from lakestream.orchestrate.runlog import RunLog, SafeRunLog
-from lakestream.orchestrate.runner import DagRunner, Event, LineageOf, RunReport, new_run_id
+from lakestream.orchestrate.runner import DagRunner, Event, LineageOf, RunReport
 from lakestream.orchestrate.scheduler import Scheduler
+from lakestream.warehouse.runlog import RunLog, SafeRunLog, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +49,10 @@ class Orchestrator:
 
     Args:
         settings: Lakestream settings (``notify_webhook_url``, ``data_dir``).
-        engine: The warehouse engine, on demand (the run log and the DAG locks live there).
-        api: The facade, handed to in-process tasks.
+        engine: The warehouse engine, on demand (the DAG locks live there, and the run
+            log of every DAG whose :attr:`~.dag.Dag.run_log` is ``warehouse``).
+        api: The facade, handed to in-process tasks (and the way to the gold store's run
+            log: ``api.weather.runlog``).
         dags: The DAGs by name (default: the built-in ones).
         lineage: Where runs emit their OpenLineage events (``None``: nowhere).
     """
@@ -62,9 +71,23 @@ class Orchestrator:
         return Notifier(self.settings.notify_webhook_url)
 
     @cached_property
-    def runlog(self) -> RunLog:
-        """``pipeline_execution_log`` in the warehouse."""
-        return RunLog(self._engine())
+    def warehouse_log(self) -> RunLog:
+        """``pipeline_execution_log`` in the warehouse (its engine made on first use)."""
+        return RunLog(self._engine)
+
+    def runlog(self, dag: Dag) -> RunLog:
+        """The run log of ``dag``: the database its :attr:`~.dag.Dag.run_log` names.
+
+        Raises:
+            UsageError: The log is the gold store's and this orchestrator has no facade.
+        """
+        if dag.run_log == "warehouse":
+            return self.warehouse_log
+        if self.api is None:
+            raise UsageError(f"DAG {dag.name} logs its runs in the gold store, which an "
+                             "orchestrator without the facade cannot reach",
+                             "make the Orchestrator with the Lakestream facade as api")
+        return self.api.weather.runlog
 
     def dag(self, name: str) -> Dag:
         """The DAG called ``name``.
@@ -80,16 +103,29 @@ class Orchestrator:
 
     # -- one run -------------------------------------------------------------------------------
 
-    def run(self, pipeline: str, from_task: str | None = None, only: str | None = None,
+    def run(self, pipeline: str | Dag, from_task: str | None = None, only: str | None = None,
             in_process: bool = False, config_path: str | None = None,
             on_event: Event | None = None, control: Control | None = None) -> RunReport:
-        """Run ``pipeline`` once; at most one run of it is active at a time.
+        """Run a pipeline once; at most one run of it is active at a time.
+
+        Args:
+            pipeline: The name of a DAG of this orchestrator, or a DAG of the caller's,
+                such as ``weather_dag(WeatherOptions(...))``: it takes the lock of its
+                name, and runs in-process (a child process would build the DAG of
+                that name, not the caller's).
+            from_task: Start at this task (and run everything downstream of it).
+            only: Run this task only.
+            in_process: Run the tasks in threads of this process, not child processes.
+            config_path: The configuration file the child processes read.
+            on_event: Progress callback (see :class:`~.runner.DagRunner`).
+            control: Stops the run (a signal handler sets it).
 
         Raises:
             DagLockedError: A run of the pipeline is active (here or on another machine).
             UsageError: Unknown pipeline or task.
         """
-        dag = self.dag(pipeline)
+        dag = pipeline if isinstance(pipeline, Dag) else self.dag(pipeline)
+        in_process = in_process or dag is pipeline
         dag.select(from_task, only)  # unknown task names fail before anything starts
         run_id = new_run_id(dag.name)
         try:
@@ -99,7 +135,7 @@ class Orchestrator:
                     ThreadExecutor(self.api) if in_process else ProcessExecutor(
                         Path(self.settings.data_dir) / "runs", lakestream_command(config_path),
                         env))
-                runner = DagRunner(dag, executor, SafeRunLog(self.runlog), self.notifier,
+                runner = DagRunner(dag, executor, SafeRunLog(self.runlog(dag)), self.notifier,
                                    on_event=on_event,
                                    lineage=self._lineage_of(env.get(BOOTSTRAP_ENV)))
                 return runner.run(from_task, only, run_id, control)
@@ -159,7 +195,7 @@ class Orchestrator:
         run_id = run_id or new_run_id(dag.name)
         context = TaskContext(dag.name, chosen.name, run_id, attempt, self.api,
                               say=say or (lambda _line: None))
-        runlog = SafeRunLog(self.runlog) if log_attempt else None
+        runlog = SafeRunLog(self.runlog(dag)) if log_attempt else None
         row = runlog.started(run_id, dag.name, chosen.name, attempt) if runlog else None
         try:
             output = as_output(chosen.fn(context))
@@ -176,8 +212,17 @@ class Orchestrator:
     # -- scheduling ----------------------------------------------------------------------------
 
     def last_started(self, dag: Dag) -> dt.datetime | None:
-        """When a task of ``dag`` last started, from the run log."""
-        return self.runlog.last_started(dag.name, [t.name for t in dag.tasks])
+        """When a task of ``dag`` last started, from its run log.
+
+        A DAG logged in the gold store is also looked up in the warehouse, where
+        earlier versions logged every DAG run (their rows still count).
+        """
+        tasks = [t.name for t in dag.tasks]
+        logs = [self.runlog(dag)]
+        if dag.run_log != "warehouse":
+            logs.append(self.warehouse_log)
+        found = [at for runlog in logs if (at := runlog.last_started(dag.name, tasks))]
+        return max(found, default=None)
 
     def scheduler(self, pipelines: Sequence[str] = (), catch_up: bool = True,
                   config_path: str | None = None, on_event: Event | None = None) -> Scheduler:
@@ -200,7 +245,7 @@ class Orchestrator:
 
     def notify_success(self, pipeline: str, run_id: str) -> bool:
         """Send ``pipeline``'s success notification for ``run_id``; ``False``: log only."""
-        rows = self.runlog.rows(run_id)
+        rows = self.runlog(self.dag(pipeline)).rows(run_id)
         finished = [r for r in rows if r["status"] == "success"]
         tasks = [{"task": r["task"], "status": r["status"], "attempts": r["attempt"],
                   "rows_out": r["rows_out"]} for r in finished]

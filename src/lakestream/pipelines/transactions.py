@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Protocol
 from lakestream.errors import DataQualityError
 
 if TYPE_CHECKING:
+    from lakestream.batchload.batch import BatchService
     from lakestream.derive.processor import Processor
-    from lakestream.export.batch import BatchService
     from lakestream.feeds import Feed
     from lakestream.governance.service import Governance
     from lakestream.ingest.engine import IngestEngine
@@ -107,10 +107,11 @@ def export_tables(api: TransactionsApi, _run_id: str | None = None) -> StepRepor
     return StepReport(records, records, f"{len(results)} tables exported: {versions or 'none'}")
 
 
-def sync(api: TransactionsApi, _run_id: str | None = None) -> StepReport:
-    """Load the lake's dimensions and current table versions into the warehouse."""
+def sync(api: TransactionsApi, run_id: str | None = None) -> StepReport:
+    """Load the lake's dimensions and current table versions into the warehouse (each
+    table's load logged under the DAG run's id)."""
     api.warehouse.init()
-    report = api.warehouse.sync()
+    report = api.warehouse.sync(run_id=run_id)
     rows_in = sum(t.rows_in for t in report.tasks)
     rows_out = sum(t.rows_loaded for t in report.tasks)
     return StepReport(rows_in, rows_out,

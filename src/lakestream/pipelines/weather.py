@@ -1,35 +1,39 @@
 """The weather pipeline (docs/weather.md): source → Kafka → bronze → silver → gold → quality.
 
-:class:`WeatherService` is what the facade exposes as ``Lakestream.weather``.
-Each step can run alone (``produce weather``, ``ingest --pipeline weather``,
-``medallion silver|gold``, ``quality check``) or all in order, once
-(``run weather``), every step then leaving a row in the gold store's
-``pipeline_execution_log`` under one run id.
+:class:`WeatherService` is what the facade exposes as ``Lakestream.weather``:
+the pipeline's steps. Each can run alone (``produce weather``, ``ingest
+--pipeline weather``, ``medallion silver|gold``, ``quality check``); all of
+them in order are the weather DAG (:func:`lakestream.orchestrate.catalog.weather_dag`),
+which the DAG runner runs (``lakestream run weather``, ``lakestream demo``),
+with :class:`WeatherOptions` when a caller wants other than the configured
+source, cities or engine.
+
+The pipeline's run log is ``pipeline_execution_log`` in its gold store (SPEC
+§4): the DAG runner logs every task of a run there, and a step run alone that
+this module logs (``medallion gold``, ``quality check``) is a run of its own
+there, with a new run id.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 
 from lakestream.config import Settings
-from lakestream.errors import ConfigError, LakestreamError, UsageError
+from lakestream.errors import ConfigError, UsageError
 from lakestream.feeds import FeedRegistry
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.consumer import ConsumeOptions
 from lakestream.kafka.producer import produce
 from lakestream.lake.storage import Storage
-from lakestream.lineage import Lineage, RunLineage, TaskResult, checks_of
-from lakestream.medallion import GoldReport, GoldStore, SilverBuilder, SilverReport, TaskLog
+from lakestream.medallion import GoldReport, GoldStore, SilverBuilder, SilverReport
 from lakestream.medallion import load_gold as load_gold_tables
 from lakestream.medallion.engines import open_engine
 from lakestream.quality import QualityReport, check_pipeline, save_results
@@ -41,11 +45,45 @@ from lakestream.sources.openweather import (
     weather_record,
 )
 from lakestream.sources.weather_sim import SimulatedWeather
+from lakestream.warehouse.runlog import RunLog, SafeRunLog, new_run_id
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 FEED = "weather"
 SOURCES = ("openweather", "simulated")
 
 Progress = Callable[[str], None]
+R = TypeVar("R")
+Outcome = tuple[int | None, int | None, str | None]
+"""A step's rows in, rows out and failure (``None``: it succeeded), for its log row."""
+
+
+@dataclass(frozen=True)
+class WeatherOptions:
+    """What a run of the weather DAG fetches, and the engine that transforms it.
+
+    The defaults are the configuration's: the source the API key chooses, the
+    configured cities, the current weather once, DuckDB. ``lakestream demo``
+    runs the DAG on simulated history instead.
+
+    Attributes:
+        source: ``openweather`` or ``simulated``; ``None``: OpenWeather when a key is set.
+        cities: The cities; empty: ``weather.cities``.
+        hours: An observation per city for each of the last N hours (simulated source only).
+        seed: Seed of the simulated source.
+        engine: ``duckdb`` or ``spark``, for silver and gold.
+    """
+
+    source: str | None = None
+    cities: tuple[str, ...] = ()
+    hours: int = 1
+    seed: int | None = None
+    engine: str = "duckdb"
+
+    def __post_init__(self) -> None:
+        if self.hours < 1:
+            raise UsageError(f"hours must be 1 or more, not {self.hours}")
 
 
 @dataclass
@@ -60,28 +98,6 @@ class WeatherProduceReport:
     seconds: float = 0.0
 
 
-@dataclass
-class StepResult:
-    """One step of a run, as logged in ``pipeline_execution_log``."""
-
-    task: str
-    status: str
-    rows_in: int | None = None
-    rows_out: int | None = None
-    seconds: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class WeatherRunReport:
-    """Every step of one ``run weather``; ``error`` is set when a step failed."""
-
-    run_id: str
-    steps: list[StepResult] = field(default_factory=list)
-    quality: QualityReport | None = None
-    error: LakestreamError | None = None
-
-
 class WeatherService:
     """The weather pipeline of one configuration.
 
@@ -89,20 +105,26 @@ class WeatherService:
         settings: Lakestream settings (``weather``, ``gold_url``, Kafka, lake).
         storage: The lake.
         feeds: The feed registry (the bronze feed ``weather``).
-        lineage: Where ``run`` emits its OpenLineage events (default: as configured).
     """
 
-    def __init__(self, settings: Settings, storage: Storage, feeds: FeedRegistry,
-                 lineage: Lineage | None = None) -> None:
+    def __init__(self, settings: Settings, storage: Storage, feeds: FeedRegistry) -> None:
         self.settings = settings
         self.storage = storage
         self.feeds = feeds
-        self.lineage = lineage or Lineage(settings, storage, feeds)
 
     @cached_property
     def gold_store(self) -> GoldStore:
         """The gold database (``gold_url``; ``<data_dir>/gold.db`` by default)."""
         return GoldStore(self.settings)
+
+    @cached_property
+    def runlog(self) -> RunLog:
+        """The pipeline's run log: ``pipeline_execution_log`` in the gold store (SPEC §4)."""
+        return RunLog(self._log_engine)
+
+    def _log_engine(self) -> sa.Engine:
+        self.gold_store.ensure_schema()  # creates the database (PostgreSQL, MySQL) if missing
+        return self.gold_store.engine
 
     # -- produce ---------------------------------------------------------------------------
 
@@ -176,15 +198,20 @@ class WeatherService:
                run_id: str | None = None, warn_only: bool = False) -> SilverReport:
         """Bronze → silver, incrementally, audited before it publishes (write-audit-publish).
 
-        The checks' results are stored under the run (``lakestream quality show RUN``).
+        The checks' results are stored under the run (``lakestream quality show RUN``),
+        whose id also names the run's staging folder (``_staging/silver/<run id>/``).
 
         Args:
+            engine: ``duckdb`` or ``spark``.
+            on_progress: Called with a short message at each stage.
+            run_id: The run this is a task of; default: a new run id.
             warn_only: Publish even if blocking checks fail (they are recorded as they are).
 
         Raises:
             SilverHeldBack: A blocking check failed: nothing was published.
         """
-        run, now, policy = run_id or _run_id(), dt.datetime.now(dt.UTC), self.settings.quality
+        now, policy = dt.datetime.now(dt.UTC), self.settings.quality
+        run = run_id or new_run_id(FEED, now)
         audit = SilverAudit(self.storage, policy, run, now, warn_only)
         sql_engine = open_engine(engine, self.storage, self.settings.s3)
         try:
@@ -199,11 +226,20 @@ class WeatherService:
         return report
 
     def gold(self, engine: str = "duckdb", run_id: str | None = None) -> GoldReport:
-        """Silver → gold, audited inside its transaction; logs the task in
-        ``pipeline_execution_log``."""
-        run = run_id or _run_id()
-        return self._logged(run, "load_gold", lambda: self._load_gold(engine, run),
-                            lambda r: (r.total, r.total))
+        """Silver → gold, audited inside its transaction (write-audit-publish).
+
+        Args:
+            engine: ``duckdb`` or ``spark``.
+            run_id: The run this load is a task of (its runner logs the task). Default:
+                a run of its own, with a new id, logged as the task ``load_gold``.
+
+        Raises:
+            HeldBack: A blocking check failed: the load rolled back, gold is unchanged.
+        """
+        if run_id is not None:
+            return self._load_gold(engine, run_id)
+        return self._alone("load_gold", lambda run: self._load_gold(engine, run),
+                           lambda r: (r.total, r.total, None))
 
     def _load_gold(self, engine: str, run_id: str) -> GoldReport:
         audit = GoldAudit(self.settings.quality, run_id, dt.datetime.now(dt.UTC))
@@ -216,119 +252,42 @@ class WeatherService:
                 save_results(self.gold_store, audit.report)
 
     def quality(self, run_id: str | None = None) -> QualityReport:
-        """Run the checks, store the results and log the task (failed if a check failed)."""
-        run = run_id or _run_id()
-        started = dt.datetime.now(dt.UTC)
-        report = check_pipeline("weather", self.storage, self.settings.quality, run, started)
+        """Run the checks over the lake and store their results under the run.
+
+        Args:
+            run_id: The run this check is a task of (its runner logs the task). Default:
+                a run of its own, with a new id, logged as the task ``quality_check``
+                (``failed`` when a check failed).
+        """
+        if run_id is not None:
+            return self._check(run_id)
+        return self._alone("quality_check", self._check, lambda r: (
+            len(r.results), len(r.failed),
+            "; ".join(f"{c.name}: {c.detail}" for c in r.failed) or None))
+
+    def _check(self, run_id: str) -> QualityReport:
+        report = check_pipeline("weather", self.storage, self.settings.quality, run_id,
+                                dt.datetime.now(dt.UTC))
         save_results(self.gold_store, report)
-        failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed) or None
-        self.gold_store.log_task(TaskLog(run, "quality_check", "failed" if failed else "success",
-                                         started, dt.datetime.now(dt.UTC),
-                                         len(report.results), len(report.failed), failed))
         return report
 
-    # -- run -----------------------------------------------------------------------------------
+    def _alone(self, task: str, work: Callable[[str], R], outcome: Callable[[R], Outcome]) -> R:
+        """Run ``work`` as a run of its own: a new run id, its one attempt logged as ``task``.
 
-    def run(self, bootstrap: str, source: str | None = None, engine: str = "duckdb",
-            cities: Sequence[str] | None = None, hours: int = 1,
-            on_progress: Progress | None = None, seed: int | None = None) -> WeatherRunReport:
-        """Produce, ingest, silver, gold and quality, in order, once (with lineage events)."""
-        report = WeatherRunReport(_run_id())
-        lineage = self.lineage.run(FEED, report.run_id, bootstrap)
-        lineage.started()
-        say = on_progress or (lambda _m: None)
-        steps: list[tuple[str, Callable[[], Any], Callable[[Any], tuple[int, int]]]] = [
-            ("ingest_data", lambda: self.produce(bootstrap, source, cities, hours, seed),
-             lambda r: (r.sent, r.delivered)),
-            ("consume_to_s3", lambda: self.ingest(bootstrap),
-             lambda r: (r.consumed, r.written)),
-            ("process_silver", lambda: self.silver(engine, on_progress, report.run_id),
-             lambda r: (r.rows_in, r.rows_out)),
-            ("load_gold", lambda: self._load_gold(engine, report.run_id),
-             lambda r: (r.total, r.total)),
-        ]
-        ok = False
+        A row that cannot be written is a warning: the step's own outcome is what the
+        caller gets.
+        """
+        run_id = new_run_id(FEED)
+        runlog = SafeRunLog(self.runlog)
+        row = runlog.started(run_id, FEED, task, 1)
         try:
-            for task, action, counts in steps:
-                say(f"run {report.run_id}: {task}")
-                self._step(report, task, action, counts, lineage)
-            say(f"run {report.run_id}: quality_check")
-            self._checked(report, lineage)
-            ok = report.error is None
-        except LakestreamError as exc:
-            report.error = exc
-        finally:
-            lineage.ended("success" if ok else "failed", str(report.error or "interrupted"))
-        return report
-
-    def _step(self, report: WeatherRunReport, task: str, action: Callable[[], Any],
-              counts: Callable[[Any], tuple[int, int]], lineage: RunLineage) -> Any:
-        started = time.monotonic()
-        lineage.task_started(task)
-        try:
-            result = self._logged(report.run_id, task, action, counts)
-        except LakestreamError as exc:
-            report.steps.append(StepResult(task, "failed", seconds=time.monotonic() - started,
-                                           error=str(exc)))
-            lineage.task_ended(task, 1, TaskResult("failed", error=str(exc)))
+            result = work(run_id)
+        except BaseException as exc:
+            runlog.finished(row, "failed", error=str(exc) or type(exc).__name__)
             raise
-        rows_in, rows_out = counts(result)
-        report.steps.append(StepResult(task, "success", rows_in, rows_out,
-                                       time.monotonic() - started))
-        lineage.task_ended(task, 1, TaskResult("success", rows_in, rows_out))
+        rows_in, rows_out, failure = outcome(result)
+        runlog.finished(row, "failed" if failure else "success", rows_in, rows_out, failure)
         return result
-
-    def _checked(self, report: WeatherRunReport, lineage: RunLineage) -> None:
-        """The quality step, its results as assertions of its lineage events."""
-        lineage.task_started("quality_check")
-        try:
-            self._quality_step(report)
-        except LakestreamError as exc:
-            lineage.task_ended("quality_check", 1, TaskResult("failed", error=str(exc)))
-            raise
-        quality = report.quality
-        results = quality.results if quality is not None else []
-        failed = [r for r in results if r.status == "fail"]
-        lineage.task_ended("quality_check", 1, TaskResult(
-            "failed" if failed else "success", len(results), len(results),
-            "; ".join(f"{r.name}: {r.detail}" for r in failed) or None, checks_of(results)))
-
-    def _quality_step(self, report: WeatherRunReport) -> None:
-        started = time.monotonic()
-        quality = self.quality(report.run_id)
-        report.quality = quality
-        status = "success" if quality.ok else "failed"
-        error = "; ".join(f"{r.name}: {r.detail}" for r in quality.failed) or None
-        report.steps.append(StepResult("quality_check", status, len(quality.results),
-                                       len(quality.failed), time.monotonic() - started, error))
-        if not quality.ok:
-            from lakestream.quality import QualityCheckFailed
-
-            report.error = QualityCheckFailed(f"{len(quality.failed)} quality check(s) failed: "
-                                              f"{error}")
-
-    def _logged(self, run_id: str, task: str, action: Callable[[], Any],
-                counts: Callable[[Any], tuple[int, int]]) -> Any:
-        started = dt.datetime.now(dt.UTC)
-        try:
-            result = action()
-        except LakestreamError as exc:
-            self._log_failure(run_id, task, started, exc)
-            raise
-        rows_in, rows_out = counts(result)
-        self.gold_store.log_task(TaskLog(run_id, task, "success", started,
-                                         dt.datetime.now(dt.UTC), rows_in, rows_out))
-        return result
-
-    def _log_failure(self, run_id: str, task: str, started: dt.datetime,
-                     exc: LakestreamError) -> None:
-        with contextlib.suppress(LakestreamError):  # if the store failed: reported anyway
-            self.gold_store.log_task(TaskLog(run_id, task, "failed", started,
-                                             dt.datetime.now(dt.UTC), error=str(exc)))
-
-
-def _run_id() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
 
 
 def _simulated(cities: list[str], hours: int, seed: int | None) -> Iterator[tuple[bytes, bytes]]:

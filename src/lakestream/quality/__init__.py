@@ -7,7 +7,6 @@ Results are kept per run in ``data_quality_results`` of the gold store
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterable
 
 from lakestream.config import QualitySettings
@@ -23,6 +22,7 @@ from lakestream.quality.checks import (
 )
 from lakestream.quality.transactions import transactions_checks
 from lakestream.quality.weather import lake_checks
+from lakestream.warehouse.runlog import new_run_id
 
 PIPELINES = ("weather", "transactions")
 
@@ -42,6 +42,7 @@ def check_pipeline(pipeline: str, storage: Storage, policy: QualitySettings | No
     """Run the checks of ``pipeline`` over the lake (nothing is stored).
 
     Args:
+        run_id: The run the checks belong to; default: a new run id of ``pipeline``.
         currencies: The currencies of the rates table (the transactions checks).
     """
     if pipeline not in PIPELINES:
@@ -49,7 +50,7 @@ def check_pipeline(pipeline: str, storage: Storage, policy: QualitySettings | No
                          f"known: {', '.join(PIPELINES)}")
     checked_at = now or dt.datetime.now(dt.UTC)
     rater = Rater(policy or QualitySettings(), checked_at)
-    report = QualityReport(run_id or uuid.uuid4().hex[:16], pipeline, checked_at)
+    report = QualityReport(run_id or new_run_id(pipeline, checked_at), pipeline, checked_at)
     if pipeline == "weather":
         report.results = lake_checks(storage, rater)
     else:

@@ -1,1 +1,1 @@
-"""Event sources: synthetic transaction generators feeding the Kafka producer."""
+"""Event sources: generated transactions and weather, OpenWeather, and ksqlDB's pull queries."""

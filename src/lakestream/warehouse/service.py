@@ -140,10 +140,14 @@ class WarehouseService:
 
     # -- loads -------------------------------------------------------------------------
 
-    def sync(self, tables: Sequence[str] | None = None) -> SyncReport:
-        """Load dimensions and the current version of each lake table (see :mod:`.sync`)."""
+    def sync(self, tables: Sequence[str] | None = None, run_id: str | None = None) -> SyncReport:
+        """Load dimensions and the current version of each lake table (see :mod:`.sync`).
+
+        ``run_id``: the run the sync is a task of (its loads are logged under it);
+        default: a run of its own.
+        """
         self._require_schema()
-        return Syncer(self.engine, self.storage, self.loader, self.retry).run(tables)
+        return Syncer(self.engine, self.storage, self.loader, self.retry, run_id).run(tables)
 
     # -- inspection --------------------------------------------------------------------
 

@@ -4,16 +4,16 @@ Order: ``dim_users`` and ``dim_payment_methods`` from the flattened stream,
 then each fact from its lake table's current version. Each load is one
 transaction, retried whole when the connection drops, and each fact's
 transaction also inserts the inferred dimension members it needs, so a
-foreign key never breaks, even between two loads. Every task leaves a row in
-``pipeline_execution_log``.
+foreign key never breaks, even between two loads. Every load leaves a row
+(task ``sync:<table>``) in the run log, ``pipeline_execution_log``
+(:mod:`.runlog`), under the sync's run id: the DAG run's when the sync is a
+task of one, else a new one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +27,7 @@ from lakestream.lake.storage import Storage
 from lakestream.warehouse import facts, lake_source
 from lakestream.warehouse.failures import RetryPolicy, run_in_transaction
 from lakestream.warehouse.loaders import BulkLoader, Target
+from lakestream.warehouse.runlog import RunLog, SafeRunLog, new_run_id
 from lakestream.warehouse.schema import (
     DIMENSION_COLUMNS,
     FACTS,
@@ -34,10 +35,7 @@ from lakestream.warehouse.schema import (
     FactSpec,
     dim_payment_methods,
     dim_users,
-    pipeline_execution_log,
 )
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -70,16 +68,30 @@ class SyncReport:
 
 
 class Syncer:
-    """Runs one sync against one warehouse engine and one lake."""
+    """Runs one sync against one warehouse engine and one lake.
+
+    Args:
+        engine: The warehouse.
+        storage: The lake.
+        loader: The bulk loader of the warehouse's dialect.
+        policy: Patience with a warehouse that goes away.
+        run_id: The run the sync is a task of; default: a run of its own (a new id).
+    """
 
     def __init__(
-        self, engine: sa.Engine, storage: Storage, loader: BulkLoader, policy: RetryPolicy
+        self,
+        engine: sa.Engine,
+        storage: Storage,
+        loader: BulkLoader,
+        policy: RetryPolicy,
+        run_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.storage = storage
         self.loader = loader
         self.policy = policy
-        self.run_id = uuid.uuid4().hex
+        self.run_id = run_id or new_run_id(PIPELINE)
+        self.runlog = SafeRunLog(RunLog(engine))
 
     def run(self, tables: Sequence[str] | None = None) -> SyncReport:
         """Load the dimensions, then the facts of ``tables`` (default: all four)."""
@@ -177,23 +189,10 @@ class Syncer:
     def _log_run(
         self, result: TaskResult, started: dt.datetime, status: str, error: str | None
     ) -> None:
-        row = {
-            "run_id": self.run_id,
-            "pipeline": PIPELINE,
-            "task": f"sync:{result.table}",
-            "status": status,
-            "attempt": max(result.attempts, 1),
-            "started_at": started.replace(tzinfo=None),
-            "ended_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            "rows_in": result.rows_in,
-            "rows_out": result.rows_loaded,
-            "error": error,
-        }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(pipeline_execution_log.insert(), row)
-        except sa.exc.SQLAlchemyError as exc:  # the log must never hide the real outcome
-            log.warning("could not record the run in pipeline_execution_log: %s", exc)
+        """One row per load; a row that cannot be written never hides the load's outcome."""
+        self.runlog.record(self.run_id, PIPELINE, f"sync:{result.table}",
+                           max(result.attempts, 1), status, started, result.rows_in,
+                           result.rows_loaded, error)
 
 
 def orphan_counts(conn: sa.Connection) -> dict[str, int]:

@@ -103,9 +103,9 @@ def run_metrics(runs: Iterable[Run], outcomes: dict[tuple[str, str, str], int]) 
         if run.duration_s is not None:
             latest.setdefault(run.pipeline, run)
         for t in reversed(run.tasks):
-            if t["duration_s"] is not None and (run.pipeline, t["task"]) not in seen:
-                seen.add((run.pipeline, t["task"]))
-                task_s.add_metric([run.pipeline, t["task"], t["status"]], t["duration_s"])
+            if t.duration_s is not None and (run.pipeline, t.task) not in seen:
+                seen.add((run.pipeline, t.task))
+                task_s.add_metric([run.pipeline, t.task, t.status], t.duration_s)
     for pipeline, run in sorted(latest.items()):
         run_s.add_metric([pipeline], run.duration_s or 0.0)
         run_ok.add_metric([pipeline], 1.0 if run.status == "success" else 0.0)
@@ -128,8 +128,8 @@ class LakestreamCollector(Collector):
                                    "1 when the check passed in the latest quality run",
                                    labels=["pipeline", "check", "status"])
         for c in view.quality:
-            checks.add_metric([c["pipeline"], c["check_name"], c["status"]],
-                              1.0 if c["status"] == "pass" else 0.0)
+            checks.add_metric([c.pipeline, c.check_name, c.status],
+                              1.0 if c.status == "pass" else 0.0)
         yield checks
 
 

@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from lakestream.decode.schemas import TIMESTAMP
-from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
 
@@ -27,6 +26,7 @@ from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.ingest.sink import _keys as message_keys
 from lakestream.ingest.sink import _with_kafka_columns as with_kafka_columns
 from lakestream.ingest.sink import replay_mask
+from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import storable
 
@@ -44,7 +44,7 @@ class DeadLetters:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def add(self, chunk: PartitionChunk, i: int, key: str | None, reason: str) -> None:
+    def add(self, chunk: PartitionBuffer, i: int, key: str | None, reason: str) -> None:
         """Keep message ``i`` of ``chunk``, rejected for ``reason``."""
         self.values.append(chunk.values[i])
         self.keys.append(key)
@@ -93,7 +93,7 @@ class FeedRows:
         """How many of the day's records were rejected."""
         return sum(len(d) for d in self.dead.values())
 
-    def decode(self, chunk: PartitionChunk) -> pa.Table | None:
+    def decode(self, chunk: PartitionBuffer) -> pa.Table | None:
         """The chunk's good rows (of the day), with the Kafka columns; ``None`` if none."""
         result = self.decoder.decode(chunk.values)
         keys = message_keys(chunk.keys)
@@ -126,7 +126,7 @@ class FeedRows:
         kept = table.filter(pc.fill_null(pc.equal(days, pa.scalar(self.day, pa.date32())), False))
         return kept if kept.num_rows else None
 
-    def _keep_dead(self, chunk: PartitionChunk, keys: list[Any],
+    def _keep_dead(self, chunk: PartitionBuffer, keys: list[Any],
                    rejected: list[tuple[int, str]]) -> None:
         if self.day is not None:
             by_kafka = self.kafka_day_dead.setdefault(chunk.partition, DeadLetters())

@@ -6,10 +6,10 @@
   (the Delta log's application transactions), so an export and a running
   ``lakestream ingest`` never land a record twice. With ``--runner beam`` the
   append is an Apache Beam pipeline writing through the same sink
-  (``export/beam.py``).
+  (``batchload/beam.py``).
 - ``--stream S --date D`` appends, then **rebuilds** day D from the source
   (Kafka, or ksqlDB when configured) and replaces it atomically: one commit on
-  the Delta dataset (``export/delta_rebuild.py``).
+  the Delta dataset (``rebuild/delta.py``).
 - Tables write a **new version** (from Kafka's changelog or a ksqlDB pull query).
 
 Each export is logged in ``<dataset>/_exports.json`` (the last one and a
@@ -27,24 +27,28 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from lakestream.batchload.beam import BeamExport, BeamReport
+from lakestream.batchload.tables import (
+    export_table_from_kafka,
+    export_table_rows,
+    ksqldb_table_rows,
+)
 from lakestream.config import Settings
 from lakestream.decode.schemas import arrow_schema
 from lakestream.errors import FeedError, UsageError
-from lakestream.export.beam import BeamExport, BeamReport
-from lakestream.export.kafka_scan import KafkaScan
-from lakestream.export.ksqldb import KsqlDbClient
-from lakestream.export.rebuild import DayRebuild, RebuildReport
-from lakestream.export.sources import KafkaDayReader, KsqlDbDayReader, ksqldb_table_rows
-from lakestream.export.tables import export_table_from_kafka, export_table_rows
 from lakestream.feeds import Feed, FeedRegistry
 from lakestream.ingest.engine import IngestEngine, IngestReport
 from lakestream.kafka import client
 from lakestream.kafka.consumer import ConsumeOptions
+from lakestream.kafka.scan import KafkaScan
 from lakestream.lake.dead_letters import dead_letter_table
 from lakestream.lake.delta import DeltaDataset, is_delta_table
 from lakestream.lake.delta_metadata import kafka_offsets, snapshot_files
 from lakestream.lake.report import EXPORT_LOG, read_export_log
 from lakestream.lake.storage import Storage
+from lakestream.rebuild.day import DayRebuild, RebuildReport
+from lakestream.rebuild.readers import KafkaDayReader, KsqlDbDayReader
+from lakestream.sources.ksqldb import KsqlDbClient
 
 HISTORY = 20
 Source = Literal["auto", "kafka", "ksqldb"]
@@ -76,7 +80,7 @@ class ExportService:
         bootstrap: Returns the Kafka bootstrap servers (called only when Kafka is needed).
         idle_timeout_s: An append stops once no record arrived for this long.
         runner: Who runs stream appends: the ingest's consumer (``builtin``) or an
-            Apache Beam pipeline (``beam``, see ``export/beam.py``).
+            Apache Beam pipeline (``beam``, see ``batchload/beam.py``).
         beam_options: Beam pipeline options as ``KEY=VALUE``.
     """
 
@@ -121,7 +125,7 @@ class ExportService:
     def rebuild_day(self, name: str, day: dt.date, source: Source = "auto") -> ExportResult:
         """Rebuild one day of a stream from the source without appending first.
 
-        The day then covers the offsets the lake already holds (see ``export/rebuild.py``).
+        The day then covers the offsets the lake already holds (see ``rebuild/day.py``).
         """
         return self._rebuild(self._feed(name, "stream"), day, source)
 

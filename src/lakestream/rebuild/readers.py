@@ -1,12 +1,13 @@
-"""Where a batch export reads from: Kafka (by time, else by scan) or ksqlDB (pull queries).
+"""Where a day rebuild reads from: Kafka (by time, else by scan) or ksqlDB (pull queries).
 
-Both hand out :class:`PartitionChunk` s, so a day rebuild does not care which
-one it reads. Kafka is read by offsets: the day's first offsets come from
-``offsets_for_times`` (a day earlier than the day's start, for producers whose
-clocks run ahead) when the broker supports it, else every partition is
-scanned from the first offset the lake holds and records with an older Kafka
-timestamp are skipped unread. ksqlDB is asked for the whole stream with its
-``ROWPARTITION``/``ROWOFFSET``/``ROWTIME`` pseudo-columns (ksqlDB ≥ 0.24).
+Both hand out :class:`~lakestream.kafka.buffer.PartitionBuffer` s, so a day
+rebuild does not care which one it reads. Kafka is read by offsets: the day's
+first offsets come from ``offsets_for_times`` (a day earlier than the day's
+start, for producers whose clocks run ahead) when the broker supports it, else
+every partition is scanned from the first offset the lake holds and records
+with an older Kafka timestamp are skipped unread. ksqlDB is asked for the whole
+stream with its ``ROWPARTITION``/``ROWOFFSET``/``ROWTIME`` pseudo-columns
+(ksqlDB ≥ 0.24).
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pyarrow as pa
 
-from lakestream.errors import FeedError
-from lakestream.export.kafka_scan import KafkaScan, PartitionChunk
-from lakestream.export.ksqldb import KsqlDbClient, KsqlDbRefusedError
 from lakestream.feeds import Feed
+from lakestream.kafka.buffer import PartitionBuffer
+from lakestream.kafka.scan import KafkaScan
+from lakestream.sources.ksqldb import KsqlDbClient, KsqlDbRefusedError, restore_case
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class KafkaDayReader:
         self.available_from: dict[int, int] = {}
         self.used_time_index = False
 
-    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionBuffer]:
         """Chunks of every partition's ``(first, last)`` offsets (inclusive)."""
         if not ranges:
             return
@@ -65,13 +65,11 @@ class KafkaDayReader:
         for chunk in self.scan.read(starts, ends):
             yield self._recent(chunk) if self.skip_older else chunk
 
-    def _recent(self, chunk: PartitionChunk) -> PartitionChunk:
+    def _recent(self, chunk: PartitionBuffer) -> PartitionBuffer:
         keep = [i for i, ts in enumerate(chunk.timestamps) if ts is None or ts >= self.since_ms]
         if len(keep) == len(chunk):
             return chunk
-        return PartitionChunk(chunk.topic, chunk.partition, [chunk.values[i] for i in keep],
-                              [chunk.keys[i] for i in keep], [chunk.offsets[i] for i in keep],
-                              [chunk.timestamps[i] for i in keep])
+        return chunk.select(keep)
 
 
 class KsqlDbDayReader:
@@ -90,7 +88,7 @@ class KsqlDbDayReader:
         self.available_from: dict[int, int] = {}
         self.used_time_index = False
 
-    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionBuffer]:
         """Chunks of the stream's rows within every partition's ``(first, last)`` offsets."""
         if not ranges:
             return
@@ -110,26 +108,6 @@ class KsqlDbDayReader:
                 chunks.setdefault(partition, []).append((offset, meta.get("ROWTIME"), value))
         for partition, items in sorted(chunks.items()):
             items.sort(key=lambda item: item[0])
-            yield PartitionChunk(self.feed.topic, partition, [v for _, _, v in items],
-                                 [None] * len(items), [o for o, _, _ in items],
-                                 [t for _, t, _ in items])
-
-
-def ksqldb_table_rows(client: KsqlDbClient, feed: Feed, schema: pa.Schema) -> list[dict[str, Any]]:
-    """Every row of a ksqlDB table (a pull query over the whole table)."""
-    if feed.kind != "table":
-        raise FeedError(f"'{feed.name}' is a stream, not a table")
-    result = client.pull(f"SELECT * FROM {feed.name.upper()};")
-    return [restore_case(row, schema) for row in result.rows]
-
-
-def restore_case(row: dict[str, Any], schema: pa.Schema | pa.StructType) -> dict[str, Any]:
-    """ksqlDB upper-cases unquoted names: map them back to the feed's names (else lower case)."""
-    fields = {f.name.lower(): f for f in schema}
-    out: dict[str, Any] = {}
-    for name, value in row.items():
-        known = fields.get(name.lower())
-        if known is not None and pa.types.is_struct(known.type) and isinstance(value, dict):
-            value = restore_case(value, known.type)
-        out[known.name if known is not None else name.lower()] = value
-    return out
+            yield PartitionBuffer(self.feed.topic, partition, [v for _, _, v in items],
+                                  [None] * len(items), [o for o, _, _ in items],
+                                  [t for _, t, _ in items])

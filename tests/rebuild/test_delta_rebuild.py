@@ -18,12 +18,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakestream.export.kafka_scan import PartitionChunk
-from lakestream.export.rebuild import DayRebuild
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.delta import DeltaDataset, app_id
 from lakestream.lake.storage import Storage
+from lakestream.rebuild.day import DayRebuild
 from tests.lake.lakegen import FEED, batches, land, local_lake
 from tests.lake.test_delta import lake as _local_and_s3_lake
 
@@ -80,7 +80,7 @@ class ScriptedSource:
         self.timestamps = timestamps or (lambda p, o: TS_15)
         self.asked: dict[int, tuple[int, int]] = {}
 
-    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionBuffer]:
         self.asked = ranges
         if self.during is not None:
             during, self.during = self.during, None
@@ -88,10 +88,10 @@ class ScriptedSource:
         for p, offsets, values in batches(self.count):
             first, last = ranges.get(p, (0, -1))
             keep = [i for i, o in enumerate(offsets) if first <= o <= last]
-            yield PartitionChunk(FEED.topic, p,
-                                 [self.values(p, offsets[i], values[i]) for i in keep],
-                                 [b"k"] * len(keep), [offsets[i] for i in keep],
-                                 [self.timestamps(p, offsets[i]) for i in keep])
+            yield PartitionBuffer(FEED.topic, p,
+                                  [self.values(p, offsets[i], values[i]) for i in keep],
+                                  [b"k"] * len(keep), [offsets[i] for i in keep],
+                                  [self.timestamps(p, offsets[i]) for i in keep])
 
 
 def test_a_rebuild_replaces_the_day_in_one_commit_and_leaves_the_offsets(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakestream.errors import TerminalError
-from lakestream.export.kafka_scan import PartitionChunk
-from lakestream.export.rebuild import DayRebuild
 from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import Storage
+from lakestream.rebuild.day import DayRebuild
 from tests.lake.lakegen import FEED, batches, checksums, land, local_lake
 
 DAY = dt.date(2025, 1, 15)
@@ -34,13 +34,13 @@ class ScriptedSource:
         self.available_from = available_from or {}
         self.asked: dict[int, tuple[int, int]] = {}
 
-    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionBuffer]:
         self.asked = ranges
         for p, offsets, values in batches(self.count):
             first, last = ranges.get(p, (0, -1))
             keep = [i for i, o in enumerate(offsets) if first <= o <= last]
-            yield PartitionChunk(FEED.topic, p, [values[i] for i in keep], [b"k"] * len(keep),
-                                 [offsets[i] for i in keep], [1736935200000] * len(keep))
+            yield PartitionBuffer(FEED.topic, p, [values[i] for i in keep], [b"k"] * len(keep),
+                                  [offsets[i] for i in keep], [1736935200000] * len(keep))
 
 
 def _version(storage: Storage) -> int:
@@ -62,11 +62,11 @@ class Replay:
     def __init__(self, values: list[bytes], dropped: frozenset[int] = frozenset()) -> None:
         self.values, self.dropped = values, dropped
 
-    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionChunk]:
+    def __call__(self, ranges: dict[int, tuple[int, int]]) -> Iterator[PartitionBuffer]:
         first, last = ranges.get(0, (0, -1))
         keep = [o for o in range(first, last + 1) if o not in self.dropped]
-        yield PartitionChunk(FEED.topic, 0, [self.values[o] for o in keep], [b"k"] * len(keep),
-                             keep, [1736935200000] * len(keep))
+        yield PartitionBuffer(FEED.topic, 0, [self.values[o] for o in keep], [b"k"] * len(keep),
+                              keep, [1736935200000] * len(keep))
 
 
 def test_a_rebuild_that_would_lose_records_of_the_day_commits_nothing(tmp_path: Path) -> None:

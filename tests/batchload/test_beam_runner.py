@@ -23,8 +23,8 @@ import yaml
 from lakestream.config import S3Settings
 from lakestream.lake.delta import DeltaDataset, app_id
 from lakestream.lake.storage import open_storage
+from tests.batchload.helpers import api_for, bootstrap
 from tests.conftest import subprocess_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap
 from tests.ingest.helpers import event, generated, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -5,7 +5,7 @@ partition, every record up to the offset the dataset's Delta log says was
 landed (its application transaction) whose event time falls on the day.
 Records landed after the rebuild read the log are left to the appends, so a
 rebuild never duplicates them. How the day is replaced, and why no record is
-lost or doubled: :mod:`lakestream.export.delta_rebuild`.
+lost or doubled: :mod:`lakestream.rebuild.delta`.
 
 A rebuild accounts for every record of the day: what it read is what it lands
 plus the day's dead letters (records that no longer fit the feed's types, a
@@ -29,16 +29,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakestream.errors import BrokerRefusedError, FeedError, LakeDataError
-from lakestream.export.kafka_scan import PartitionChunk
-from lakestream.export.records import DeadLetters, FeedRows, concat
 from lakestream.feeds import Feed
+from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.delta import writes_delta
 from lakestream.lake.storage import Storage
+from lakestream.rebuild.records import DeadLetters, FeedRows, concat
 
 ROWS_PER_FILE = 1_000_000
 
 # what a source hands the rebuild: (partition, first offset, last offset) -> chunks
-DayReader = Callable[[dict[int, tuple[int, int]]], Iterable[PartitionChunk]]
+DayReader = Callable[[dict[int, tuple[int, int]]], Iterable[PartitionBuffer]]
 
 
 @dataclass
@@ -99,13 +99,13 @@ class DayRebuild:
                 f"(it has no _delta_log/): cannot rebuild {self.day}",
                 "run `lakestream lake upgrade` (with ingest, process and export stopped), "
                 "then rebuild the day")
-        from lakestream.export.delta_rebuild import DeltaDayRebuild
+        from lakestream.rebuild.delta import DeltaDayRebuild
 
         return DeltaDayRebuild(self.storage, self.feed, self.day,
                                self.rows_per_file).run(read, source)
 
 
-def collect_rows(decoder: FeedRows, chunks: Iterable[PartitionChunk]) -> dict[int, pa.Table]:
+def collect_rows(decoder: FeedRows, chunks: Iterable[PartitionBuffer]) -> dict[int, pa.Table]:
     """The day's rows of ``chunks``, per Kafka partition."""
     found: dict[int, list[pa.Table]] = {}
     for chunk in chunks:

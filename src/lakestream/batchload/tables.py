@@ -1,4 +1,4 @@
-"""Export a table feed as a new snapshot version (the ingest's :class:`TableSink` does the writing).
+"""Load a table feed as a new snapshot version (the ingest's :class:`TableSink` does the writing).
 
 From Kafka the table is the latest value per key of its changelog topic: the
 newest version is loaded and the changes after the offsets it covers are
@@ -16,10 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lakestream.export.kafka_scan import OFFSET_BEGINNING, KafkaScan
+import pyarrow as pa
+
+from lakestream.errors import FeedError
 from lakestream.feeds import Feed
 from lakestream.ingest.tables import TableSink, Version
+from lakestream.kafka.client import OFFSET_BEGINNING
+from lakestream.kafka.scan import KafkaScan
 from lakestream.lake.storage import Storage
+from lakestream.sources.ksqldb import KsqlDbClient, restore_case
 
 
 def export_table_from_kafka(storage: Storage, feed: Feed, keep: int, scan: KafkaScan,
@@ -44,6 +49,14 @@ def export_table_from_kafka(storage: Storage, feed: Feed, keep: int, scan: Kafka
         if on_records:
             on_records(len(chunk))
     return _snapshot(sink)
+
+
+def ksqldb_table_rows(client: KsqlDbClient, feed: Feed, schema: pa.Schema) -> list[dict[str, Any]]:
+    """Every row of a ksqlDB table (a pull query over the whole table)."""
+    if feed.kind != "table":
+        raise FeedError(f"'{feed.name}' is a stream, not a table")
+    result = client.pull(f"SELECT * FROM {feed.name.upper()};")
+    return [restore_case(row, schema) for row in result.rows]
 
 
 def export_table_rows(storage: Storage, feed: Feed, keep: int,

@@ -17,8 +17,8 @@ import pytest
 
 from lakestream.api import Lakestream
 from lakestream.cli import main
+from tests.batchload.helpers import bootstrap
 from tests.conftest import settings_for, unique_topic
-from tests.export.helpers import bootstrap
 from tests.ingest.helpers import send
 from tests.lake.lakegen import forget_types
 

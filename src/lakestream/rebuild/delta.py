@@ -62,14 +62,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from lakestream.errors import FencedError, StorageConflictError
-from lakestream.export.rebuild import (
-    DayReader,
-    RebuildReport,
-    account,
-    collect_rows,
-    refuse_losses,
-)
-from lakestream.export.records import DeadLetters, FeedRows
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DATE_COLUMNS
 from lakestream.lake.dead_letters import dead_letter_table, with_dates
@@ -86,6 +78,14 @@ from lakestream.lake.delta_metadata import first_offset, partitions_seen
 from lakestream.lake.snapshot import snapshot_dataset
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, dlq_table
+from lakestream.rebuild.day import (
+    DayReader,
+    RebuildReport,
+    account,
+    collect_rows,
+    refuse_losses,
+)
+from lakestream.rebuild.records import DeadLetters, FeedRows
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class _Snapshot:
 class DeltaDayRebuild:
     """Rebuild ``day`` of ``feed`` (a stream's Delta dataset) from a source; see the module.
 
-    Made by :class:`~lakestream.export.rebuild.DayRebuild` for a Delta dataset.
+    Made by :class:`~lakestream.rebuild.day.DayRebuild` for a Delta dataset.
     """
 
     def __init__(self, storage: Storage, feed: Feed, day: dt.date,

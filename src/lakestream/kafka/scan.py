@@ -1,11 +1,13 @@
 """Read a topic's partitions between offsets, without a consumer group.
 
-Batch exports read a bounded range of each partition: from a start found by
-time (``offsets_for_times``) or the partition's beginning, up to an end offset
-or to the partition's end. Tansu answers ``offsets_for_times`` with offset 0
-for any timestamp (docs/operations.md); :meth:`KafkaScan.offsets_for_time` detects that
-with a probe far in the future (a real broker answers "no such record", -1)
-and then returns ``None``: the caller scans from the beginning instead.
+Batch loads and day rebuilds read a bounded range of each partition: from a
+start found by time (``offsets_for_times``) or the partition's beginning, up to
+an end offset or to the partition's end. Tansu answers ``offsets_for_times``
+with offset 0 for any timestamp (docs/operations.md);
+:meth:`KafkaScan.offsets_for_time` detects that with a probe far in the future
+(a real broker answers "no such record", -1) and then returns ``None``: the
+caller scans from the beginning instead. Reads come in
+:class:`~lakestream.kafka.buffer.PartitionBuffer` s.
 
 The end of a partition is never taken from watermarks alone (Tansu's are
 wrong): a partition is done when its end offset was read, or when the broker
@@ -18,30 +20,15 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lakestream.errors import BrokerRefusedError, BrokerUnavailableError
+from lakestream.kafka.buffer import PartitionBuffer
 
 log = logging.getLogger(__name__)
 
-OFFSET_BEGINNING = -2
 _FUTURE_MS = 10 * 365 * 86_400_000  # a probe this far ahead must find nothing
-
-
-@dataclass
-class PartitionChunk:
-    """Consecutive messages of one partition, in offset order."""
-
-    topic: str
-    partition: int
-    values: list[bytes | None] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    timestamps: list[int | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
 
 
 @dataclass
@@ -164,7 +151,7 @@ class KafkaScan:
             consumer.close()
 
     def read(self, starts: dict[int, int], ends: dict[int, int] | None = None
-             ) -> Iterator[PartitionChunk]:
+             ) -> Iterator[PartitionBuffer]:
         """Yield the messages of each partition from ``starts`` (inclusive).
 
         Args:
@@ -188,8 +175,8 @@ class KafkaScan:
         finally:
             consumer.close()
 
-    def _loop(self, consumer: Any, progress: dict[int, _Progress]) -> Iterator[PartitionChunk]:
-        chunks = {p: PartitionChunk(self.topic, p) for p in progress}
+    def _loop(self, consumer: Any, progress: dict[int, _Progress]) -> Iterator[PartitionBuffer]:
+        chunks = {p: PartitionBuffer(self.topic, p) for p in progress}
         last_event = time.monotonic()
         while not self._finished(progress, last_event):
             for m in consumer.consume(num_messages=10_000, timeout=0.2):
@@ -205,13 +192,10 @@ class KafkaScan:
                     continue
                 state.last = m.offset()
                 chunk = chunks[m.partition()]
-                chunk.values.append(m.value())
-                chunk.keys.append(m.key())
-                chunk.offsets.append(m.offset())
-                chunk.timestamps.append(m.timestamp()[1])
+                chunk.add(m.value(), m.key(), m.offset(), m.timestamp()[1])
                 if len(chunk) >= self.chunk_size:
                     yield chunk
-                    chunks[m.partition()] = PartitionChunk(self.topic, m.partition())
+                    chunks[m.partition()] = PartitionBuffer(self.topic, m.partition())
         yield from (c for c in chunks.values() if len(c))
 
     def _on_error(self, message: Any, state: _Progress) -> None:

@@ -44,18 +44,20 @@ from lakestream.errors import (
     TerminalError,
     UsageError,
 )
-from lakestream.export.kafka_scan import OFFSET_BEGINNING, KafkaScan, PartitionChunk
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.ingest.sink import FlushStats
 from lakestream.kafka import client
+from lakestream.kafka.buffer import PartitionBuffer
+from lakestream.kafka.client import OFFSET_BEGINNING
+from lakestream.kafka.scan import KafkaScan
 from lakestream.lake.delta import DeltaDataset, app_id, writes_delta
 from lakestream.lake.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'lakestream[beam]', best in its own virtualenv (Beam pins pyarrow<26)"
-COUNTERS = "lakestream.export"
+COUNTERS = "lakestream.batchload"
 STATS = ("records", "rejected", "files", "bytes")
 _OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -92,7 +94,7 @@ class Batch:
 
     feed: str
     follows: int | None
-    chunk: PartitionChunk
+    chunk: PartitionBuffer
 
 
 @dataclass
@@ -170,22 +172,16 @@ def read_range(kafka_config: dict[str, Any], span: PartitionRange, max_records: 
             follows = part.offsets[-1] + 1
 
 
-def split_chunk(chunk: PartitionChunk, max_bytes: int) -> Iterator[PartitionChunk]:
+def split_chunk(chunk: PartitionBuffer, max_bytes: int) -> Iterator[PartitionBuffer]:
     """``chunk`` in pieces whose values hold at most ``max_bytes`` (one message at least)."""
     start, size = 0, 0
     for i, value in enumerate(chunk.values):
         n = len(value) if value else 0
         if i > start and size + n > max_bytes:
-            yield _piece(chunk, start, i)
+            yield chunk.slice(start, i)
             start, size = i, 0
         size += n
-    yield chunk if start == 0 else _piece(chunk, start, len(chunk))
-
-
-def _piece(chunk: PartitionChunk, start: int, end: int) -> PartitionChunk:
-    return PartitionChunk(chunk.topic, chunk.partition, chunk.values[start:end],
-                          chunk.keys[start:end], chunk.offsets[start:end],
-                          chunk.timestamps[start:end])
+    yield chunk if start == 0 else chunk.slice(start, len(chunk))
 
 
 def write_batch(sink: DeltaLakeSink, batch: Batch, attempts: int = 3) -> FlushStats:

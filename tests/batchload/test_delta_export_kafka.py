@@ -17,8 +17,8 @@ import pytest
 
 from lakestream.api import Lakestream
 from lakestream.lake.delta import DeltaDataset, app_id
+from tests.batchload.helpers import api_for, bootstrap, scan_while
 from tests.conftest import s3_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap, scan_while
 from tests.ingest.helpers import event, generated, send
 
 pytestmark = pytest.mark.integration

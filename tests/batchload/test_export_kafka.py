@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from lakestream.errors import FeedError, QueryError
-from lakestream.export.kafka_scan import KafkaScan
+from lakestream.kafka.scan import KafkaScan
 from lakestream.lake.delta import DeltaDataset, app_id
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.table_versions import delta_table_versions
+from tests.batchload.helpers import api_for, bootstrap, day_rows, delta_count, scan_while
 from tests.conftest import s3_env, unique_topic, write_feed
-from tests.export.helpers import api_for, bootstrap, day_rows, delta_count, scan_while
 from tests.ingest.helpers import generated, send, transaction_ids
 
 pytestmark = pytest.mark.integration

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
+import pyarrow as pa
 
 from lakestream.errors import KsqlDbError, TerminalError, TransientError, safe_url
 from lakestream.retry import KSQLDB, RetryPolicy
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 DELIMITED = "application/vnd.ksqlapi.delimited.v1"
 
 __all__ = ["KsqlDbClient", "KsqlDbError", "KsqlDbRefusedError", "KsqlDbUnavailableError",
-           "PullResult"]
+           "PullResult", "restore_case"]
 
 
 class KsqlDbRefusedError(KsqlDbError, TerminalError):
@@ -177,3 +178,15 @@ def _server_error(item: dict[str, Any], url: str) -> KsqlDbRefusedError:
         if "not exist" in message or "Unknown" in message else None
     return KsqlDbRefusedError(f"ksqlDB error {code} ({item.get('@type', 'error')}): {message}",
                               hint, url=url)
+
+
+def restore_case(row: dict[str, Any], schema: pa.Schema | pa.StructType) -> dict[str, Any]:
+    """ksqlDB upper-cases unquoted names: map them back to the feed's names (else lower case)."""
+    fields = {f.name.lower(): f for f in schema}
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        known = fields.get(name.lower())
+        if known is not None and pa.types.is_struct(known.type) and isinstance(value, dict):
+            value = restore_case(value, known.type)
+        out[known.name if known is not None else name.lower()] = value
+    return out

@@ -1,17 +1,27 @@
-"""The run log: one row per task attempt in the warehouse's ``pipeline_execution_log``.
+"""The run log: run ids, and one row per task attempt in ``pipeline_execution_log``.
 
-Each attempt gets a row when it starts (status ``running``) that is completed
-when it ends (``success``, ``failed``, ``timeout`` or ``cancelled``, with its
-row counts and error). Tasks a run did not reach because an upstream task
-failed get an ``upstream_failed`` row (attempt 0). The scheduler reads the log
-back to know when a DAG last ran.
+Every run of every pipeline (a DAG run, a step run alone such as ``lakestream
+sync`` or ``lakestream medallion gold``, a quality check) is named by
+:func:`new_run_id` and logged by :class:`RunLog`, the one writer of the
+table. Each attempt gets a row when it starts (status ``running``) that is
+completed when it ends (``success``, ``failed``, ``timeout`` or
+``cancelled``, with its row counts and error); tasks a run did not reach get
+an ``upstream_failed`` or ``cancelled`` row (attempt 0). The scheduler reads
+the log back to know when a DAG last ran.
+
+The table has one definition (:data:`lakestream.warehouse.schema.pipeline_execution_log`)
+and the log of a pipeline lives in the database of its results: the weather
+pipeline's in its gold store (SPEC §4, ``weather_dw``), every other pipeline's
+in the warehouse (SPEC §3.4). A run is never split between the two
+(docs/orchestration.md, "The run log").
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,9 +37,26 @@ log = logging.getLogger(__name__)
 _ERROR_CHARS = 4000
 
 
+def new_run_id(pipeline: str, now: dt.datetime | None = None) -> str:
+    """A new run's id, ``<pipeline>-YYYYmmddTHHMMSS-<6 hex>`` (UTC): sortable, unique, readable.
+
+    The one format of every run id Lakestream makes: DAG runs, steps run
+    alone, syncs, quality checks and silver runs (whose staging folder
+    ``_staging/silver/<run id>/`` it names). Ids given from outside (Airflow's
+    ``--run-id``) are kept as they are.
+    """
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return f"{pipeline}-{moment:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
 def utcnow() -> dt.datetime:
-    """Now, in UTC, without a zone (how the warehouse stores times)."""
+    """Now, in UTC, without a zone (how the databases store times)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _naive(moment: dt.datetime) -> dt.datetime:
+    """``moment`` as UTC wall-clock time without a zone."""
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def ensure_table(engine: sa.Engine, table: sa.Table, attempts: int = 5) -> None:
@@ -38,7 +65,7 @@ def ensure_table(engine: sa.Engine, table: sa.Table, attempts: int = 5) -> None:
     Retried on :data:`~lakestream.retry.RUN_LOG`'s waits, ``attempts`` tries in all.
 
     Raises:
-        WarehouseRefusedError: The warehouse refused (credentials, missing database).
+        WarehouseRefusedError: The database refused (credentials, missing database).
         WarehouseUnavailableError: It stayed unreachable (or locked) for every try.
     """
 
@@ -54,20 +81,30 @@ def ensure_table(engine: sa.Engine, table: sa.Table, attempts: int = 5) -> None:
 
 
 class RunLog:
-    """Reads and writes ``pipeline_execution_log``.
+    """Reads and writes ``pipeline_execution_log`` in one database.
 
     Args:
-        engine: The warehouse engine.
-        retry: Patience with a warehouse that goes away.
+        engine: The database, or what makes it on first use (so that a database
+            that cannot be reached fails the first write, which
+            :class:`SafeRunLog` turns into a warning, not the caller's setup).
+        retry: Patience with a database that goes away.
     """
 
-    def __init__(self, engine: sa.Engine, retry: RetryPolicy | None = None) -> None:
-        self.engine = engine
+    def __init__(self, engine: sa.Engine | Callable[[], sa.Engine],
+                 retry: RetryPolicy | None = None) -> None:
+        self._engine = engine
         self.retry = retry or RUN_LOG
         self._ready = False
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The database of this log (made on first use)."""
+        if not isinstance(self._engine, sa.Engine):
+            self._engine = self._engine()
+        return self._engine
+
     def ensure(self) -> None:
-        """Create the log table if the warehouse has none yet."""
+        """Create the log table if the database has none yet."""
         if not self._ready:
             ensure_table(self.engine, log_table)
             self._ready = True
@@ -95,6 +132,21 @@ class RunLog:
                      .values(**values))
         run_in_transaction(self.engine, lambda conn: conn.execute(statement), self.retry,
                            "logging a task")
+
+    def record(self, run_id: str, pipeline: str, task: str, attempt: int, status: str,
+               started_at: dt.datetime, rows_in: int | None = None,
+               rows_out: int | None = None, error: str | None = None) -> None:
+        """Record a whole attempt that has already ended (started at ``started_at``, now over).
+
+        For work that keeps its own tries, such as each table of a sync.
+        """
+        self.ensure()
+        row = {"run_id": run_id, "pipeline": pipeline, "task": task, "status": status,
+               "attempt": attempt, "started_at": _naive(started_at), "ended_at": utcnow(),
+               "rows_in": rows_in, "rows_out": rows_out,
+               "error": error[:_ERROR_CHARS] if error else None}
+        run_in_transaction(self.engine, lambda conn: conn.execute(log_table.insert(), row),
+                           self.retry, "logging a task")
 
     def not_run(self, run_id: str, pipeline: str, tasks: Iterable[str], status: str,
                 reason: str) -> None:
@@ -133,10 +185,11 @@ class RunLog:
 
 
 class SafeRunLog:
-    """A :class:`RunLog` whose writes never fail a run: a lost log row is a warning.
+    """A :class:`RunLog` whose writes never fail the work they log: a lost row is a warning.
 
-    The outcome of a task matters more than its log row; when the warehouse is
-    down the runner still runs, retries and notifies.
+    The outcome of a task matters more than its log row; when the log's
+    database is down the runner still runs, retries and notifies, and a step
+    run alone still reports what it did.
     """
 
     def __init__(self, inner: RunLog) -> None:
@@ -159,6 +212,16 @@ class SafeRunLog:
             self.inner.finished(execution_id, status, rows_in, rows_out, error)
         except (LakestreamError, sa.exc.SQLAlchemyError) as exc:
             log.warning("could not complete log row %s: %s", execution_id, exc)
+
+    def record(self, run_id: str, pipeline: str, task: str, attempt: int, status: str,
+               started_at: dt.datetime, rows_in: int | None = None,
+               rows_out: int | None = None, error: str | None = None) -> None:
+        """As :meth:`RunLog.record`."""
+        try:
+            self.inner.record(run_id, pipeline, task, attempt, status, started_at, rows_in,
+                              rows_out, error)
+        except (LakestreamError, sa.exc.SQLAlchemyError) as exc:
+            log.warning("could not log %s.%s in pipeline_execution_log: %s", pipeline, task, exc)
 
     def not_run(self, run_id: str, pipeline: str, tasks: Iterable[str], status: str,
                 reason: str) -> None:

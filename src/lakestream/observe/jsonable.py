@@ -1,4 +1,8 @@
-"""Values read from Parquet made JSON-ready (times, decimals, bytes, structs)."""
+"""Values read from Parquet made JSON-ready (times, decimals, bytes, structs).
+
+The read models (:mod:`.models`) carry only what JSON can: the rows of a page
+or a chart, dead letters and ``_metadata.json`` pass through :func:`plain` first.
+"""
 
 from __future__ import annotations
 

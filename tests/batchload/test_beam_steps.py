@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from lakestream.batchload.beam import Batch, next_offsets, split_chunk, write_batch
 from lakestream.cli import main
 from lakestream.config import S3Settings
 from lakestream.errors import TerminalError
-from lakestream.export.beam import Batch, next_offsets, split_chunk, write_batch
-from lakestream.export.kafka_scan import PartitionChunk
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.storage import open_storage
 from tests.ingest.helpers import generated
@@ -26,10 +26,10 @@ FEED = Feed(name="feed", topic="tx", schema="transactions", time_field="event_ti
             required=("transaction_id", "event_time", "user.user_id"))
 
 
-def _chunk(messages: list[tuple[bytes | None, bytes]], first: int = 0) -> PartitionChunk:
+def _chunk(messages: list[tuple[bytes | None, bytes]], first: int = 0) -> PartitionBuffer:
     n = len(messages)
-    return PartitionChunk("tx", 0, [v for _, v in messages], [k for k, _ in messages],
-                          list(range(first, first + n)), [1_741_600_000_000] * n)
+    return PartitionBuffer("tx", 0, [v for _, v in messages], [k for k, _ in messages],
+                           list(range(first, first + n)), [1_741_600_000_000] * n)
 
 
 def _sink(tmp_path: Path) -> DeltaLakeSink:
@@ -117,5 +117,5 @@ def test_runner_beam_without_beam_installed_names_the_extra(
     assert "add --runner beam" in capsys.readouterr().err
 
 
-def _columns(chunk: PartitionChunk) -> tuple[list[Any], ...]:
+def _columns(chunk: PartitionBuffer) -> tuple[list[Any], ...]:
     return chunk.values, chunk.keys, chunk.offsets, chunk.timestamps

@@ -1,19 +1,17 @@
-"""The batch side of Lakestream in one object: export, metadata, compaction, feed deletion.
+"""Reports, compaction and feed deletion over the datasets of the feed registry.
 
-The facade (``api.Lakestream.batch``) hands this to the CLI; each method is one
-user-facing operation.
+Each method is one user-facing operation (``lakestream metadata report``,
+``lakestream compact``, ``lakestream feeds delete``); the facade hands them out
+as part of its batch side (``api.batch``, :class:`lakestream.batchload.batch.BatchService`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from lakestream.config import Settings
 from lakestream.errors import FeedError, UsageError
-from lakestream.export import beam
-from lakestream.export.service import ExportResult, ExportService, Runner, Source
 from lakestream.feeds import Feed, FeedRegistry
 from lakestream.lake.compaction import TARGET_BYTES, CompactionResult, compact_dataset
 from lakestream.lake.layout import STAGING, TABLES, dlq_path
@@ -35,60 +33,19 @@ class FeedData:
         return self.files == 0
 
 
-class BatchService:
-    """Batch operations over one lake and one feed registry.
+class Housekeeping:
+    """Reports, compaction and feed deletion over one lake and one feed registry.
 
     Args:
-        settings: The configuration.
         storage: The lake.
         registry: The feed registry.
-        bootstrap: Returns the Kafka bootstrap servers (only called when Kafka is needed).
     """
 
-    def __init__(self, settings: Settings, storage: Storage, registry: FeedRegistry,
-                 bootstrap: Callable[[], str]) -> None:
-        self.settings = settings
+    def __init__(self, storage: Storage, registry: FeedRegistry) -> None:
         self.storage = storage
         self.registry = registry
-        self.exports = ExportService(settings, storage, registry, bootstrap)
 
-    # -- export -----------------------------------------------------------------------------
-
-    def export(self, everything: bool = False, stream: str | None = None,
-               table: str | None = None, day: dt.date | None = None,
-               pipeline: str | None = None, source: Source = "auto",
-               on_feed: Callable[[int], None] | None = None,
-               idle_timeout_s: float | None = None, runner: Runner = "builtin",
-               beam_options: Sequence[str] = ()) -> list[ExportResult]:
-        """``lakestream export --all | --stream S [--date D] | --table T``.
-
-        ``idle_timeout_s``: a stream append stops once nothing arrived for this long.
-        ``runner``: ``beam`` runs stream appends as an Apache Beam pipeline with
-        ``beam_options`` (``KEY=VALUE``); tables and day rebuilds run as usual.
-        """
-        if idle_timeout_s is not None:
-            self.exports.idle_timeout_s = idle_timeout_s
-        if sum(x is not None and x is not False for x in (everything, stream, table)) != 1:
-            raise UsageError("say what to export: --all, --stream NAME or --table NAME")
-        if day is not None and stream is None:
-            raise UsageError("--date rebuilds one day of a stream: use it with --stream")
-        if pipeline is not None and not everything:
-            raise UsageError("--pipeline narrows --all: use it with --all")
-        if beam_options and runner != "beam":
-            raise UsageError("--beam-option configures the Beam pipeline: add --runner beam")
-        if runner == "beam" and table is not None:
-            raise UsageError("--runner beam runs stream appends: use it with --all or --stream")
-        if runner == "beam":
-            beam.pipeline_options(beam_options)  # fail before any work: no Beam, a bad option
-        self.exports.runner, self.exports.beam_options = runner, tuple(beam_options)
-        if everything:
-            return self.exports.export_all(pipeline, source, on_feed)
-        if stream is not None:
-            return self.exports.export_stream(stream, day, source)
-        assert table is not None
-        return [self.exports.export_table(table, source)]
-
-    # -- metadata ---------------------------------------------------------------------------
+    # -- reports ----------------------------------------------------------------------------
 
     def report(self, on_dataset: Callable[[int], None] | None = None) -> LakeReport:
         """Statistics of every dataset (registered feeds without data included)."""

@@ -1,1 +1,0 @@
-"""Batch export: Kafka (scan) and ksqlDB (pull queries) into the lake, day rebuilds, tables."""
