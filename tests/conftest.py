@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
-from lakestream.config import Settings, is_settings_variable, load_settings
+from lakestream.config import S3Settings, Settings, is_settings_variable, load_settings
 from lakestream.kafka.broker import EmbeddedBroker
 from tests.support.seaweedfs import SeaweedFS
 
@@ -45,6 +46,12 @@ def s3_env(server: SeaweedFS) -> dict[str, str]:
         "LAKESTREAM_S3_ACCESS_KEY": server.access_key,
         "LAKESTREAM_S3_SECRET_KEY": server.secret_key,
     }
+
+
+def s3_settings(server: SeaweedFS) -> S3Settings:
+    """The S3 settings of a lake on a SeaweedFS server."""
+    return S3Settings(endpoint=server.endpoint_url, access_key=SecretStr(server.access_key),
+                      secret_key=SecretStr(server.secret_key), region=server.region)
 
 
 def unique_topic(prefix: str = "tx") -> str:

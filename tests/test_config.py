@@ -278,4 +278,4 @@ def test_a_top_level_list_is_refused(tmp_path: Path) -> None:
 def test_settings_are_frozen_after_load(tmp_path: Path) -> None:
     settings = load_settings(environ={}, cwd=tmp_path)
     with pytest.raises(ValidationError):
-        settings.lake.root = "elsewhere"  # type: ignore[misc]
+        settings.lake.root = "elsewhere"

@@ -80,7 +80,7 @@ def section_model(key: str) -> type[BaseModel]:
     model: Any = Settings
     for part in key.split(".")[:-1]:
         model = model.model_fields[part].annotation
-    return model  # type: ignore[no-any-return]
+    return model
 
 
 def sample(key: str, field: FieldInfo) -> tuple[str, Any]:

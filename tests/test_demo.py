@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _count(lake: Path, dataset: str) -> int:
     files = f"{lake}/{dataset}/**/*.parquet"
     rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{files}', union_by_name=true)")
+    assert rows is not None  # None only for a statement without a result
     return int(rows.fetchall()[0][0])
 
 

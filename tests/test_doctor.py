@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def doctor(
-    workdir: Path, config: dict[str, object], *args: str, **env: str
+    workdir: Path, config: Mapping[str, object], *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     (workdir / "lakestream.yaml").write_text(yaml.safe_dump(config))
     return subprocess.run([sys.executable, "-m", "lakestream", "doctor", *args], cwd=workdir,

@@ -229,6 +229,6 @@ def test_the_streaming_policy_retries_what_a_streaming_sink_meets() -> None:
     for error in (StorageUnavailableError("s3 down"), StorageConflictError("raced"),
                   WarehouseUnavailableError("db down"), BrokerUnavailableError("no ack")):
         assert retry.STREAMING.retries(error), error
-    for error in (StorageFullError("full"), BrokerRefusedError("gone"),
+    for other in (StorageFullError("full"), BrokerRefusedError("gone"),
                   LakestreamError("unclassified"), OSError("raw")):
-        assert not retry.STREAMING.retries(error), error
+        assert not retry.STREAMING.retries(other), other

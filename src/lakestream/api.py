@@ -296,7 +296,7 @@ class Lakestream:
         """The ksqlDB-equivalent processor (call ``run()``; ``stop()`` from a signal)."""
         from lakestream.derive.outputs import OutputPublisher
         from lakestream.derive.processor import INPUT_TOPIC, STREAMS, Processor
-        from lakestream.derive.sql import TABLES
+        from lakestream.derive.shipped import TABLES
 
         key = self.anon_key()
         bootstrap = bootstrap or self.bootstrap()

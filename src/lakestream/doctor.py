@@ -103,7 +103,7 @@ def _table_topics(api: Lakestream, servers: str, detail: str, fix: bool) -> str:
     later builds an incomplete snapshot. Topics Lakestream creates are compacted;
     an existing one is only changed by ``doctor --fix``.
     """
-    from lakestream.derive.sql import TABLES
+    from lakestream.derive.shipped import TABLES
     from lakestream.kafka.client import TABLE_TOPIC_CONFIG, cleanup_policies, set_topic_config
 
     client = api.settings.kafka.librdkafka_properties()

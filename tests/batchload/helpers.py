@@ -17,8 +17,11 @@ from tests.conftest import settings_for
 T = TypeVar("T")
 
 
-def api_for(workdir: Path, lake: dict[str, Any] | None = None, **env: str) -> Lakestream:
-    """A facade on ``workdir``'s configuration (lake settings and environment overridden)."""
+def api_for(workdir: Path, lake: dict[str, Any] | None = None, /, **env: str) -> Lakestream:
+    """A facade on ``workdir``'s configuration (lake settings and environment overridden).
+
+    ``lake`` is positional only, so that no environment variable can stand for it.
+    """
     if lake:
         config = yaml.safe_load((workdir / "lakestream.yaml").read_text())
         config["lake"].update(lake)

@@ -92,9 +92,9 @@ def _datasets(lake: Path) -> dict[str, list[tuple[Any, ...]]]:
     return rows
 
 
-def _offsets(lake: Path, topic: str) -> dict[str, dict[int, int | None]]:
-    """The Kafka offsets each table's log says it landed, per partition (not how it was
-    batched)."""
+def _offsets(lake: Path, topic: str) -> dict[str, dict[str, int | None]]:
+    """The Kafka offsets each table's log says it landed, per partition's application id
+    (not how it was batched)."""
     storage = open_storage(str(lake), S3Settings())
     return {rel: DeltaDataset(storage, rel).transaction_versions(
                 [app_id(topic, p) for p in range(4)]) for rel in DATASETS}

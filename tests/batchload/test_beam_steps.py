@@ -14,7 +14,7 @@ import yaml
 from lakestream.batchload.beam import Batch, next_offsets, split_chunk, write_batch
 from lakestream.cli import main
 from lakestream.config import S3Settings
-from lakestream.errors import TerminalError
+from lakestream.errors import LakestreamError, TerminalError
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.kafka.buffer import PartitionBuffer
@@ -48,7 +48,7 @@ def test_a_commit_fenced_by_another_writer_resumes_from_the_new_position(
     messages = generated(50, seed=6)
     sink, other = _sink(tmp_path), _sink(tmp_path)
     real_write = sink.write
-    calls = []
+    calls: list[int] = []  # the first offset of each write
 
     def racing_write(*args: Any) -> Any:
         if not calls:  # another writer commits between our log read and our commit
@@ -91,6 +91,7 @@ def test_a_dataset_written_before_delta_is_not_appended_to(tmp_path: Path) -> No
     storage = open_storage(str(tmp_path / "lake"), S3Settings())
     with pytest.raises(TerminalError, match="written before the lake moved to Delta") as caught:
         next_offsets(storage, FEED, [0])
+    assert isinstance(caught.value, LakestreamError)  # TerminalError is a mixin: no hint
     assert "lakestream lake upgrade" in str(caught.value.hint)
     assert not (tmp_path / "lake/streams/feed/_delta_log").exists()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from lakestream.errors import FeedError, QueryError
 from lakestream.kafka.scan import KafkaScan
@@ -17,6 +19,7 @@ from lakestream.lake.table_versions import delta_table_versions
 from tests.batchload.helpers import api_for, bootstrap, day_rows, delta_count, scan_while
 from tests.conftest import s3_env, unique_topic, write_feed
 from tests.ingest.helpers import generated, send, transaction_ids
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +149,7 @@ def test_readers_scanning_during_rebuilds_see_one_complete_day(workdir: Path) ->
 
 
 def test_s3_rebuild_is_consistent_for_lakestreams_reader(
-        workdir: Path, seaweedfs, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+        workdir: Path, seaweedfs: SeaweedFS, s3_bucket: str) -> None:
     _stream(workdir, 1000, seed=8)
     api = api_for(workdir, **s3_env(seaweedfs), LAKESTREAM_LAKE_ROOT=f"s3://{s3_bucket}/lake")
     api.batch.export(stream="feed")
@@ -181,7 +184,7 @@ def test_table_export_writes_versions_and_prunes_beyond_the_limit(workdir: Path)
     rows = [(f"U{i % 5}".encode(), json.dumps({"user_id": f"U{i % 5}", "total": i}).encode())
             for i in range(40)]
     send(bootstrap(workdir), topic, rows, partitions=2)
-    api = api_for(workdir, lake={"table_versions": 3})
+    api = api_for(workdir, {"table_versions": 3})
 
     results = [api.batch.export(table="totals")[0] for _ in range(5)]
 
@@ -216,13 +219,11 @@ def _offsets_in_log(data: DeltaDataset, topic: str) -> dict[str, int | None]:
     return data.transaction_versions(app_id(topic, p) for p in range(4))
 
 
-def _versions_of(table: object) -> set[str]:
+def _versions_of(table: DeltaTable) -> set[str]:
     """The ``version`` partitions the snapshot's live files hold."""
-    files = table.get_add_actions(flatten=True)  # type: ignore[attr-defined]
+    files = table.get_add_actions(flatten=True)
     return set(files.column("partition.version").to_pylist())
 
 
-def _date():  # type: ignore[no-untyped-def]
-    import datetime as dt
-
+def _date() -> dt.date:
     return dt.date(*DAY)

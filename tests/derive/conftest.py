@@ -1,4 +1,5 @@
-"""Fixtures of the processor tests: a broker of their own (fixed topic names) per test."""
+"""Fixtures of the processor tests: a broker of their own (fixed topic names) per test, and
+state stores on SQLite, MariaDB and PostgreSQL (a fresh database each)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import pytest
 import yaml
 
 from lakestream.kafka.broker import EmbeddedBroker
+from tests.support.databases import require_server, server_status  # noqa: F401 (fixture)
+
+STORE_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.integration),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
+]
 
 ANON_KEY = "test-anonymization-key"
 
@@ -27,3 +35,17 @@ def pipeline(tmp_path: Path) -> Iterator[Path]:
         }
         (tmp_path / "lakestream.yaml").write_text(yaml.safe_dump(config))
         yield tmp_path
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path,
+              server_status: dict[str, str | None]) -> Iterator[str]:  # noqa: F811
+    """The URL of an empty state store: an SQLite file, or a database of its own on the
+    MariaDB or PostgreSQL server (dropped afterwards)."""
+    backend = str(request.param)
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'processor.sqlite'}"
+        return
+    server = require_server(backend, server_status)
+    with server.database("lsstate") as name:
+        yield server.url(name)

@@ -1,10 +1,12 @@
 """An independent recomputation of SPEC §3.3's aggregates from the produced events.
 
-Plain Python with Decimal arithmetic; the only rule shared with the processor is
-the documented one: each event's USD amount is rounded half-up to micro-dollars,
-and EUR amounts are the USD micro-amounts times the USD→EUR rate, rounded the same.
-Names and categories are those of the key's latest event: by event time, then
-input offset, then partition number.
+Plain Python with Decimal arithmetic; the only rules shared with the processor are
+the documented ones (docs/ksqldb.md): each event's USD amount is its amount times the
+currency's rate rounded half-up to micro-dollars (``ROUND(amount * to_usd, 6)``), its EUR
+amount is that USD amount times the USD→EUR rate, computed exactly in decimal and
+rounded half-up to micro-euros, and a unit price counts as the decimal it is written as.
+Names and categories are those of the key's latest event: by event time, then input
+offset, then partition number.
 """
 
 from __future__ import annotations
@@ -20,8 +22,13 @@ RATES = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CHF": 1.13, "JPY": 0.0067, "CAD"
 USD_TO_EUR = 0.925926
 
 
-def _micro(value: float) -> int:
+def _micro(value: float | Decimal) -> int:
     return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _exact_micro(value: float) -> int:
+    """A DOUBLE as the decimal its shortest text writes, in micro-units, rounded half-up."""
+    return _micro(Decimal(repr(value)) * 1_000_000)
 
 
 def _money(micro: int) -> float:
@@ -51,7 +58,7 @@ def expected_tables(
         partition, offset = positions[i] if positions is not None else (0, i)
         recency = (datetime.fromisoformat(e["event_time"]), offset, partition)
         usd = _micro(e["amount"] * RATES[e["currency"]] * 1e6)
-        eur = _micro(usd * USD_TO_EUR)
+        eur = _micro(usd * Decimal(repr(USD_TO_EUR)))
         u = users[(e["user"]["user_id"], e["transaction_type"])]
         u[0], u[1], u[2] = u[0] + usd, u[1] + 1, u[2] + eur
         p = pms[e["payment_method"]["payment_method_id"]]
@@ -63,7 +70,7 @@ def expected_tables(
             if q[7] is None or recency > q[7]:
                 q[0], q[1], q[7] = e["product"].get("name"), e["product"].get("category"), recency
             q[2], q[3] = q[2] + 1, q[3] + usd
-            q[4], q[5] = q[4] + _micro(e["product"]["unit_price"] * 1e6), q[5] + 1
+            q[4], q[5] = q[4] + _exact_micro(e["product"]["unit_price"]), q[5] + 1
             q[6].add(e["user"]["user_id"])
     return {
         "user_transaction_summary": {
@@ -83,3 +90,17 @@ def expected_tables(
                    "unique_buyers": len(buyers)}
             for k, (name, cat, n, rev, pm, pn, buyers, _) in products.items()},
     }
+
+
+def latest_per_key(records: list[tuple[int, int, bytes]], keys: list[str]
+                   ) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """A table topic's value of each key, from its records as (partition, offset, value).
+
+    The last record of a key wins (partition, then offset order: a table's key always
+    lands in one partition); the result has the key columns taken out of the value.
+    """
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for _partition, _offset, raw in sorted(records):
+        value = json.loads(raw)
+        latest[tuple(value[k] for k in keys)] = {c: v for c, v in value.items() if c not in keys}
+    return latest

@@ -1,16 +1,13 @@
-"""The shipped ksqlDB statements produce the topics and columns `lakestream process` writes."""
+"""The shipped ksqlDB statements, read as a ksqlDB user reads them (``sql/ksqldb/``), name the
+topics and columns `lakestream process` always published (an independent, textual check of
+what tests/derive/statements/test_shipped_statements.py checks on the compiled plan)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from lakestream.derive.sql import (
-    ANONYMIZED_COLUMNS,
-    BLACKLISTED_COLUMNS,
-    FLATTENED_COLUMNS,
-    TABLES,
-)
+from tests.derive.statements.test_shipped_statements import TODAYS_STREAMS, TODAYS_TABLES
 
 STATEMENTS = Path(__file__).resolve().parents[2] / "sql" / "ksqldb"
 CREATE = re.compile(
@@ -46,12 +43,18 @@ def _statements() -> dict[str, tuple[str, str, list[str]]]:
     return found
 
 
+def test_the_folder_ksqldb_users_read_holds_the_files_the_processor_compiles() -> None:
+    from lakestream.derive.shipped import shipped_files
+
+    assert sorted(p.name for p in STATEMENTS.glob("*.sql")) == [f.name for f in shipped_files()]
+    for path in STATEMENTS.glob("*.sql"):
+        assert path.read_text() == next(f for f in shipped_files()
+                                        if f.name == path.name).read_text()
+
+
 def test_each_derived_stream_has_the_processors_columns_in_order() -> None:
     statements = _statements()
-    expected = {"transaction_flattened": FLATTENED_COLUMNS,
-                "transaction_stream_anonymized": ANONYMIZED_COLUMNS,
-                "transaction_stream_blacklisted": BLACKLISTED_COLUMNS}
-    for stream, columns in expected.items():
+    for stream, columns in TODAYS_STREAMS.items():
         kind, topic, found = statements[stream]
         assert (kind, topic) == ("STREAM", stream)
         assert found == list(columns), stream
@@ -59,7 +62,7 @@ def test_each_derived_stream_has_the_processors_columns_in_order() -> None:
 
 def test_each_table_has_the_processors_key_and_value_columns() -> None:
     statements = _statements()
-    for table, (key, values) in TABLES.items():
+    for table, (key, values) in TODAYS_TABLES.items():
         kind, topic, found = statements[table]
         assert (kind, topic) == ("TABLE", table)
         assert found == [*key, *values], table

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 import yaml
 
-from lakestream.derive.sql import TABLES
+from lakestream.derive.shipped import TABLES
 from lakestream.kafka.producer import produce
 from tests.conftest import subprocess_env
 from tests.derive.conftest import ANON_KEY
@@ -51,6 +51,7 @@ def lake_table(workdir: Path, table: str) -> dict[tuple[Any, ...], dict[str, Any
     current = json.loads((folder / "_metadata.json").read_text())["current_version"]
     rows = duckdb.sql(f"SELECT * FROM read_parquet('{folder}/version={current}/*.parquet', "
                       "hive_partitioning=false)")
+    assert rows is not None
     keys, _ = TABLES[table]
     out = {}
     for row in rows.fetchall():
@@ -74,7 +75,9 @@ def topic_records(workdir: Path, topic: str) -> list[tuple[int, int, bytes]]:
     while time.monotonic() - idle_since < 3:
         for m in consumer.consume(5000, 0.5):
             if m.error() is None:
-                records.append((m.partition(), m.offset(), m.value()))
+                partition, offset, value = m.partition(), m.offset(), m.value()
+                assert partition is not None and offset is not None and value is not None
+                records.append((partition, offset, value))
                 idle_since = time.monotonic()
     consumer.close()
     return records
@@ -151,12 +154,14 @@ def test_anonymized_stream_holds_no_direct_identifier(pipeline: Path) -> None:
     secrets |= {e["device"]["ip_address"] for e in events}
     rel = duckdb.sql(f"SELECT * FROM read_parquet('{pipeline}/lake/streams/"
                      "transaction_stream_anonymized/**/*.parquet')")
+    assert rel is not None
     assert "card_last4" not in rel.columns and "user_email" not in rel.columns
     cells = {str(v) for row in rel.fetchall() for v in row}
     assert not cells & secrets, "an identifier leaked into the anonymized stream"
-    pseudonyms = {r[0] for r in duckdb.sql(f"SELECT user_id FROM read_parquet('{pipeline}/lake/"
-                                           "streams/transaction_stream_anonymized/**/*.parquet')")
-                  .fetchall()}
+    users = duckdb.sql(f"SELECT user_id FROM read_parquet('{pipeline}/lake/"
+                       "streams/transaction_stream_anonymized/**/*.parquet')")
+    assert users is not None
+    pseudonyms = {r[0] for r in users.fetchall()}
     assert len(pseudonyms) == len({e["user"]["user_id"] for e in events})
     assert all(len(p) == 64 for p in pseudonyms)
 
@@ -169,9 +174,10 @@ def test_blacklist_updates_apply_to_new_events_and_bad_events_go_to_the_dlq(
     changed = cli(pipeline, "reference", "blacklist", "add", "countries", "FR")
     assert changed.returncode == 0 and '"FR"' in changed.stdout
     second = generated(800, seed=25)
-    bad = [(b"x", b"{oops"), (b"x", json.dumps({**json.loads(second[0][1]), "amount": -5})
-                              .encode()),
-           (b"x", json.dumps({**json.loads(second[1][1]), "currency": "XYZ"}).encode())]
+    bad: list[tuple[bytes | None, bytes]] = [
+        (b"x", b"{oops"),
+        (b"x", json.dumps({**json.loads(second[0][1]), "amount": -5}).encode()),
+        (b"x", json.dumps({**json.loads(second[1][1]), "currency": "XYZ"}).encode())]
     send(bootstrap(pipeline), "transactions", second + bad)
     process_and_ingest(pipeline)
 

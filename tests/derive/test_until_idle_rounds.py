@@ -10,7 +10,6 @@ failure with LAKESTREAM_TEST_SEED.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import statistics
@@ -19,18 +18,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from lakestream.derive.sql import TABLES
+from lakestream.derive.shipped import TABLES
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics, topic_partitions
 from lakestream.kafka.producer import produce
 from tests.conftest import subprocess_env
 from tests.derive.conftest import ANON_KEY
-from tests.derive.expected import expected_tables
+from tests.derive.expected import expected_tables, latest_per_key
 from tests.ingest.helpers import generated
 from tests.warehouse.checks import FACT_COLUMNS, assert_facts_equal, fact_rows
 
@@ -80,19 +78,15 @@ def _topic_records(bootstrap: str, topics: list[str]) -> dict[str, list[tuple[in
     while time.monotonic() - quiet_since < 3:
         for m in consumer.consume(5000, 0.5):
             if m.error() is None:
-                out[m.topic()].append((m.partition(), m.offset(), m.value()))
+                topic, partition, offset, value = m.topic(), m.partition(), m.offset(), m.value()
+                assert topic is not None and partition is not None and offset is not None
+                assert value is not None
+                out[topic].append((partition, offset, value))
                 quiet_since = time.monotonic()
     consumer.close()
     return out
 
 
-def _latest_per_key(records: list[tuple[int, int, bytes]], keys: list[str]
-                    ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for _partition, _offset, raw in sorted(records):
-        value = json.loads(raw)
-        latest[tuple(value[k] for k in keys)] = {c: v for c, v in value.items() if c not in keys}
-    return latest
 
 
 def _round(tmp: Path, rng: random.Random, round_no: int) -> tuple[float, float]:
@@ -127,14 +121,14 @@ def _round(tmp: Path, rng: random.Random, round_no: int) -> tuple[float, float]:
         assert len(inputs) == len(messages), where
         expected = expected_tables([v for _, _, v in inputs], [(p, o) for p, o, _ in inputs])
         for table, rows in expected.items():
-            got = _latest_per_key(topics[table], list(TABLES[table][0]))
+            got = latest_per_key(topics[table], list(TABLES[table][0]))
             assert got == rows, f"{where}: topic {table} is not exact"
 
         _kill_members(project, ["ingest", "--sink", "warehouse"], rng)
         warehouse_s = _until_idle(project, idle, "ingest", "--sink", "warehouse")
         import sqlalchemy as sa
 
-        engine = sa.create_engine(config["warehouse_url"])
+        engine = sa.create_engine(str(config["warehouse_url"]))
         try:
             for table, rows in expected.items():
                 _, _key, columns = FACT_COLUMNS[table]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +104,13 @@ class Children:
         return child
 
     def run(self, name: str, args: list[str], cwd: Path, timeout: float = 240,
-            **env: str) -> tuple[int, str]:
-        """Run to the end; (exit status, output of this run)."""
-        child = self.spawn(name, args, cwd, **env)
+            env: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """Run to the end with ``env`` set; (exit status, output of this run).
+
+        ``env`` is a mapping, not ``**env`` as :meth:`spawn` takes: a variable named
+        ``timeout`` would otherwise set the timeout.
+        """
+        child = self.spawn(name, args, cwd, **(env or {}))
         before = len(child.output())
         try:
             code = child.wait(timeout)
@@ -365,7 +369,10 @@ def topic_records(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple
     while time.monotonic() - idle_since < idle_s:
         for m in consumer.consume(5000, 0.3):
             if m.error() is None:
-                records.append((m.partition(), m.offset(), m.value()))
+                partition, offset, value = m.partition(), m.offset(), m.value()
+                # a record read without error has a place; these topics hold no tombstones
+                assert partition is not None and offset is not None and value is not None, m
+                records.append((partition, offset, value))
                 idle_since = time.monotonic()
     consumer.close()
     return records

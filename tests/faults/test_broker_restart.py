@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lakestream.derive.processor import STREAMS
-from lakestream.derive.sql import TABLES
+from lakestream.derive.shipped import TABLES
 from lakestream.derive.state import AggregateState
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from lakestream.derive.processor import STREAMS
-from lakestream.derive.sql import TABLES
+from lakestream.derive.shipped import TABLES
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
 from tests.derive.expected import expected_tables
@@ -101,7 +101,7 @@ def test_sigkill_of_every_consumer_at_random_moments_loses_and_doubles_nothing(
         ("warehouse-final", ["ingest", "--sink", "warehouse"], {}),
     ):
         code, out = children.run(name, [*base, *args, "--until-idle", "--idle-timeout", "3"],
-                                 tmp_path, **env)
+                                 tmp_path, env=env)
         assert code == 0, out[-3000:]
 
     counts.records["consumer crashes"] += _check_everything(tmp_path, bootstrap, producer.acked)
@@ -138,9 +138,9 @@ def _check_everything(project: Path, bootstrap: str, values: list[bytes]) -> int
     checked += len(flagged)
 
     expected = expected_tables(values)
-    for table, rows in expected.items():
-        assert _lake_table(lake, table) == rows, f"lake table {table}"
-        checked += len(rows)
+    for table, table_rows in expected.items():
+        assert _lake_table(lake, table) == table_rows, f"lake table {table}"
+        checked += len(table_rows)
     checked += _check_warehouse(project / "warehouse.db", expected, events)
 
     for dlq in (lake / "_dlq").glob("*"):

@@ -35,7 +35,7 @@ def test_bad_records_on_a_live_topic_go_to_the_dlq_and_good_ones_to_the_lake(
     for name, args, env in (("process", ["process"], {"LAKESTREAM_ANON_KEY": ANON_KEY}),
                             ("ingest", ["ingest", "--pipeline", "transactions"], {})):
         code, out = children.run(name, [*base, *args, "--until-idle", "--idle-timeout", "3"],
-                                 tmp_path, timeout=180, **env)
+                                 tmp_path, timeout=180, env=env)
         assert code == 0, out[-3000:]
         assert "Traceback" not in out and "internal error" not in out, out[-3000:]
 

@@ -131,7 +131,7 @@ def test_ingest_waits_out_a_crashed_then_hung_object_store(
     output = ingest.output()
     code, final = children.run("ingest-final", ["--config", str(config), "ingest", "--feed",
                                                 "feed", "--group", "faults-s3", "--until-idle"],
-                               tmp_path, **keys)
+                               tmp_path, env=keys)
     assert code == 0, final[-3000:]
     checker.finish()  # every file the store could not serve yet, now that nothing moves
 

@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from lakestream.derive.processor import STREAMS
-from lakestream.derive.sql import TABLES
+from lakestream.derive.shipped import TABLES
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
 from tests.derive.expected import expected_tables
@@ -128,7 +128,7 @@ def test_streaming_warehouse_consumer_survives_killed_connections_and_an_outage(
         assert loader.alive, loader.output()[-3000:]
 
         code, out = children.run("process-final", [*base, "process", "--until-idle"], tmp_path,
-                                 LAKESTREAM_ANON_KEY=ANON_KEY)
+                                 env={"LAKESTREAM_ANON_KEY": ANON_KEY})
         assert code == 0, out[-3000:]
         assert loader.terminate() == 0, loader.output()[-3000:]
         code, out = children.run("warehouse-final", [*base, "ingest", "--sink", "warehouse",

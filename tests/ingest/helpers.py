@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from lakestream.sources.generator import TransactionGenerator
 
 
 def send(
-    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]], partitions: int = 4
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]], partitions: int = 4
 ) -> None:
     """Produce ``messages`` and wait until the broker acknowledged all of them."""
     ensure_topics(bootstrap, [topic], partitions)
@@ -76,6 +77,6 @@ def log_entries(lake: Path, dataset: str = "streams/feed") -> frozenset[str]:
     return frozenset(p.name for p in folder.glob("*.json") if p.stem.isdigit())
 
 
-def transaction_ids(messages: list[tuple[bytes | None, bytes]]) -> list[str]:
+def transaction_ids(messages: Sequence[tuple[bytes | None, bytes]]) -> list[str]:
     """The transaction ids of produced messages."""
     return [json.loads(v)["transaction_id"] for _, v in messages]

@@ -43,15 +43,14 @@ def table_feed(workdir: Path, **lake: object) -> tuple[Lakestream, str]:
                schema={"id": "string", "n": "int64"}, key=["id"], required=[],
                time_field=None)
     send(bootstrap(workdir), topic, [])
-    return api_for(workdir, lake=lake or None), topic
+    return api_for(workdir, lake or None), topic
 
 
 def member(api: Lakestream, topic: str) -> TableIngest:
-    """A table consumer of ``topic`` writing the Delta table (whatever the default format)."""
+    """A table consumer of ``topic`` writing the Delta table."""
     ingest = TableIngest(api.storage, [api.feeds.get("totals")],
                          consumer_config(api.settings, api.bootstrap(), "t"),
                          snapshot_interval_s=3600, keep=7)
-    ingest.sinks[topic].delta = True
     ingest.start({topic: topic_partitions(api.bootstrap(), topic)})
     return ingest
 
@@ -60,10 +59,12 @@ def drain(ingest: TableIngest, expect: int) -> None:
     """Poll until ``expect`` more records were applied, then 0.5 s more for any surplus."""
     target, deadline = ingest.applied + expect, time.monotonic() + 60
     while ingest.applied < target and time.monotonic() < deadline:
-        ingest.poll() or time.sleep(0.02)
+        if not ingest.poll():
+            time.sleep(0.02)
     quiet = time.monotonic() + 0.5
     while time.monotonic() < quiet:
-        ingest.poll() or time.sleep(0.02)
+        if not ingest.poll():
+            time.sleep(0.02)
 
 
 def current(api: Lakestream) -> dict[str, int]:
@@ -109,11 +110,13 @@ def test_a_fenced_consumer_rereads_what_the_winning_version_does_not_cover(
     a, b = member(api, topic), member(api, topic)  # the old process still runs
     sent = changes(range(10), 3, 0)
     send(bootstrap(workdir), topic, sent)
-    drain(a, len(sent)), drain(b, len(sent))
+    drain(a, len(sent))
+    drain(b, len(sent))
     a.snapshot_due(force=True)  # v1
     more = changes(range(5), 2, 100)  # keys 0-4 change ...
     send(bootstrap(workdir), topic, more)
-    drain(b, len(more)), drain(a, len(more))
+    drain(b, len(more))
+    drain(a, len(more))
     b.snapshot_due(force=True)  # fenced by a's v1: b reloads v1 and reads `more` again
     assert delta_table_versions(api.storage, "tables/totals") == ["v1"]
     drain(b, len(more))
@@ -121,7 +124,8 @@ def test_a_fenced_consumer_rereads_what_the_winning_version_does_not_cover(
     send(bootstrap(workdir), topic, last)
     drain(b, len(last))
     b.snapshot_due(force=True)  # v2
-    a.close(), b.close()  # a is fenced in turn and writes nothing
+    a.close()  # a is fenced in turn and writes nothing
+    b.close()
 
     assert delta_table_versions(api.storage, "tables/totals") == ["v1", "v2"]
     assert current(api) == latest(sent + more + last)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _write_feed(project: Path, spec: dict[str, object]) -> None:
+def _write_feed(project: Path, spec: Mapping[str, object]) -> None:
     path = project / "feeds" / "active" / f"{spec['name']}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec))

@@ -88,13 +88,19 @@ def test_two_consumers_in_one_group_split_the_partitions(workdir: Path) -> None:
     outputs = [p.communicate(timeout=180) for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outputs]
-    written = [int(re.search(r"ingested ([\d,]+) records", o[0]).group(1).replace(",", ""))
-               for o in outputs]  # type: ignore[union-attr]
+    written = [_ingested(out) for out, _ in outputs]
     ids = Counter(r[0] for r in lake_rows(workdir / "lake", columns="transaction_id"))
     assert sum(ids.values()) == len(messages) and max(ids.values()) == 1
     assert set(ids) == set(transaction_ids(messages))
     assert sum(written) == len(messages)
     assert min(written) > 0, f"both consumers should have had partitions: {written}"
+
+
+def _ingested(stdout: str) -> int:
+    """The record count an ingest run reports ("ingested 1,234 records")."""
+    found = re.search(r"ingested ([\d,]+) records", stdout)
+    assert found is not None, stdout[-3000:]
+    return int(found.group(1).replace(",", ""))
 
 
 def _bootstrap(workdir: Path) -> str:

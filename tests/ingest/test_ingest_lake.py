@@ -12,6 +12,7 @@ from lakestream.api import Lakestream
 from lakestream.lake.layout import STAGING
 from tests.conftest import settings_for, unique_topic, write_feed
 from tests.ingest.helpers import event, generated, lake_rows, send, transaction_ids
+from tests.support.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +191,7 @@ def test_a_new_optional_field_becomes_a_column(workdir: Path) -> None:
     assert out == [("new", "WINTER"), ("old", None)]
 
 
-def test_s3_lake_on_seaweedfs(workdir: Path, seaweedfs, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_s3_lake_on_seaweedfs(workdir: Path, seaweedfs: SeaweedFS, s3_bucket: str) -> None:
     from tests.conftest import s3_env
 
     topic = unique_topic()

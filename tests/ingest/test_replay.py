@@ -34,7 +34,7 @@ def _no_user(tid: str, day: str = "2026-12-01") -> tuple[bytes, bytes]:
 def _ingest(lake: Storage) -> None:
     """Two partitions with good records and dead letters of every kind."""
     sink = DeltaLakeSink(lake, STRICT)
-    batches = {
+    batches: dict[int, list[tuple[bytes | None, bytes]]] = {
         0: [event("g0", "2026-12-01T09:00:00Z", score=1), _no_user("n0"), (b"K", b"{broken"),
             _no_user("n1", "2026-12-02"), (b"K", b"[1, 2]")],
         1: [event("g1", "2026-12-02T09:00:00Z", score=2), _no_user("n2"),

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from lakestream.config import S3Settings
 from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.lake.compaction import compact_dataset
 from lakestream.lake.delta import DeltaDataset
 from lakestream.lake.reader import LakeReader
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage, open_storage
+from tests.conftest import s3_settings
 from tests.lake.lakegen import FEED, checksums, land, local_lake
+from tests.support.seaweedfs import SeaweedFS
 
 DAY = "streams/feed/year=2025/month=01/day=15"
 
@@ -133,10 +134,8 @@ def test_readers_never_see_both_the_small_and_the_merged_files(tmp_path: Path) -
 
 
 @pytest.mark.integration
-def test_s3_compaction_is_one_commit(seaweedfs, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
-    storage = open_storage(f"s3://{s3_bucket}/lake", S3Settings(
-        endpoint=seaweedfs.endpoint_url, access_key=seaweedfs.access_key,
-        secret_key=seaweedfs.secret_key))
+def test_s3_compaction_is_one_commit(seaweedfs: SeaweedFS, s3_bucket: str) -> None:
+    storage = open_storage(f"s3://{s3_bucket}/lake", s3_settings(seaweedfs))
     land(storage, 4, days=("2025-01-15",))
     count = "SELECT count(*), count(DISTINCT id), sum(amount) FROM feed"
     before, version, files = LakeReader(storage).query(count)[1], _version(storage), \

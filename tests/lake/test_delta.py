@@ -12,6 +12,7 @@ from lakestream.config import S3Settings
 from lakestream.errors import FencedError
 from lakestream.lake.delta import DeltaDataset, OffsetRange, app_id
 from lakestream.lake.storage import Storage, open_storage
+from tests.conftest import s3_settings
 from tests.support.seaweedfs import SeaweedFS
 
 
@@ -32,8 +33,7 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
         return _local(tmp_path)
     server: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket: str = request.getfixturevalue("s3_bucket")
-    s3 = S3Settings(endpoint=server.endpoint_url, access_key=server.access_key,
-                    secret_key=server.secret_key, region=server.region)
+    s3 = s3_settings(server)
     return open_storage(f"s3://{bucket}/lake", s3)
 
 

@@ -25,6 +25,7 @@ from deltalake import DeltaTable, write_deltalake
 from lakestream.config import S3Settings
 from lakestream.lake.delta import DeltaDataset, OffsetRange
 from lakestream.lake.storage import Storage, open_storage
+from tests.conftest import s3_settings
 from tests.support.seaweedfs import SeaweedFS
 
 from .interop import Row, jsonable, read_deltalake, read_spark
@@ -141,8 +142,7 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Storage, tuple
         return open_storage(str(tmp_path / "lake"), S3Settings()), LOCAL_READERS
     server: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket: str = request.getfixturevalue("s3_bucket")
-    s3 = S3Settings(endpoint=server.endpoint_url, access_key=server.access_key,
-                    secret_key=server.secret_key, region=server.region)
+    s3 = s3_settings(server)
     return open_storage(f"s3://{bucket}/lake", s3), S3_READERS
 
 

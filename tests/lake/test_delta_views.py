@@ -13,6 +13,7 @@ from lakestream.lake.reader import LakeReader
 from lakestream.lake.report import lake_report
 from lakestream.lake.snapshot import live_files
 from lakestream.lake.storage import Storage, open_storage
+from tests.conftest import s3_settings
 from tests.lake.lakegen import FEED, land
 from tests.support.seaweedfs import SeaweedFS
 
@@ -25,8 +26,7 @@ def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
         return open_storage(str(tmp_path / "lake"), S3Settings())
     server: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket: str = request.getfixturevalue("s3_bucket")
-    s3 = S3Settings(endpoint=server.endpoint_url, access_key=server.access_key,
-                    secret_key=server.secret_key, region=server.region)
+    s3 = s3_settings(server)
     return open_storage(f"s3://{bucket}/lake", s3)
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,9 +27,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _stats(capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+def _stats(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     assert main(["metadata", "stats", "--format", "json"]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    stats: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return stats
 
 
 def test_stats_json_has_the_exact_documented_form(

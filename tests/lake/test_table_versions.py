@@ -75,9 +75,13 @@ def last_log_entry(lake: Storage) -> list[dict[str, Any]]:
 
 def test_each_version_holds_exactly_the_latest_value_per_key(lake: Storage) -> None:
     s = sink(lake)
-    put(s, 0, 0, "a", 1), put(s, 1, 0, "b", 2), put(s, 0, 1, "a", 3)
+    put(s, 0, 0, "a", 1)
+    put(s, 1, 0, "b", 2)
+    put(s, 0, 1, "a", 3)
     v1 = s.snapshot()
-    put(s, 1, 1, "b", None), put(s, 0, 2, "c", 5), put(s, 0, 3, "a", 4)  # b deleted
+    put(s, 1, 1, "b", None)  # b deleted
+    put(s, 0, 2, "c", 5)
+    put(s, 0, 3, "a", 4)
     v2 = s.snapshot()
 
     assert v1 is not None and v2 is not None and (v1.name, v2.name) == ("v1", "v2")
@@ -117,7 +121,8 @@ def test_the_eighth_snapshot_adds_v8_and_removes_v1_in_one_commit(lake: Storage)
 def test_a_restart_loads_the_newest_version_and_resumes_after_its_offsets(
         lake: Storage) -> None:
     first = sink(lake)
-    put(first, 0, 0, "a", 1), put(first, 2, 7, "b", 2)
+    put(first, 0, 0, "a", 1)
+    put(first, 2, 7, "b", 2)
     first.snapshot()
     put(first, 0, 1, "a", 9)  # applied, never snapshotted: read again after the restart
 
@@ -292,7 +297,8 @@ def test_compaction_and_vacuum_between_snapshots_change_nothing_a_restart_sees(
         lake: Storage) -> None:
     s = sink(lake, keep=2)
     for v in range(1, 4):
-        put(s, 0, 2 * v, "a", v), put(s, 1, v, f"b{v}", v)
+        put(s, 0, 2 * v, "a", v)
+        put(s, 1, v, f"b{v}", v)
         s.rejected += 1
         s.snapshot()
     table = delta_table(lake)
@@ -315,7 +321,8 @@ def test_a_complete_table_from_ksqldb_is_a_new_version_keeping_the_offsets(
     from lakestream.batchload.tables import export_table_rows
 
     s = sink(lake)
-    put(s, 0, 4, "a", 1), put(s, 3, 9, "b", 2)
+    put(s, 0, 4, "a", 1)
+    put(s, 3, 9, "b", 2)
     s.snapshot()
 
     version = export_table_rows(lake, TOTALS, 7, [{"k": "a", "n": 5}, {"k": "c", "n": 6}])

@@ -134,7 +134,8 @@ class Replay:
         first, last = ranges.get(0, (0, -1))
         for lo in range(first, last + 1, self.size):
             hi = min(lo + self.size, last + 1)
-            yield PartitionBuffer(FEED.topic, 0, self.values[lo:hi], [b"k"] * (hi - lo),
+            values: list[bytes | None] = list(self.values[lo:hi])
+            yield PartitionBuffer(FEED.topic, 0, values, [b"k"] * (hi - lo),
                                   list(range(lo, hi)), [KAFKA_TIME] * (hi - lo))
 
 

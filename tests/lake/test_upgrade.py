@@ -45,7 +45,7 @@ from lakestream.lake.table_versions import (
     delta_table_versions,
 )
 from lakestream.lake.upgrade import upgrade_lake
-from tests.conftest import settings_for, unique_topic, write_feed
+from tests.conftest import s3_settings, settings_for, unique_topic, write_feed
 from tests.ingest.helpers import event, generated
 from tests.lake.lake_digest import view_digest
 from tests.support.seaweedfs import SeaweedFS
@@ -221,9 +221,7 @@ def test_upgrade_on_s3(request: pytest.FixtureRequest) -> None:
     """The fixture lake in a SeaweedFS bucket: same rows, same offsets, legacy files gone."""
     server: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket: str = request.getfixturevalue("s3_bucket")
-    storage = open_storage(f"s3://{bucket}/lake", S3Settings(
-        endpoint=server.endpoint_url, access_key=server.access_key,
-        secret_key=server.secret_key, region=server.region))
+    storage = open_storage(f"s3://{bucket}/lake", s3_settings(server))
     source = FIXTURES / "legacy_lake"
     for path in sorted(source.rglob("*")):
         if path.is_file() and path.name != "README.md":
@@ -326,6 +324,7 @@ def test_ingest_after_the_upgrade_lands_only_what_the_legacy_lake_did_not_hold(
     api = Lakestream(settings_for(workdir))
     api.upgrade_lake()
     bootstrap = api.settings.kafka.bootstrap_servers
+    assert bootstrap is not None  # the workdir's configuration names the session broker
     ensure_topics(bootstrap, [topic], 2)
     old = generated(44, seed=3)
     new = [event(f"new-{p}-{i}", "2026-12-05T08:00:00Z") for p in (0, 1) for i in range(5)]

@@ -58,7 +58,7 @@ def test_a_batch_is_split_by_utc_event_day_into_hive_partitions(lake: Storage) -
     ]
     assert [f.records for f in live] == [1, 2, 2]
     rows = _committed(lake, "streams/orders").to_pylist()
-    by_day = {}
+    by_day: dict[str, list[str]] = {}
     for r in rows:
         by_day.setdefault(f"{r['year']}-{r['month']}-{r['day']}", []).append(r["id"])
     assert {d: sorted(ids) for d, ids in by_day.items()} == {

@@ -100,14 +100,14 @@ def test_bad_lines_are_skipped_and_counted_never_a_crash(
         project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = project / "data" / "lineage" / "events.jsonl"
     good = json.loads(RECORDED.read_text().splitlines()[1])
-    with events.open("a") as out:
-        out.write("{not json\n")
-        out.write('"a string"\n')
-        out.write(json.dumps({"eventType": "START"}) + "\n")  # no job, no run
-        out.write(json.dumps({**good, "eventTime": "yesterday"}) + "\n")
-        out.write("\n")  # blank lines are not counted
+    with events.open("a") as log:
+        log.write("{not json\n")
+        log.write('"a string"\n')
+        log.write(json.dumps({"eventType": "START"}) + "\n")  # no job, no run
+        log.write(json.dumps({**good, "eventTime": "yesterday"}) + "\n")
+        log.write("\n")  # blank lines are not counted
         # an event whose facets are malformed: read, the malformed parts ignored
-        out.write(json.dumps({**good, "job": {"namespace": "other", "name": "odd",
+        log.write(json.dumps({**good, "job": {"namespace": "other", "name": "odd",
                                               "facets": "x"},
                               "run": {"runId": 7, "facets": {"tags": {"tags": "x"}}},
                               "outputs": [{"namespace": "n", "name": "d",

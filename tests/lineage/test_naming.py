@@ -104,7 +104,8 @@ def test_concurrent_writers_never_mix_their_lines(tmp_path: Path) -> None:
 
     def writer(n: int) -> None:
         sink = EventSink(tmp_path, f"writer {n}")  # data_dir: the JSON-lines file is `path`
-        assert isinstance(sink.client.transport, JsonLinesTransport)  # type: ignore[union-attr]
+        assert sink.client is not None
+        assert isinstance(sink.client.transport, JsonLinesTransport)
         run = RunLineage("weather", f"run-{n}", sink, None)
         for _ in range(15):
             run.ended("failed", long_error)

@@ -205,9 +205,9 @@ def test_a_month_is_replaced_in_one_commit_and_staging_is_cleaned(tmp_path: Path
     assert lake.list_files("_staging/silver") == []
     before = {}
     for ds in DATASETS:
-        files = [f.path for f in live_files(lake, ds)]
-        assert len(files) == 1 and files[0].startswith(f"{ds}/year=2025/month=06/"), files
-        before[ds] = (table(lake, ds).version(), set(files), rows_of(lake, ds, *KEYS[ds]))
+        paths = [f.path for f in live_files(lake, ds)]
+        assert len(paths) == 1 and paths[0].startswith(f"{ds}/year=2025/month=06/"), paths
+        before[ds] = (table(lake, ds).version(), set(paths), rows_of(lake, ds, *KEYS[ds]))
 
     # a run that died after moving a data file into the table, before committing it:
     # the log does not hold it, so no reader sees its rows (twice)

@@ -172,7 +172,7 @@ def test_schedule_catches_up_a_missed_run_and_sigterm_lets_the_task_finish(
                                  stderr=subprocess.STDOUT, env=env)
     try:
         assert scheduler.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or not lines[-1].startswith("▶ process"):
             lines.append(scheduler.stdout.readline())
             assert lines[-1], lines

@@ -68,4 +68,5 @@ def test_a_task_may_return_counts_in_several_shapes() -> None:
     assert as_output(None) == TaskOutput()
     assert as_output(5) == TaskOutput(rows_out=5)
     assert as_output(Report()) == TaskOutput(3, 2, "ok")
+    # no context on purpose: the default task's function does not read it
     assert task("x").fn(None) == TaskOutput(10, 10)  # type: ignore[arg-type]

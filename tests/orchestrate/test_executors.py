@@ -15,6 +15,7 @@ from lakestream.orchestrate.catalog import transactions_dag
 from lakestream.orchestrate.dag import Task
 from lakestream.orchestrate.executors import (
     Attempt,
+    CommandBuilder,
     Control,
     ProcessExecutor,
     lakestream_command,
@@ -26,7 +27,7 @@ DAG = linear("proc", task("work"))
 TASK: Task = DAG.tasks[0]
 
 
-def python(code: str) -> object:
+def python(code: str) -> CommandBuilder:
     """A command builder running ``code`` with ``sys.executable``."""
     return lambda attempt, result: [sys.executable, "-c", code]
 
@@ -50,7 +51,7 @@ def test_a_child_over_its_timeout_is_killed_with_its_whole_process_group(tmp_pat
         f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
         "time.sleep(60)\n"
     )
-    executor = ProcessExecutor(tmp_path / "runs", python(code), grace_s=2)  # type: ignore[arg-type]
+    executor = ProcessExecutor(tmp_path / "runs", python(code), grace_s=2)
     started = time.monotonic()
     outcome = executor.execute(DAG, TASK, attempt(timeout_s=1.0), Control())
     assert time.monotonic() - started < 5
@@ -63,7 +64,7 @@ def test_a_child_over_its_timeout_is_killed_with_its_whole_process_group(tmp_pat
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
     code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "print('ready', flush=True)\ntime.sleep(60)\n")
-    executor = ProcessExecutor(tmp_path / "runs", python(code), grace_s=0.5)  # type: ignore[arg-type]
+    executor = ProcessExecutor(tmp_path / "runs", python(code), grace_s=0.5)
     outcome = executor.execute(DAG, TASK, attempt(timeout_s=0.5), Control())
     assert outcome.status == "timeout"
     assert executor.last_pid is not None and gone(executor.last_pid)
@@ -73,7 +74,7 @@ def test_a_failing_child_reports_its_error_line_and_keeps_its_output(tmp_path: P
     code = ("import sys\nprint('working...')\n"
             "print('error: the warehouse refused the login', file=sys.stderr)\n"
             "print('  hint: check the password', file=sys.stderr)\nsys.exit(1)\n")
-    executor = ProcessExecutor(tmp_path / "runs", python(code))  # type: ignore[arg-type]
+    executor = ProcessExecutor(tmp_path / "runs", python(code))
     outcome = executor.execute(DAG, TASK, attempt(), Control())
     assert outcome.status == "failed"
     assert outcome.error == "the warehouse refused the login"
@@ -83,7 +84,7 @@ def test_a_failing_child_reports_its_error_line_and_keeps_its_output(tmp_path: P
 def test_a_cancelled_run_stops_its_child(tmp_path: Path) -> None:
     control = Control()
     control.request_stop(0.3)
-    executor = ProcessExecutor(tmp_path / "runs", python("import time; time.sleep(60)"))  # type: ignore[arg-type]
+    executor = ProcessExecutor(tmp_path / "runs", python("import time; time.sleep(60)"))
     outcome = executor.execute(DAG, TASK, attempt(timeout_s=None), control)
     assert outcome.status == "cancelled"
     assert executor.last_pid is not None and gone(executor.last_pid)

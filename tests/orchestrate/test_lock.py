@@ -97,7 +97,8 @@ def test_a_lock_whose_holder_was_killed_is_taken_over(
     finally:
         holder.kill()
     with caplog.at_level(logging.WARNING), DagLock(engine, "weather", "run-next") as lock:
-        assert lock.holder() is not None and lock.holder().run_id == "run-next"  # type: ignore[union-attr]
+        holder_now = lock.holder()
+        assert holder_now is not None and holder_now.run_id == "run-next"
     assert f"process {holder.pid} is gone" in caplog.text
 
 
@@ -144,5 +145,6 @@ def test_a_stale_lock_of_another_machine_is_taken_over(engine: sa.Engine) -> Non
         DagLock(engine, "weather", "local-run", stale_after_s=60).acquire()
     time.sleep(0.3)
     with DagLock(engine, "weather", "local-run", stale_after_s=0.2) as lock:
-        assert lock.holder().run_id == "local-run"  # type: ignore[union-attr]
+        holder_now = lock.holder()
+        assert holder_now is not None and holder_now.run_id == "local-run"
     assert remote.heartbeat() is False  # the old holder learns it lost the lock

@@ -58,7 +58,9 @@ def test_a_task_run_alone_is_logged_where_its_dag_logs(api: Lakestream) -> None:
 
 
 def test_a_gold_log_needs_the_facade(api: Lakestream) -> None:
-    orchestrator = Orchestrator(api.settings, lambda: api.warehouse.engine, None)
+    # api=None on purpose; Orchestrator checks for it but annotates api as TaskApi (reported)
+    orchestrator = Orchestrator(api.settings, lambda: api.warehouse.engine,
+                                None)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="gold store"):
         orchestrator.runlog(orchestrator.dag("weather"))
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakestream.errors import TerminalError
+from lakestream.errors import LakestreamError, TerminalError
 from lakestream.ingest.delta_sink import DeltaLakeSink
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.lake.delta import DeltaDataset
@@ -92,6 +92,7 @@ def test_a_dataset_written_before_delta_is_not_rebuilt_but_upgraded(tmp_path: Pa
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(TerminalError, match="written before the lake moved to Delta") as caught:
         DayRebuild(storage, FEED, DAY).run(ScriptedSource(1))
+    assert isinstance(caught.value, LakestreamError)  # TerminalError is a mixin: no hint
     assert "lakestream lake upgrade" in str(caught.value.hint)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
-from tests.support.ksqldb_replay import ReplayServer, Reply
 
 from lakestream.errors import TerminalError, TransientError
 from lakestream.kafka.broker import free_port
@@ -20,6 +19,7 @@ from lakestream.sources.ksqldb import (
     KsqlDbUnavailableError,
     restore_case,
 )
+from tests.support.ksqldb_replay import ReplayServer, Reply
 
 HEADER = {"queryId": "query_1712", "columnNames": ["USER_ID", "TOTAL"],
           "columnTypes": ["STRING", "DOUBLE"]}

@@ -32,7 +32,7 @@ from lakestream.sources.openweather import (
 
 KEY = "replay-secret-key-0123456789abcdef"
 
-PARIS = {  # https://openweathermap.org/current#example_JSON (units=metric)
+PARIS: dict[str, Any] = {  # https://openweathermap.org/current#example_JSON (units=metric)
     "coord": {"lon": 2.3488, "lat": 48.8534},
     "weather": [{"id": 800, "main": "Clear", "description": "clear sky", "icon": "01d"}],
     "base": "stations",

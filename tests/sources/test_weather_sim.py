@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 
-from test_openweather import PARIS
-
 from lakestream.sources.weather_sim import CLIMATES, SimulatedWeather
+from tests.sources.test_openweather import PARIS
 
 DAY = dt.datetime(2025, 7, 15, tzinfo=dt.UTC)
 

@@ -111,7 +111,7 @@ def aggregates(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         by_user[(e["user_id"], e["transaction_type"])].append(e["amount_usd"])
         by_method[e["payment_method_id"]].append(e["amount_usd"])
         names[e["payment_method_id"]] = e["payment_method_name"]
-    users = [
+    users: list[dict[str, Any]] = [
         {"user_id": u, "transaction_type": t, "total_amount": sum(v),
          "transaction_count": len(v), "avg_amount": sum(v) / len(v)}
         for (u, t), v in sorted(by_user.items())

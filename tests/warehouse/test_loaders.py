@@ -14,6 +14,7 @@ from lakestream.errors import WarehouseError
 from lakestream.warehouse import WarehouseService
 from lakestream.warehouse.failures import run_in_transaction
 from lakestream.warehouse.loaders import Target
+from lakestream.warehouse.loaders.mysql import MySQLLoader
 from lakestream.warehouse.schema import dim_users
 
 from .conftest import FAST_RETRY, SERVER_BACKENDS, make_settings
@@ -76,8 +77,8 @@ def test_upsert_updates_changed_rows_and_keeps_the_rest(service: WarehouseServic
     keep = Target(dim_users, ("user_id",), ("user_id", "user_name"), update=False)
     names = pa.table({"user_id": ["U00000", "U00009"], "user_name": ["x", "y"]})
     _load(service, keep, names, expect_new=False)
-    got = {r[0]: r[1] for r in _read_users(service)}
-    assert got["U00000"] == "a" and got["U00009"] == "y"
+    names_by_id = {r[0]: r[1] for r in _read_users(service)}
+    assert names_by_id["U00000"] == "a" and names_by_id["U00009"] == "y"
 
 
 @pytest.mark.parametrize("backend", SERVER_BACKENDS, indirect=True)
@@ -103,6 +104,6 @@ def test_mysql_without_local_infile_falls_back_to_multirow_upserts(
         _load(service, USERS, _users(TRICKY), expect_new=True)
         _load(service, USERS, _users([n and n.upper() for n in TRICKY]), expect_new=False)
         assert [r[1] for r in _read_users(service)] == [n and n.upper() for n in TRICKY]
-        assert service.loader.local_infile is False  # type: ignore[attr-defined]
+        assert isinstance(service.loader, MySQLLoader) and service.loader.local_infile is False
     finally:
         service.close()

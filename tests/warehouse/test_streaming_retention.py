@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from lakestream.api import Lakestream
 from lakestream.config import load_settings
-from lakestream.derive.sql import TABLES
+from lakestream.derive.shipped import TABLES
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import cleanup_policies, ensure_configured_topics, topic_partitions
 from lakestream.warehouse.streaming import FLATTENED

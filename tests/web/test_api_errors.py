@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import Any, Protocol
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,7 +20,17 @@ DATA_ROUTES = [
 ]
 
 
-def assert_error(response: httpx.Response, status: int, says: str) -> dict[str, object]:
+class Response(Protocol):
+    """What the checks read of an answer (TestClient's response: httpx2's, or httpx's)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+def assert_error(response: Response, status: int, says: str) -> dict[str, object]:
     assert response.status_code == status, response.text
     body: dict[str, object] = response.json()
     assert body["status"] == status and says in str(body["error"]), body

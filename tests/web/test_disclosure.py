@@ -76,7 +76,7 @@ def requests_of(route: str, partitions: dict[str, str],
         return [(route.replace("{chart}", chart), dataset) for chart, dataset in charts.items()]
     if "{name}" not in route:
         return [(route, None)]
-    out = []
+    out: list[tuple[str, str | None]] = []
     for name in DATASETS:
         url = route.replace("{name}", name).replace(
             "{partition}", partitions.get(name, "2025-01-15"))

@@ -87,14 +87,15 @@ def test_lag_metrics_are_the_watermark_minus_the_committed_position(
 
 
 def test_the_lag_route_adds_up_and_flags_tansu(client: TestClient, admin: dict[str, str],
-                                               broker_says: dict[str, Any]) -> None:
+                                               broker_says: dict[str, Any],
+                                               demo_lake: DemoLake) -> None:
     broker_says["extra"] = 7
     body = client.get("/api/lag", headers=admin).json()
     assert body["partitions"] and all(p["lag"] == 7 for p in body["partitions"])
     assert body["total"] == 7 * len(body["partitions"])
     assert body["approximate"] is False and body["note"] is None
     broker_says["cluster"] = "tansu_cluster"
-    client.app.state.api.monitor.lag_monitor.forget()  # type: ignore[attr-defined]
+    demo_lake.api.monitor.lag_monitor.forget()  # the client's app serves demo_lake.api
     body = client.get("/api/lag", headers=admin).json()
     assert body["approximate"] is True and body["note"] == TANSU_NOTE
 

@@ -18,18 +18,22 @@ from lakestream.output import console, err_console
 @pass_ctx
 def process(ctx: Context, until_idle: bool, idle_timeout: float,
             drain_timeout: float | None) -> None:
-    """Compute what ksqlDB would: derived streams and exact aggregate tables.
+    """Run the shipped ksqlDB statements: derived streams and exact aggregate tables.
 
     \b
-    Consumes `transactions` and publishes, each to a topic of its name:
+    Compiles sql/ksqldb/*.sql and runs it on `transactions`, publishing each
+    output to a topic of its name:
       streams  transaction_flattened, transaction_stream_anonymized,
                transaction_stream_blacklisted
       tables   user_transaction_summary, user_transaction_summary_eur,
                payment_method_totals, product_purchase_counts  (changelogs keyed by key)
-    Aggregates are exact and stay exact across kill -9: state and input offsets
-    are committed together in <data_dir>/state/processor.sqlite. Needs
-    LAKESTREAM_ANON_KEY (the HMAC key of the anonymized stream). Teams running
-    ksqlDB can skip this command: sql/ksqldb/ produces the same topics.
+    Events that break the `transactions` contract go to the processor's dead
+    letters. Aggregates are exact and stay exact across kill -9: state and input
+    offsets are committed together in the state store (state_url /
+    LAKESTREAM_STATE_URL: PostgreSQL or MariaDB shared by several hosts; default
+    <data_dir>/state/processor.sqlite). Needs LAKESTREAM_ANON_KEY (the HMAC key
+    of the anonymized stream). Teams running ksqlDB can run the same statements
+    there instead (docs/ksqldb.md).
 
     \b
     --until-idle exits 0 only when every partition of `transactions` was read
@@ -49,8 +53,9 @@ def process(ctx: Context, until_idle: bool, idle_timeout: float,
                                   drain_timeout_s=drain_timeout)
     on_signals(lambda *_: processor.stop())
     report = processor.run()
+    late = f" ({report.late:,} late for a window)" if report.late else ""
     console.print(f"processed {report.processed:,} events ({report.consumed:,} consumed); "
-                  f"{report.blacklisted:,} blacklisted; {report.rejected:,} to the DLQ; "
+                  f"{report.blacklisted:,} blacklisted; {report.rejected:,} to the DLQ{late}; "
                   f"{report.published:,} records published in {report.elapsed:.1f}s")
     console.print(f"  per partition: {describe_progress(report.partitions)}")
 

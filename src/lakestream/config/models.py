@@ -213,6 +213,11 @@ class Settings(BaseSettings):
     gold_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the weather gold store; unset = SQLite"
     )
+    state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the processor's state store (PostgreSQL or MariaDB "
+        "when several hosts share the work); unset = SQLite <data_dir>/state/processor.sqlite",
+    )
     ksqldb_url: str | None = Field(default=None, description="ksqlDB REST endpoint, if any")
     notify_webhook_url: str | None = Field(
         default=None,

@@ -20,6 +20,20 @@ from lakestream.errors import ConfigError, UsageError
 
 BLACKLIST_KINDS = ("user_ids", "countries", "ip_prefixes", "card_last4")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# what the shipped blacklist statement can match: 1-3 whole octets ending with '.', or a
+# whole address (IPv4, or IPv6 written as the events write it)
+_IP_PREFIX = re.compile(r"^(\d{1,3}\.){1,3}$"  # 10. 10.66. 198.51.100.
+                        r"|^(\d{1,3}\.){3}\d{1,3}$"  # 198.51.100.7
+                        r"|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$")  # 2001:db8::1
+
+
+def ip_prefix_problem(value: str) -> str | None:
+    """Why an ``ip_prefixes`` entry can never match an event's address (``None``: it can)."""
+    if _IP_PREFIX.match(value):
+        return None
+    return (f"the IP prefix '{value}' is not whole octets: the blacklist matches an address's "
+            "first one, two or three octets ('10.', '10.66.', '198.51.100.') or the whole "
+            "address")
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,8 @@ class ReferenceStore:
         """Add or remove one blacklist entry."""
         if kind not in BLACKLIST_KINDS:
             raise UsageError(f"unknown blacklist kind '{kind}'", f"use one of {BLACKLIST_KINDS}")
+        if add and kind == "ip_prefixes" and (problem := ip_prefix_problem(value)):
+            raise UsageError(problem, "end the prefix after an octet, e.g. 10.66.")
         data = asdict(self.blacklist())
         values: list[str] = data[kind]
         if add and value not in values:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from lakestream.config import Settings
-from lakestream.errors import ConfigError
+from lakestream.config.databases import database_url
 from lakestream.warehouse.connection import make_engine
 from lakestream.warehouse.failures import WAREHOUSE, RetryPolicy, run_in_transaction
 
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 GOLD_PREFIX = "gold_weather_"
 TIME_COLUMNS = ("timestamp", "date", "observed_at", "fetched_at")
-_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-            "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "sqlite": "sqlite"}
 
 
 def gold_database_url(settings: Settings) -> sa.URL | None:
@@ -35,15 +33,7 @@ def gold_database_url(settings: Settings) -> sa.URL | None:
         if not default.exists():
             return None
         return sa.make_url(f"sqlite:///{default}")
-    try:
-        url = sa.make_url(settings.gold_url)
-    except sa.exc.ArgumentError:
-        raise ConfigError("gold_url is not a database URL",
-                          "use e.g. postgresql://user@host:5432/weather_dw") from None
-    backend = url.get_backend_name()
-    if backend not in _DRIVERS:
-        raise ConfigError(f"gold_url: unsupported database '{backend}'")
-    return url if "+" in url.drivername else url.set(drivername=_DRIVERS[backend])
+    return database_url("gold_url", settings.gold_url, "postgresql://user@host:5432/weather_dw")
 
 
 class GoldRetention:

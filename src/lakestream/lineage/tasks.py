@@ -112,7 +112,7 @@ def _topics_of(feeds: FeedRegistry, kind: str | None = None) -> list[Ref]:
 
 def _processed(_feeds: FeedRegistry) -> list[Ref]:
     from lakestream.derive.processor import STREAMS
-    from lakestream.derive.sql import TABLES
+    from lakestream.derive.shipped import TABLES
 
     return [Ref("topic", name) for name in (*STREAMS, *TABLES)]
 

@@ -25,7 +25,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from lakestream.config import Settings
-from lakestream.errors import ConfigError, LakestreamError, WarehouseRefusedError
+from lakestream.config.databases import database_url
+from lakestream.errors import LakestreamError, WarehouseRefusedError
 from lakestream.lake.storage import Storage
 from lakestream.medallion.engines import HeldBack, SqlEngine
 from lakestream.medallion.gold_schema import (
@@ -42,8 +43,6 @@ from lakestream.warehouse.loaders import BulkLoader, Target, bulk_loader
 GoldAudit = Callable[[sa.Connection, Mapping[str, pa.Table]], "str | None"]
 """Reads a load inside its transaction; returns why it must not commit, or ``None``."""
 
-_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-            "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "sqlite": "sqlite"}
 
 
 @dataclass
@@ -64,16 +63,7 @@ class GoldReport:
 def gold_url(settings: Settings) -> sa.URL:
     """The configured gold URL (with a driver), or ``<data_dir>/gold.db``."""
     raw = settings.gold_url or f"sqlite:///{Path(settings.data_dir) / 'gold.db'}"
-    try:
-        url = sa.make_url(raw)
-    except sa.exc.ArgumentError:
-        raise ConfigError(f"gold_url '{raw}' is not a database URL",
-                          "use e.g. postgresql://user@host:5432/weather_dw") from None
-    backend = url.get_backend_name()
-    if backend not in _DRIVERS:
-        raise ConfigError(f"gold_url: unsupported database '{backend}'",
-                          "use postgresql://, mysql://, mariadb:// or sqlite:///")
-    return url if "+" in url.drivername else url.set(drivername=_DRIVERS[backend])
+    return database_url("gold_url", raw, "postgresql://user@host:5432/weather_dw")
 
 
 def _as_gold(exc: LakestreamError) -> LakestreamError:

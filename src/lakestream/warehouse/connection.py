@@ -13,39 +13,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from lakestream.config import Settings
-from lakestream.errors import ConfigError, UsageError
+from lakestream.config.databases import database_url
+from lakestream.errors import UsageError
 from lakestream.warehouse.ddl import create_database_sql
 from lakestream.warehouse.failures import translate
 
-_DRIVERS = {
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "sqlite": "sqlite",
-}
 _CONNECT_TIMEOUT_S = 10
 
 
 def warehouse_url(settings: Settings) -> sa.URL:
     """The configured warehouse URL (with a driver), or the embedded SQLite file."""
     raw = settings.warehouse_url or f"sqlite:///{Path(settings.data_dir) / 'warehouse.db'}"
-    try:
-        url = sa.make_url(raw)
-    except sa.exc.ArgumentError:
-        raise ConfigError(
-            f"warehouse_url '{raw}' is not a database URL",
-            "use e.g. mysql://user:password@host:3306/lakestream or sqlite:///warehouse.db",
-        ) from None
-    backend = url.get_backend_name()
-    if backend not in _DRIVERS:
-        raise ConfigError(
-            f"warehouse_url: unsupported database '{backend}'",
-            "use mysql://, mariadb://, postgresql:// or sqlite:///",
-        )
-    if "+" not in url.drivername:
-        url = url.set(drivername=_DRIVERS[backend])
-    return url
+    return database_url("warehouse_url", raw,
+                        "mysql://user:password@host:3306/lakestream or sqlite:///warehouse.db")
 
 
 def dialect_name(url: sa.URL) -> str:

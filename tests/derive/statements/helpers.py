@@ -1,18 +1,21 @@
 """Helpers of the statements tests: the shipped program, batch views, and today's outputs.
 
-"Today's outputs" are computed by the code ``lakestream process`` runs now, called
-read-only: ``Processor._load_reference`` / ``_derive`` / ``_json`` / ``_pseudonym`` on
-a stand-in ``self`` (a namespace holding what those methods read), the aggregate
-state of ``derive/state.py`` in a temporary SQLite file and ``table_messages`` of
-``derive/outputs.py``. No broker is involved: only ``Processor.__init__`` needs one.
+"Today's outputs" are what ``lakestream process`` published before it ran the compiled
+statements (its hand-written DuckDB SQL, ``derive/sql.py``, and SQLite state,
+``derive/state.py``, at commit a32af20), frozen as test data in
+``tests/derive/data/todays_outputs.json.gz``: per case, the batch's events (offsets from
+``first_offset`` on, partition 3), the records of each derived stream, each table's rows
+after that one batch, and the dead letters (``invalid``: offset and reason).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import duckdb
@@ -20,23 +23,19 @@ import orjson
 import pyarrow as pa
 
 from lakestream.decode.json_batch import JsonDecoder
-from lakestream.decode.schemas import TRANSACTION_REQUIRED, arrow_schema
-from lakestream.derive.outputs import table_messages
-from lakestream.derive.processor import Processor
 from lakestream.derive.reference import ReferenceStore
-from lakestream.derive.state import AggregateState
+from lakestream.derive.shipped import shipped_plan as compiled_shipped_plan
 from lakestream.derive.statements import (
     Plan,
     StreamPlan,
     TablePlan,
-    parse_statements,
-    plan_statements,
     register_pseudonyms,
 )
 from lakestream.derive.statements.reference_views import blacklist_table, exchange_rates_table
 from lakestream.sources.generator import GeneratorConfig, TransactionGenerator
 
-SHIPPED = Path(__file__).resolve().parents[3] / "sql" / "ksqldb"
+SHIPPED = Path(__file__).resolve().parents[3] / "src" / "lakestream" / "derive" / "ksqldb"
+FROZEN = Path(__file__).resolve().parents[1] / "data" / "todays_outputs.json.gz"
 ANON_KEY = b"statements-test-key"
 PARTITION = 3
 STREAMS = ("transaction_flattened", "transaction_stream_anonymized",
@@ -44,9 +43,27 @@ STREAMS = ("transaction_flattened", "transaction_stream_anonymized",
 
 
 def shipped_plan() -> Plan:
-    """The plan of ``sql/ksqldb/*.sql``, in file order."""
-    files = [parse_statements(p.read_text(), p.name) for p in sorted(SHIPPED.glob("*.sql"))]
-    return plan_statements(files)
+    """The plan of the shipped ``*.sql`` files, in file order (what ``process`` runs)."""
+    return compiled_shipped_plan()
+
+
+@cache
+def _frozen() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(gzip.decompress(FROZEN.read_bytes()))
+    return loaded
+
+
+def frozen_cases() -> list[str]:
+    """The names of the frozen cases."""
+    return sorted(_frozen())
+
+
+def frozen_case(name: str) -> tuple[list[bytes], list[int], dict[str, list[dict[str, Any]]]]:
+    """A frozen case: its events, their offsets, and what ``process`` published for them."""
+    case = _frozen()[name]
+    values = [v.encode() for v in case["values"]]
+    first = int(case["first_offset"])
+    return values, list(range(first, first + len(values))), case["outputs"]
 
 
 def generated_events(n: int = 400, seed: int = 7) -> list[bytes]:
@@ -147,36 +164,3 @@ def run_table(con: duckdb.DuckDBPyConnection, table: TablePlan) -> list[dict[str
     result = con.sql(table.output_sql)
     out = [dict(zip(result.columns, row, strict=True)) for row in result.fetchall()]
     return sorted(out, key=lambda r: tuple(str(r[k]) for k in table.key_columns))
-
-
-def todays_outputs(values: Sequence[bytes], offsets: Sequence[int], folder: Path
-                   ) -> dict[str, list[dict[str, Any]]]:
-    """What ``lakestream process`` publishes today for one batch: stream records and the
-    tables' rows (each a JSON value as published)."""
-    con = connect()
-    self = SimpleNamespace(db=con, anon_key=ANON_KEY, _pseudonyms={},
-                           reference=ReferenceStore(folder), _reference_version=None,
-                           _usd_to_eur=0.0)
-    self._pseudonym = lambda user_id: Processor._pseudonym(self, user_id)  # type: ignore
-    self._json = lambda columns, source: Processor._json(self, columns, source)  # type: ignore
-    Processor._load_reference(self)  # type: ignore[arg-type]
-    decoded = JsonDecoder(arrow_schema("transactions", "event_time"),
-                          TRANSACTION_REQUIRED).decode(values)
-    assert decoded.table is not None
-    rows = decoded.table.num_rows
-    events = decoded.table.append_column(
-        "_source_partition", pa.array([PARTITION] * rows, pa.int32())).append_column(
-        "_source_offset", pa.array(offsets, pa.int64()).take(decoded.indices))
-    outputs, invalid = Processor._derive(self, events)  # type: ignore[arg-type]
-    published: dict[str, list[dict[str, Any]]] = {
-        s: [orjson.loads(v) for v in outputs[s][1]] for s in STREAMS}
-    published["invalid"] = [{"offset": o, "reason": r} for o, r in invalid]
-    state = AggregateState(folder / "state.sqlite")
-    try:
-        state.apply(outputs["deltas"])
-        tables = table_messages(state, outputs["deltas"], self._usd_to_eur)
-    finally:
-        state.close()
-    for table, messages in tables.items():
-        published[table] = [orjson.loads(v) for _, v in messages]
-    return published

@@ -12,16 +12,14 @@ import hmac
 import time
 from datetime import datetime
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from lakestream.derive.processor import Processor
-from lakestream.derive.statements import compile_statements, register_pseudonyms
+from lakestream.derive.statements import StreamPlan, compile_statements, register_pseudonyms
 from lakestream.errors import ConfigError
-from tests.derive.statements.helpers import ANON_KEY, connect
+from tests.derive.statements.helpers import ANON_KEY, connect, frozen_case
 
 SOURCE = """CREATE STREAM s (s VARCHAR, n INT, b BIGINT, d DOUBLE, m DECIMAL(10, 3),
   ts TIMESTAMP, flag BOOLEAN, tags ARRAY<VARCHAR>, attrs MAP<STRING, INT>,
@@ -41,6 +39,7 @@ def evaluate(expression: str, key: bytes | None = ANON_KEY, **values: Any) -> An
     con = connect()
     con.register("s", pa.table(columns))
     output = plan.output("o")
+    assert isinstance(output, StreamPlan)
     register_pseudonyms(con, output.pseudonym_inputs_sql, key)
     return con.execute(output.sql).fetchall()[0][0]
 
@@ -161,8 +160,8 @@ def test_unix_timestamp_without_argument_is_the_current_time_in_ms() -> None:
 def test_hmac_sha256_is_todays_pseudonym_of_the_value() -> None:
     got = evaluate("HMAC_SHA256(s, '${LAKESTREAM_ANON_KEY}')", s="U00042")
     assert got == hmac.new(ANON_KEY, b"U00042", hashlib.sha256).hexdigest()
-    today = SimpleNamespace(anon_key=ANON_KEY, _pseudonyms={})
-    assert got == Processor._pseudonym(today, "U00042")  # type: ignore[arg-type]
+    _, _, today = frozen_case("spec_examples")  # U00042 is the first event's user
+    assert got == today["transaction_stream_anonymized"][0]["user_id"]
     assert evaluate("HMAC_SHA256(s, '${LAKESTREAM_ANON_KEY}')") is None
 
 
@@ -175,6 +174,7 @@ def test_the_key_appears_in_no_sql() -> None:
     plan = compile_statements(SOURCE + "CREATE STREAM o AS SELECT HMAC_SHA256(s, "
                                        "'${LAKESTREAM_ANON_KEY}') AS v FROM s;")
     output = plan.output("o")
+    assert isinstance(output, StreamPlan)
     assert "LAKESTREAM_ANON_KEY" not in output.sql
     assert plan.needs_anon_key
     assert not compile_statements(SOURCE).needs_anon_key

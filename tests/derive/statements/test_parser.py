@@ -22,13 +22,13 @@ def test_the_shipped_files_parse_into_their_statements_at_their_lines() -> None:
             name = getattr(statement, "name", "")
             found.append((path.name[:2], type(statement).__name__, name, statement.line))
     assert found == [
-        ("01", "SetProperty", "auto.offset.reset", 13),
-        ("01", "CreateSource", "transaction_stream", 15),
-        ("01", "CreateSource", "exchange_rates", 37),
-        ("01", "CreateSource", "blacklist", 43),
+        ("01", "SetProperty", "auto.offset.reset", 18),
+        ("01", "CreateSource", "transaction_stream", 20),
+        ("01", "CreateSource", "exchange_rates", 42),
+        ("01", "CreateSource", "blacklist", 48),
         ("02", "CreateAs", "transaction_flattened", 3),
         ("02", "CreateAs", "transaction_stream_anonymized", 34),
-        ("02", "CreateAs", "transaction_stream_blacklisted", 60),
+        ("02", "CreateAs", "transaction_stream_blacklisted", 63),
         ("03", "CreateAs", "user_transaction_summary", 8),
         ("03", "CreateAs", "user_transaction_summary_eur", 21),
         ("03", "CreateAs", "payment_method_totals", 36),
@@ -41,7 +41,7 @@ def test_the_source_declaration_keeps_types_keys_and_properties() -> None:
                                  ).statements[1]
     assert isinstance(statement, ast.CreateSource)
     user = statement.columns[7]
-    assert (user.name, user.line) == ("user", 23)
+    assert (user.name, user.line) == ("user", 28)
     assert user.type.ksql() == ("STRUCT<user_id STRING, name STRING, email STRING, "
                                 "country STRING, city STRING>")
     assert statement.columns[6].type == types.INTEGER
@@ -58,14 +58,20 @@ def test_expressions_keep_the_line_they_are_written_on() -> None:
     assert isinstance(hmac_item.expr, ast.FunctionCall)
     assert (hmac_item.expr.name, hmac_item.expr.line, hmac_item.alias) == (
         "HMAC_SHA256", 45, "user_id")
-    assert isinstance(ip_item.expr, ast.FunctionCall) and ip_item.expr.line == 56
+    assert isinstance(ip_item.expr, ast.Binary) and ip_item.expr.line == 58
+    assert isinstance(ip_item.expr.left, ast.FunctionCall)
+    assert (ip_item.expr.left.name, ip_item.expr.left.line) == ("REGEXP_EXTRACT", 58)
     reason = blacklisted.query.items[-1].expr
-    assert reason == ast.Binary(0, "+", ast.Literal(0, "string", "blacklisted user "),
-                                ast.ColumnRef(0, "f", "user_id"))
-    assert reason is not None and reason.line == 86
-    join = blacklisted.query.joins[0]
-    assert (join.kind, join.relation, join.line) == ("INNER", ast.Relation(0, "blacklist", "b"),
-                                                    88)
+    assert isinstance(reason, ast.FunctionCall) and (reason.name, reason.line) == ("CONCAT_WS", 89)
+    country = reason.args[2]
+    assert isinstance(country, ast.Case) and country.line == 91
+    assert country.whens[0][1] == ast.Binary(
+        0, "+", ast.Literal(0, "string", "blacklisted country "),
+        ast.ColumnRef(0, "f", "user_country"))
+    joins = [(j.kind, j.relation, j.line) for j in blacklisted.query.joins]
+    assert joins[:2] == [("LEFT", ast.Relation(0, "blacklist", "bu"), 100),
+                         ("LEFT", ast.Relation(0, "blacklist", "bc"), 101)]
+    assert len(joins) == 7
 
 
 def test_comments_strings_and_quotes_are_read_as_ksqldb_reads_them() -> None:

@@ -22,14 +22,14 @@ published value. Kinds of state:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from lakestream.derive.state import mean, money
 from lakestream.derive.statements import types
 from lakestream.derive.statements.compiler import EVENT_TIME, SOURCE_OFFSET
+from lakestream.derive.statements.money import mean, money
 from lakestream.derive.statements.types import SqlType, quote
 
 # state kind → (merge rule of each state column suffix)
@@ -136,24 +136,41 @@ class AggregateSpec:
     def finish(self, state: Mapping[str, Any]) -> Any:
         """The published value of a merged state (``state`` maps state column names to values;
         a ``distinct`` state has ``<name>_values``, the set of distinct values)."""
-        get = {part: state.get(f"{self.name}_{part}") for part, _ in _STATE_COLUMNS[self.state]}
+        return self.finisher()(state)
+
+    def finisher(self) -> Callable[[Mapping[str, Any]], Any]:
+        """:meth:`finish` as a function with the state's column names resolved once (it runs
+        for every touched key of every batch)."""
         kind = self.state
+        col = {part: f"{self.name}_{part}" for part, _ in _STATE_COLUMNS[kind]}
         if kind == "count":
-            return int(get["count"] or 0)
-        if kind == "sum_integer":
-            return int(get["sum"] or 0)
-        if kind == "sum_micro":
-            return money(int(get["micro"] or 0))
-        if kind == "sum_decimal":
-            return Decimal(int(get["units"] or 0)).scaleb(-self.scale)
-        if kind == "avg_integer":
-            count = int(get["count"] or 0)
-            return int(get["sum"] or 0) / count if count else None
-        if kind == "avg_micro":
-            return mean(int(get["micro"] or 0), int(get["count"] or 0))
+            count = col["count"]
+            return lambda state: int(state.get(count) or 0)
+        if kind in ("sum_integer", "sum_micro", "sum_decimal"):
+            total = col["sum" if kind == "sum_integer" else "micro" if kind == "sum_micro"
+                        else "units"]
+            if kind == "sum_integer":
+                return lambda state: int(state.get(total) or 0)
+            if kind == "sum_micro":
+                return lambda state: money(int(state.get(total) or 0))
+            scale = -self.scale
+            return lambda state: Decimal(int(state.get(total) or 0)).scaleb(scale)
+        if kind in ("avg_integer", "avg_micro"):
+            total, count = col["sum" if kind == "avg_integer" else "micro"], col["count"]
+            if kind == "avg_micro":
+                return lambda state: mean(int(state.get(total) or 0),
+                                          int(state.get(count) or 0))
+
+            def average(state: Mapping[str, Any]) -> float | None:
+                n = int(state.get(count) or 0)
+                return int(state.get(total) or 0) / n if n else None
+
+            return average
         if kind == "distinct":
-            return len(state.get(f"{self.name}_values") or ())
-        return get["min" if kind == "min" else "max" if kind == "max" else "value"]
+            values = f"{self.name}_values"
+            return lambda state: len(state.get(values) or ())
+        chosen = col["min" if kind == "min" else "max" if kind == "max" else "value"]
+        return lambda state: state.get(chosen)
 
     def describe(self) -> str:
         """One line: the call, its published type and the state it keeps."""

@@ -63,3 +63,13 @@ def _lift(node: ast.Expr, compiler: ExpressionCompiler) -> str:
 def _exact_from_double(sql: str) -> str:
     """A DOUBLE as the decimal its shortest text writes (``0.1``, not 0.1000000000000000055)."""
     return f"CAST(CAST({sql} AS VARCHAR) AS {_EXACT})"
+
+
+def money(micro: int) -> float:
+    """Micro-units as a decimal amount (what an exact DOUBLE sum publishes)."""
+    return round(micro / MICRO, 6)
+
+
+def mean(micro: int, n: int) -> float | None:
+    """The mean of ``n`` values summing to ``micro`` micro-units (``None`` for none)."""
+    return round(micro / n / MICRO, 6) if n else None

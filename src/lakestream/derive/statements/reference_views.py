@@ -34,3 +34,11 @@ def blacklist_table(blacklist: Blacklist) -> pa.Table:
     return pa.table({"entry": pa.array(entries, pa.string()),
                      "kind": pa.array(kinds, pa.string()),
                      "value": pa.array(values, pa.string())})
+
+
+REFERENCE_TABLES = ("exchange_rates", "blacklist")  # what `lakestream process` provides
+
+
+def reference_tables(rates: Rates, blacklist: Blacklist) -> dict[str, pa.Table]:
+    """The reference tables a program may join, by name, from the reference data in force."""
+    return {"exchange_rates": exchange_rates_table(rates), "blacklist": blacklist_table(blacklist)}

@@ -1,14 +1,19 @@
--- Lakestream: the ksqlDB statements that produce the same eight topics as `lakestream process`.
--- Run them in order with the ksqlDB CLI (RUN SCRIPT '01_source_and_reference.sql'; ...).
--- A team that runs these can skip `lakestream process`: `lakestream ingest` reads only topics.
+-- Lakestream's transactions program: `lakestream process` compiles and runs these files (in
+-- name order); a team running ksqlDB can run them with its CLI instead (RUN SCRIPT '01_...';).
+-- `lakestream ingest` reads only topics, so either way the lake and warehouse get the same data.
 --
--- Differences to know (Lakestream's processor is the reference; see docs/ksqldb.md):
---  * ksqlDB has no keyed hash: the anonymized stream needs a user-defined function
---    HMAC_SHA256(value, key) deployed on the server (ksql.extension.dir).
---  * ksqlDB sums DOUBLEs; Lakestream sums micro-units exactly. Totals can differ in the
---    last decimal places after many events.
---  * Records from ksqlDB carry no _source_partition/_source_offset columns: ingest then
---    relies on ksqlDB's own exactly-once (processing.guarantee=exactly_once_v2).
+-- What `lakestream process` adds around them (docs/ksqldb.md):
+--  * events are checked against the `transactions` contract first (SPEC 3.1: required fields,
+--    amount > 0, a known currency, type and status); a failing event goes to the dead letters
+--    with its reason, and the statements never see it;
+--  * `event_time` is read as ISO-8601 (with or without fraction, Z or an offset) and handed to
+--    the statements in the TIMESTAMP_FORMAT below, in UTC;
+--  * SUM/AVG of DOUBLE keep exact integer micro-units; COUNT_DISTINCT is exact;
+--  * records carry _source_partition/_source_offset (ingest drops replayed ones).
+--
+-- On a ksqlDB server: the anonymized stream needs a user-defined function
+-- HMAC_SHA256(value, key) (ksql.extension.dir); DOUBLE sums may drift in the last decimals;
+-- records carry no _source_* columns (ingest then relies on exactly_once_v2).
 
 SET 'auto.offset.reset' = 'earliest';
 
