@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,19 +74,27 @@ class KafkaScan:
 
         return Consumer(self.config, logger=logging.getLogger("lakestream.kafka"))
 
-    def low_watermarks(self, partitions: list[int]) -> dict[int, int]:
-        """The first offset each partition still holds (records before it were deleted)."""
+    def _watermarks(self, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """The (low, high) watermark of each partition, by a consumer of its own."""
         from confluent_kafka import KafkaException, TopicPartition
 
         consumer = self._consumer()
+        marks: dict[int, tuple[int, int]] = {}
         try:
-            return {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                          timeout=10)[0]) for p in partitions}
+            for p in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                           timeout=10)
+                marks[p] = (int(low), int(high))
+            return marks
         except KafkaException as exc:
             raise BrokerUnavailableError(f"cannot read the offsets of {self.topic}: {exc}",
                                          topic=self.topic) from None
         finally:
             consumer.close()
+
+    def low_watermarks(self, partitions: list[int]) -> dict[int, int]:
+        """The first offset each partition still holds (records before it were deleted)."""
+        return {p: low for p, (low, _high) in self._watermarks(partitions).items()}
 
     def last_offsets(self, starts: dict[int, int]) -> dict[int, int | None]:
         """The last offset each partition holds at or after its start (``None``: none).
@@ -99,17 +107,7 @@ class KafkaScan:
         Args:
             starts: First offset per partition (``OFFSET_BEGINNING`` for the start).
         """
-        from confluent_kafka import KafkaException, TopicPartition
-
-        consumer = self._consumer()
-        try:
-            highs = {p: int(consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                           timeout=10)[1]) for p in starts}
-        except KafkaException as exc:
-            raise BrokerUnavailableError(f"cannot read the offsets of {self.topic}: {exc}",
-                                         topic=self.topic) from None
-        finally:
-            consumer.close()
+        highs = {p: high for p, (_low, high) in self._watermarks(starts).items()}
         probes = {p: highs[p] - 1 if highs[p] - 1 > max(s, 0) else s for p, s in starts.items()}
         found = self._last_read(probes)
         found.update(self._last_read({p: s for p, s in starts.items()
