@@ -47,6 +47,11 @@ def test_demo_summary_matches_the_lake_and_the_warehouse(tmp_path: Path) -> None
         assert conn.execute(sa.text("SELECT count(*) FROM fact_user_transaction_summary")
                             ).scalar() == users
     engine.dispose()
+    transactions = summary["transactions"]  # one run of the transactions DAG, by the runner
+    assert list(transactions["steps"]) == ["process", "ingest", "export_tables", "sync",
+                                           "quality", "retention"]
+    assert all(status == "success" for status, _, _ in transactions["steps"].values())
+    assert transactions["run_id"].startswith("transactions-")
     weather = summary["weather"]
     assert all(status == "success" for status, _, _ in weather["steps"].values())
     assert weather["steps"]["ingest_data"][2] == 240  # 5 cities x 48 hours

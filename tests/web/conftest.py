@@ -29,6 +29,7 @@ from lakestream.web import create_app
 
 EXTRA_WEATHER_HOURS = (48, 2)
 WEATHER_RUNS = 1 + len(EXTRA_WEATHER_HOURS)  # the demo's own weather run, then these
+TRANSACTIONS_DAG_RUNS = 1  # the demo's transactions DAG run (its quality task checks too)
 
 
 @dataclass

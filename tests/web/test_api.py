@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from lakestream.lake.metadata import read_metadata
 from lakestream.orchestrate.catalog import WEATHER_TASKS
-from tests.web.conftest import WEATHER_RUNS, DemoLake, Tokens
+from tests.web.conftest import TRANSACTIONS_DAG_RUNS, WEATHER_RUNS, DemoLake, Tokens
 
 pytestmark = pytest.mark.integration
 
@@ -145,8 +145,15 @@ def test_runs_and_quality_come_from_the_run_logs(client: TestClient,
                       headers=admin).json()["runs"]
     assert [r["run_id"] for r in only] == [weather[0]["run_id"]]
     results = client.get("/api/quality", headers=admin).json()["results"]
-    assert len({r["run_id"] for r in results}) == WEATHER_RUNS
+    assert len({r["run_id"] for r in results}) == WEATHER_RUNS + TRANSACTIONS_DAG_RUNS
     assert {r["check_name"] for r in results} >= {"uniqueness", "freshness"}
+    weather_checks = client.get("/api/quality", params={"pipeline": "weather"},
+                                headers=admin).json()["results"]
+    assert {r["run_id"] for r in weather_checks} == {r["run_id"] for r in weather}
+    dag_runs = {r["run_id"] for r in runs if r["pipeline"] == "transactions"
+                and [t["task"] for t in r["tasks"]][:2] == ["process", "ingest"]}
+    assert len(dag_runs) == TRANSACTIONS_DAG_RUNS
+    assert {r["run_id"] for r in results} == {r["run_id"] for r in weather} | dag_runs
 
 
 def test_charts_equal_the_lake(client: TestClient, admin: dict[str, str],

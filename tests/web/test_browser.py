@@ -18,7 +18,7 @@ import pytest
 from lakestream.kafka.lag import BrokerWatermarks
 from lakestream.lake.metadata import read_metadata
 from lakestream.observe.lag import TANSU_NOTE, sink_positions
-from tests.web.conftest import WEATHER_RUNS, DemoLake, Tokens
+from tests.web.conftest import TRANSACTIONS_DAG_RUNS, WEATHER_RUNS, DemoLake, Tokens
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -154,7 +154,9 @@ def test_quality_page_shows_checks_over_time(page: Any, client: Any,
     load(page, "/quality")
     checks = {r["check_name"] for r in results}
     assert page.locator("#matrix tr").count() == len(checks)
-    assert page.locator("#matrix tr").first.locator("td").count() == WEATHER_RUNS  # a column a run
+    runs = {r["run_id"] for r in results}  # the weather runs and the transactions DAG's run
+    assert len(runs) == WEATHER_RUNS + TRANSACTIONS_DAG_RUNS
+    assert page.locator("#matrix tr").first.locator("td").count() == len(runs)  # a column a run
     latest = [r for r in results if r["run_id"] == results[0]["run_id"]]
     for r in latest:
         assert page.get_attribute(f'#latest tr[data-row="{r["check_name"]}"] td[data-col="status"]',

@@ -175,8 +175,14 @@ def test_runs_and_quality_show_no_figures_of_forbidden_datasets(client: TestClie
     results = client.get("/api/quality", headers=bearer(tokens.single)).json()["results"]
     assert results and {view_name(r["dataset"]) for r in results} == {"silver_weather_cleaned"}
     everything = client.get("/api/quality", headers=bearer(tokens.admin)).json()["results"]
+    transactions = {"transaction_stream", "transaction_stream_anonymized",
+                    "transaction_flattened"}  # checked by the demo's transactions DAG run
     assert {view_name(r["dataset"]) for r in everything} == {"silver_weather_cleaned",
-                                                             "bronze_weather"}
+                                                             "bronze_weather"} | transactions
+    # pattern grants on transaction_*: those checks, never the weather layers' unmatched ones
+    matched = client.get("/api/quality", headers=bearer(tokens.pattern)).json()["results"]
+    assert transactions <= {view_name(r["dataset"]) for r in matched}
+    assert "bronze_weather" not in {view_name(r["dataset"]) for r in matched}
 
 
 def metric_samples(response: Any) -> dict[str, list[Any]]:
