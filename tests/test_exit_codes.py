@@ -47,6 +47,8 @@ UNKNOWN_NAME: dict[str, list[str]] = {
     "retention": ["--feed", NOPE],
     "run": [NOPE],
     "schedule": ["--pipeline", NOPE],
+    "statements remove": [NOPE],
+    "statements show": [NOPE],
     "task": [NOPE, "some_task"],
 }
 # more unknown names, for the commands that take several kinds
@@ -57,7 +59,8 @@ MORE_UNKNOWN_NAMES = [
 ]
 # name parameters that only filter a listing: an unknown one lists nothing
 FILTERS = {"audit", "permissions list", "permissions revoke", "tokens list", "tokens create",
-           "tokens revoke", "feeds add", "query", "sync", "reference blacklist", "lineage"}
+           "tokens revoke", "feeds add", "statements add", "query", "sync", "reference blacklist",
+           "lineage"}
 NAME_PARAMS = {"feed", "pipeline", "pipelines", "stream", "table", "tables", "name", "dataset",
                "role"}
 

@@ -29,6 +29,7 @@ from lakestream.lake.storage import Storage, open_storage
 if TYPE_CHECKING:
     from lakestream.batchload.batch import BatchService
     from lakestream.derive.processor import Processor
+    from lakestream.derive.programs import StatementRegistry
     from lakestream.derive.reference import ReferenceStore
     from lakestream.governance.feed_changes import FeedUpdate
     from lakestream.governance.service import Governance
@@ -294,22 +295,33 @@ class Lakestream:
                   status: Callable[[str], None] | None = None,
                   drain_timeout_s: float | None = None) -> Processor:
         """The ksqlDB-equivalent processor (call ``run()``; ``stop()`` from a signal)."""
+        from lakestream.derive.executor import input_streams, plan_topics
         from lakestream.derive.outputs import OutputPublisher
-        from lakestream.derive.processor import INPUT_TOPIC, STREAMS, Processor
-        from lakestream.derive.shipped import TABLES
+        from lakestream.derive.processor import Processor
 
+        plan = self.statements.program()  # the shipped statements, then the registered files
         key = self.anon_key()
         bootstrap = bootstrap or self.bootstrap()
         partitions = self.settings.kafka.partitions
-        client.ensure_configured_topics(self.settings, bootstrap, [INPUT_TOPIC])
-        inputs = len(client.configured_topic_partitions(self.settings, bootstrap, INPUT_TOPIC)
-                     ) or partitions
-        client.ensure_configured_topics(self.settings, bootstrap, STREAMS, partitions=inputs)
-        client.ensure_configured_topics(self.settings, bootstrap, tables=TABLES)
+        inputs = list(dict.fromkeys(s.topic for s in input_streams(plan)))
+        client.ensure_configured_topics(self.settings, bootstrap, inputs)
+        # a derived record goes to its source's partition: as many as the widest input
+        widest = max((len(client.configured_topic_partitions(self.settings, bootstrap, topic))
+                      for topic in inputs), default=0) or partitions
+        streams, tables = plan_topics(plan)
+        client.ensure_configured_topics(self.settings, bootstrap, streams, partitions=widest)
+        client.ensure_configured_topics(self.settings, bootstrap, tables=tables)
         options = self.consume_options("lakestream-processor", until_idle, idle_timeout_s,
                                        progress, status, drain_timeout_s)
         publisher = OutputPublisher(client.producer_config(self.settings, bootstrap))
-        return Processor(self.settings, bootstrap, self.storage, key, options, publisher)
+        return Processor(self.settings, bootstrap, self.storage, key, options, publisher, plan)
+
+    @cached_property
+    def statements(self) -> StatementRegistry:
+        """The users' registered statement files (``lakestream statements``)."""
+        from lakestream.derive.programs import StatementRegistry
+
+        return StatementRegistry(Path(self.settings.feeds_dir))
 
     def reference(self) -> ReferenceStore:
         """Exchange rates and blacklist of this data directory."""

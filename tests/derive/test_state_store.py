@@ -16,7 +16,7 @@ from lakestream.derive.executor import Executor
 from lakestream.derive.inputs import InputBatch
 from lakestream.derive.reference import ReferenceStore
 from lakestream.derive.shipped import TABLES
-from lakestream.derive.state import StateStore
+from lakestream.derive.state import ProgramChangedError, StateStore
 from lakestream.derive.statements import compile_statements
 from tests.derive.expected import expected_tables
 from tests.derive.helpers import ANON_KEY, Published, Runner, table_rows
@@ -256,3 +256,24 @@ def test_a_store_that_is_down_is_waited_for_and_a_wrong_database_is_not(
     with pytest.raises(StateStoreRefusedError) as refused:
         StateStore(f"sqlite:///{locked}/processor.sqlite")
     assert not STREAMING.retries(refused.value)
+
+
+def test_a_processor_of_another_program_is_refused_its_next_commit(store_url: str) -> None:
+    """`statements add` then a restarted host: the hosts still running the old program
+    must not commit a batch the new program's outputs would then miss."""
+    store = StateStore(store_url)
+    try:
+        with store.transaction() as tx:
+            tx.check_program("old")  # no program recorded yet: anyone may commit
+        store.claim_program("old", "host-a pid 1")
+        with store.transaction() as tx:
+            tx.check_program("old")
+        store.claim_program("new", "host-b pid 2 at 2026-12-05T12:00:00Z")
+        with pytest.raises(ProgramChangedError, match="started by host-b pid 2") as err, \
+                store.transaction() as tx:
+            tx.check_program("old")
+        assert err.value.hint and "restart this `lakestream process`" in err.value.hint
+        with store.transaction() as tx:
+            tx.check_program("new")
+    finally:
+        store.close()

@@ -155,19 +155,22 @@ FIXED_CLOCK = dt.datetime(2025, 3, 10, 12, 0, tzinfo=dt.UTC)
 
 
 class SteadyProducer(threading.Thread):
-    """Produces generator events at ``rate``/s until stopped; remembers what was acknowledged.
+    """Produces generator events (or ``messages``, until they run out) at ``rate``/s until
+    stopped; remembers what was acknowledged.
 
     Idempotent (no duplicate on a retried send), so the topic holds each event once.
     """
 
     def __init__(self, bootstrap: str, topic: str, rate: float, seed: int,
                  extra: Iterable[tuple[bytes | None, bytes]] = (),
-                 idempotent: bool = True) -> None:
+                 idempotent: bool = True,
+                 messages: Iterable[tuple[bytes | None, bytes]] | None = None) -> None:
         super().__init__(name=f"producer-{topic}", daemon=True)
         self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
         self.generator = TransactionGenerator(seed=seed, now=lambda: FIXED_CLOCK)
         self.extra = list(extra)
         self.idempotent = idempotent
+        self.messages = None if messages is None else iter(messages)  # then: these, and stop
         self.acked: list[bytes] = []
         self.failed: list[str] = []
         self.sent = 0
@@ -198,7 +201,15 @@ class SteadyProducer(threading.Thread):
         start = time.monotonic()
         pending = list(self.extra)
         while not self._stop_event.is_set():
-            key, value = pending.pop() if pending else self.generator.message()
+            if pending:
+                key, value = pending.pop()
+            elif self.messages is not None:
+                following = next(self.messages, None)
+                if following is None:
+                    break
+                key, value = following
+            else:
+                key, value = self.generator.message()
             while True:
                 try:
                     producer.produce(self.topic, value, key=key, on_delivery=delivered)

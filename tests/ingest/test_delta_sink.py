@@ -148,6 +148,36 @@ def test_a_derived_stream_drops_replayed_source_records_across_restarts(lake: St
     assert _rows(lake, "streams/derived", "transaction_id") == [f"s{i}" for i in range(7)]
 
 
+def _derived_feed() -> Feed:
+    return Feed(name="derived", topic="d", pipeline="test", schema="transactions",
+                time_field="event_time", required=("transaction_id", "event_time"),
+                dedupe_source=True)
+
+
+def _record(name: str, source_offset: int) -> tuple[bytes, bytes]:
+    return event(name, "2026-12-01T10:00:00Z", _source_partition=0,
+                 _source_offset=source_offset)
+
+
+def test_several_records_of_one_source_offset_land_once_each_across_replays(
+        lake: Storage) -> None:
+    """A stream fed by INSERT INTO as well gets two records of one source event: both land,
+    and a replay that starts between them (or before) adds neither again."""
+    sink = DeltaLakeSink(lake, _derived_feed())
+    sink.recover("d", 0)
+    sink.write("d", 0, *_batch([_record("a0", 0), _record("b0", 0), _record("a1", 1)], 0))
+    again = DeltaLakeSink(lake, _derived_feed())
+    assert again.recover("d", 0) == 3
+    # `process` replayed source offsets 0..2 after a crash: the same records, same order
+    again.write("d", 0, *_batch([_record("a0", 0), _record("b0", 0), _record("a1", 1),
+                                 _record("b1", 1), _record("a2", 2)], 3))
+    third = DeltaLakeSink(lake, _derived_feed())
+    third.recover("d", 0)
+    third.write("d", 0, *_batch([_record("a2", 2), _record("b2", 2)], 8))
+    assert _rows(lake, "streams/derived", "transaction_id") == ["a0", "a1", "a2", "b0", "b1",
+                                                                "b2"]
+
+
 def test_a_batch_of_only_bad_records_still_moves_the_offsets(lake: Storage) -> None:
     sink = DeltaLakeSink(lake, FEED)
     sink.recover("t", 2)

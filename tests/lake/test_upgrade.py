@@ -285,8 +285,9 @@ def test_a_derived_stream_still_drops_records_replayed_from_before_the_upgrade(
     base = {"transaction_id": "t", "event_time": "2026-12-04T09:00:00Z", "amount": 1.0,
             "_source_partition": 0}
     replay, fresh = {**base, "_source_offset": 12}, {**base, "_source_offset": 22}
-    sink.write(feed.topic, 0, [orjson.dumps(replay), orjson.dumps(fresh)], [b"U", b"U"],
-               [19, 20], [1796328000000, 1796328000000])
+    last = {**base, "_source_offset": 19}  # the highest source offset the old lake holds
+    sink.write(feed.topic, 0, [orjson.dumps(replay), orjson.dumps(last), orjson.dumps(fresh)],
+               [b"U", b"U", b"U"], [19, 20, 21], [1796328000000] * 3)
 
     rows = DeltaTable(str(lake / feed.dataset)).to_pyarrow_dataset().to_table()
     assert rows.num_rows == EXPECTED["rows"][feed.dataset]["rows"] + 1

@@ -107,3 +107,20 @@ def test_the_default_command_runs_a_real_task_and_returns_its_rows(
         assert outcome.status == "success", outcome.log_file and outcome.log_file.read_text()
     assert outcome.output.rows_in == 3 and "no orphan rows" in outcome.output.summary
     assert (tmp_path / "runs" / "r1" / "quality.1.log").is_file()
+
+
+def test_a_grandchild_that_ignores_sigterm_is_killed_when_its_parent_exits(
+        tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    code = (
+        "import os, subprocess, time\n"
+        "child = subprocess.Popen(['python3', '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(60)\n"
+    )
+    executor = ProcessExecutor(tmp_path / "runs", python(code), grace_s=1)
+    outcome = executor.execute(DAG, TASK, attempt(timeout_s=1.5), Control())
+    assert outcome.status == "timeout"
+    parent, grandchild = (int(p) for p in pids.read_text().split())
+    assert gone(parent) and gone(grandchild)

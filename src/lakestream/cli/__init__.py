@@ -17,6 +17,7 @@ from lakestream.cli import (  # noqa: F401  (each module registers its commands)
     lineage,
     orchestrate,
     reference,
+    statements,
     streams,
     weather,
     web,

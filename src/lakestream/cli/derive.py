@@ -18,7 +18,7 @@ from lakestream.output import console, err_console
 @pass_ctx
 def process(ctx: Context, until_idle: bool, idle_timeout: float,
             drain_timeout: float | None) -> None:
-    """Run the shipped ksqlDB statements: derived streams and exact aggregate tables.
+    """Run the ksqlDB statements: derived streams and exact aggregate tables.
 
     \b
     Compiles sql/ksqldb/*.sql and runs it on `transactions`, publishing each
@@ -27,6 +27,10 @@ def process(ctx: Context, until_idle: bool, idle_timeout: float,
                transaction_stream_blacklisted
       tables   user_transaction_summary, user_transaction_summary_eur,
                payment_method_totals, product_purchase_counts  (changelogs keyed by key)
+    Then the statement files you registered (`lakestream statements list`), in
+    the order they were added, each output to its topic. After a `statements
+    add` or `remove`, restart every `process`: one still running the old
+    program is refused its next commit and exits 1 saying so.
     Events that break the `transactions` contract go to the processor's dead
     letters. Aggregates are exact and stay exact across kill -9: state and input
     offsets are committed together in the state store (state_url /

@@ -278,7 +278,17 @@ def input_streams(plan: Plan) -> list[SourcePlan]:
 
 
 def check_reference_tables(plan: Plan) -> None:
-    """Refuse a program joining a table over a topic that is not reference data."""
+    """Refuse a program joining a table over a topic that is not reference data, or
+    publishing a stream fed from two input topics."""
+    for stream in plan.streams:
+        topics = _input_topics(plan, stream.name) if not stream.insert else set()
+        if len(topics) > 1:
+            raise ConfigError(
+                f"{stream.source or 'the statements'}, line {stream.line}: stream "
+                f"{stream.name} gets records of several input topics ({', '.join(sorted(topics))}"
+                ", through INSERT INTO): `lakestream ingest` tells a replayed record by its "
+                "source offset, which records of different topics share",
+                "publish each input topic's records to a stream of its own")
     joined = {t for o in plan.outputs for t in o.tables}
     for source in plan.sources:
         if source.kind == "TABLE" and source.name in joined and source.name not in (
@@ -287,6 +297,17 @@ def check_reference_tables(plan: Plan) -> None:
                 f"the table {source.name} (topic {source.topic}) is joined, but `lakestream "
                 f"process` provides only the reference tables {', '.join(REFERENCE_TABLES)}",
                 "join one of those, or keep the statement for a ksqlDB server")
+
+
+def _input_topics(plan: Plan, name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    """The input topics whose records reach the stream ``name`` (its writers' sources)."""
+    relation = plan.relations[name]
+    if isinstance(relation, SourcePlan):
+        return {relation.topic}
+    if name in seen:
+        return set()
+    writers = [relation, *(o for o in plan.streams if o.insert and o.name == name)]
+    return set().union(*(_input_topics(plan, w.reads, seen | {name}) for w in writers))
 
 
 def ordered_outputs(plan: Plan) -> list[StreamPlan | TablePlan]:

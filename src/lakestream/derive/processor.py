@@ -17,7 +17,11 @@ its source, so ``ingest`` drops the repeats) and tables may repeat a key's lates
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +47,12 @@ DLQ_FEED = "processor"
 BLACKLISTED = "transaction_stream_blacklisted"
 
 __all__ = ["DLQ_FEED", "INPUT_TOPIC", "STREAMS", "ProcessReport", "Processor"]
+
+
+def program_fingerprint(plan: Plan) -> str:
+    """What identifies a program: the hash of its compiled settings, sources and outputs."""
+    text = repr((plan.settings, plan.sources, plan.outputs))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -77,8 +87,11 @@ class Processor(BatchingConsumer):
         self.plan = plan or shipped_plan()
         self.reference = ReferenceStore(Path(settings.data_dir))
         self.store = StateStore.for_settings(settings)
+        self.fingerprint = program_fingerprint(self.plan)
         try:
             self.executor = Executor(self.plan, self.store, self.reference, anon_key)
+            self.store.claim_program(self.fingerprint, f"{socket.gethostname()} pid {os.getpid()} "
+                                     f"at {dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}")
         except BaseException:
             self.store.close()
             raise
@@ -122,6 +135,7 @@ class Processor(BatchingConsumer):
                            buf.timestamps)
         prepared = self.executor.prepare(batch)
         with self.store.transaction() as tx:
+            tx.check_program(self.fingerprint)  # no batch of an outdated program commits
             out = self.executor.apply(prepared, tx)
             if out is None:
                 return  # retried after its state committed: never add its aggregates twice

@@ -41,6 +41,7 @@ from lakestream.ingest.sink import (
     FlushStats,
     _keys,
     _with_kafka_columns,
+    legacy_replay_position,
     replay_mask,
 )
 from lakestream.lake.dead_letters import (
@@ -57,7 +58,8 @@ from lakestream.lake.layout import dlq_path
 from lakestream.lake.storage import Storage
 from lakestream.lake.writer import BatchId, storable
 
-SOURCE_PREFIX = "source:"  # the derived streams' source offsets: app id of topic "source:<t>"
+SOURCE_PREFIX = "source:"  # before replay positions: a derived stream's highest source offset
+REPLAY_PREFIX = "replay:"  # a derived stream's highest replay position (app id "replay:<t>")
 
 Key = tuple[str, int]
 
@@ -80,7 +82,8 @@ class DeltaLakeSink:
         self.decoder = self._decoder(JsonDecoder(self.declared, required), self._committed_types())
         self.next_offset: dict[Key, int | None] = {}
         self._dlq_last: dict[Key, int | None] = {}
-        self._source_seen: dict[Key, int | None] = {}
+        self._source_seen: dict[Key, int | None] = {}  # the replay floor of each partition
+        self._replay_held: dict[Key, int | None] = {}  # what the log holds of "replay:<t>"
 
     def _committed_types(self, refresh: bool = True) -> pa.Schema:
         table = self.data.table(refresh)
@@ -94,9 +97,12 @@ class DeltaLakeSink:
         """The next offset to consume (``None``: the start), from the two tables' logs."""
         key = (topic, partition)
         data = self.data.transaction_versions([_app(topic, partition),
+                                               _app(REPLAY_PREFIX + topic, partition),
                                                _app(SOURCE_PREFIX + topic, partition)])
         last = data[_app(topic, partition)]
-        self._source_seen[key] = data[_app(SOURCE_PREFIX + topic, partition)]
+        self._replay_held[key] = data[_app(REPLAY_PREFIX + topic, partition)]
+        self._source_seen[key] = _floor(self._replay_held[key],
+                                        data[_app(SOURCE_PREFIX + topic, partition)])
         self._dlq_last[key] = self.dlq.transaction_versions(
             [_app(topic, partition)])[_app(topic, partition)]
         self.next_offset[key] = None if last is None else last + 1
@@ -105,7 +111,7 @@ class DeltaLakeSink:
 
     def forget(self, topic: str, partition: int) -> None:
         """The partition was revoked: stop tracking it."""
-        for known in (self.next_offset, self._dlq_last, self._source_seen):
+        for known in (self.next_offset, self._dlq_last, self._source_seen, self._replay_held):
             known.pop((topic, partition), None)
 
     def write(self, topic: str, partition: int, values: Sequence[bytes | None],
@@ -154,8 +160,14 @@ class DeltaLakeSink:
             part = parts[p]
             rows += part.rows.num_rows if part.rows is not None else 0
             self.next_offset[key] = part.ranges[0].last + 1
-            self._source_seen[key] = (tops[p] if p in outcome.committed
-                                      else self._held(self.data, SOURCE_PREFIX + topic, p))
+            if p in outcome.committed:
+                if tops[p] != self._source_seen.get(key):  # the commit moved "replay:<t>"
+                    self._replay_held[key] = tops[p]
+                self._source_seen[key] = tops[p]
+            else:  # landed by an earlier try: the log says where it stands
+                self._replay_held[key] = self._held(self.data, REPLAY_PREFIX + topic, p)
+                self._source_seen[key] = _floor(self._replay_held[key], self._held(
+                    self.data, SOURCE_PREFIX + topic, p))
         if rows:  # append_partitions has just read the new log: no second read
             self.decoder = self._decoder(self.decoder, self._committed_types(refresh=False))
         return RoundResult(FlushStats(rows, rejected, 0, 0), fenced)
@@ -174,7 +186,8 @@ class DeltaLakeSink:
             keep, top = replay_mask(table, seen)
             table, indices = table.filter(keep), indices.filter(keep)
             if top is not None and top != seen:
-                ranges.append(OffsetRange(SOURCE_PREFIX + topic, run.partition, seen, top))
+                ranges.append(OffsetRange(REPLAY_PREFIX + topic, run.partition,
+                                          self._replay_held.get(key), top))
                 seen = top
         if table is None or not table.num_rows:
             return PartitionRows(None, ranges), seen
@@ -307,3 +320,8 @@ def lake_sink(storage: Storage, feed: Feed) -> DeltaLakeSink:
     """The sink of ``feed``'s dataset (a Delta table; one written before Delta is refused
     with the upgrade hint at its first commit)."""
     return DeltaLakeSink(storage, feed)
+
+
+def _floor(held: int | None, legacy: int | None) -> int | None:
+    """The replay floor: the log's replay position, else its older highest source offset."""
+    return held if held is not None else legacy_replay_position(legacy)

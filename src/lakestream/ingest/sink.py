@@ -34,27 +34,55 @@ class FlushStats:
 _OURS = frozenset([*KAFKA_COLUMNS.names, "_kafka_topic"])  # columns the sink sets, not the events
 
 
+SEQ = 1 << 16
+"""Records one source offset may give a derived stream (``INSERT INTO`` adds some)."""
+
+
+def replay_position(offset: int, nth: int) -> int:
+    """The replay position of the ``nth`` (1-based) record of source offset ``offset``."""
+    return offset * SEQ + nth
+
+
+def legacy_replay_position(offset: int | None) -> int | None:
+    """The position a lake written before replay positions holds: the highest source
+    offset it landed, all of whose records it landed."""
+    return None if offset is None else replay_position(offset, SEQ - 1)
+
+
 def replay_mask(table: pa.Table, seen: int | None) -> tuple[pa.Array, int | None]:
-    """Which rows of a derived stream are new: their ``_source_offset`` exceeds every earlier one.
+    """Which rows of a derived stream are new: their replay position exceeds every earlier one.
 
     ``process`` writes each derived record to the partition of its source, in
-    source-offset order; after a crash it replays from its last commit, so a
-    replayed record's source offset is never above what came before it.
+    source-offset order, the records one source offset gives (a stream and its
+    ``INSERT INTO``s) side by side and always in the same order; after a crash it
+    replays from its last commit. A record's replay position is its
+    ``_source_offset`` and its rank among the records of that source offset
+    (:func:`replay_position`): a replayed record's is never above what came before it.
 
     Returns:
-        The keep mask, and the new highest source offset (``None`` if unknown).
+        The keep mask, and the new highest replay position (``None`` if unknown).
     """
     if "_source_offset" not in table.column_names:
-        return pa.array([True] * table.num_rows), None
+        return pa.array([True] * table.num_rows, pa.bool_()), None
+    if not table.num_rows:
+        return pa.array([], pa.bool_()), seen
     raw = table.column("_source_offset").combine_chunks()
-    source = raw.fill_null(-1)
-    running = pc.cumulative_max(source)
+    source = raw.fill_null(-1).cast(pa.int64())
+    n = len(source)
+    index = pa.array(range(n), pa.int64())
+    starts = pa.concat_arrays([pa.array([True]), pc.not_equal(source.slice(1),
+                                                              source.slice(0, n - 1))])
+    first = pc.cumulative_max(pc.if_else(starts, index, 0))  # where each offset's run began
+    position = pc.add(pc.multiply(source, SEQ), pc.add(pc.subtract(index, first), 1))
+    running = pc.cumulative_max(position)
     floor = -1 if seen is None else seen
     before = pa.concat_arrays([pa.array([floor], pa.int64()),
-                               pc.max_element_wise(running, floor).slice(0, len(source) - 1)])
-    keep = pc.or_(pc.is_null(raw), pc.greater(source, before))
-    top = pc.max(source).as_py()
-    return keep, max(floor, top) if top is not None and top >= 0 else seen
+                               pc.max_element_wise(running, floor).slice(0, n - 1)])
+    keep = pc.or_(pc.is_null(raw), pc.and_(pc.greater_equal(raw.fill_null(-1), 0),
+                                           pc.greater(position, before)))
+    kept = pc.filter(position, pc.and_(keep, pc.is_valid(raw)))
+    top = pc.max(kept).as_py() if len(kept) else None
+    return keep, max(floor, top) if top is not None else seen
 
 
 def _keys(keys: Sequence[bytes | None]) -> pa.Array:

@@ -199,15 +199,36 @@ class ProcessExecutor:
                     return ended
 
     def _stop(self, child: subprocess.Popen[bytes]) -> None:
-        """SIGTERM to the child's process group, SIGKILL after the grace period."""
+        """SIGTERM to the child's process group, SIGKILL after the grace period; returns once
+        every process of the group ended (a grandchild that ignores SIGTERM is killed too)."""
         for sig, wait_s in ((signal.SIGTERM, self.grace_s), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, sig)
-            try:
-                child.wait(timeout=wait_s)
+            if _group_ended(child, time.monotonic() + wait_s):
                 return
-            except subprocess.TimeoutExpired:
-                continue
+
+
+def _group_ended(child: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait until ``child`` and every other live process of its group ended (zombies, which
+    only their parent can reap, count as ended); whether that happened by ``deadline``."""
+    import psutil
+
+    try:
+        child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    while True:
+        alive = []
+        for process in psutil.process_iter(["status"]):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(process.pid) == child.pid and \
+                        process.info["status"] != psutil.STATUS_ZOMBIE:
+                    alive.append(process.pid)
+        if not alive:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _limit_message(ended: str, attempt: Attempt) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lakestream.derive.state.errors import (
+    ProgramChangedError,
     StateStoreError,
     StateStoreRefusedError,
     StateStoreUnavailableError,
@@ -36,6 +37,7 @@ class AggregateState(StateStore):
 
 __all__ = [
     "AggregateState",
+    "ProgramChangedError",
     "StateMerger",
     "StateStore",
     "StateStoreError",

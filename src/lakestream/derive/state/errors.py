@@ -36,6 +36,10 @@ class StateStoreRefusedError(StateStoreError, TerminalError):
     """The state store refuses the work (login, a missing database, a state it cannot use)."""
 
 
+class ProgramChangedError(StateStoreRefusedError):
+    """Another processor on the store runs other statements: this one must restart."""
+
+
 def url_text(url: sa.URL) -> str:
     """The store's URL as it may be shown (no password)."""
     return url.render_as_string(hide_password=True)

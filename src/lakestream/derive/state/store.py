@@ -41,7 +41,12 @@ from sqlalchemy.types import TypeDecorator
 from lakestream.config import Settings
 from lakestream.config.databases import database_url
 from lakestream.derive.state import legacy
-from lakestream.derive.state.errors import StateStoreRefusedError, translate, url_text
+from lakestream.derive.state.errors import (
+    ProgramChangedError,
+    StateStoreRefusedError,
+    translate,
+    url_text,
+)
 from lakestream.derive.state.schema import (
     BASE_TABLES,
     STORE_FORMAT,
@@ -63,6 +68,7 @@ _CHUNK = 500  # keys per IN (...) list
 _READ_ONLY = "lakestream_read_only"  # an execution option: no write lock on SQLite
 _SETUP_LOCK = "lakestream_state_setup"  # MariaDB named lock of table creation
 _SETUP_KEY = 7_281_337_001  # PostgreSQL advisory lock key of table creation
+_PROGRAM = "program"  # lakestream_store row: the program the processors run, and who started it
 _CONNECT_TIMEOUT_S = 10
 # the keys a read looks up, one bound list (its statement is compiled once)
 _HASHES: sa.BindParameter[list[str]] = sa.bindparam("hashes", expanding=True)
@@ -239,6 +245,16 @@ class StateStore:
                     f"current offsets), or drop the SQL table {row.sql_table} and its "
                     "lakestream_tables row to rebuild it from the start of the input")
 
+    def claim_program(self, fingerprint: str, who: str) -> None:
+        """Record that ``who`` now runs the program ``fingerprint`` on this store.
+
+        A processor that started with another program (a statements file was added
+        or removed since) is refused its next commit (:meth:`StoreTransaction.
+        check_program`): every batch from now on feeds this program's outputs.
+        """
+        with self.transaction("record the program") as tx:
+            tx.upsert(store_info, [{"name": _PROGRAM, "value": f"{fingerprint} {who}"}])
+
     # -- reading and writing -------------------------------------------------------------
 
     def next_offset(self, topic: str, partition: int) -> int | None:
@@ -302,6 +318,22 @@ class StoreTransaction:
     def __init__(self, store: StateStore, conn: sa.Connection) -> None:
         self.store = store
         self.conn = conn
+
+    def check_program(self, fingerprint: str) -> None:
+        """Refuse to commit for a program the store no longer runs (see ``claim_program``).
+
+        Raises:
+            ProgramChangedError: Another processor started with other statements.
+        """
+        found = self.conn.execute(sa.select(store_info.c.value)
+                                  .where(store_info.c.name == _PROGRAM)).scalar()
+        if found is not None and found.split(" ", 1)[0] != fingerprint:
+            who = found.split(" ", 1)[1] if " " in found else "another processor"
+            raise ProgramChangedError(
+                f"the state store at {url_text(self.store.url)} now runs other statements "
+                f"(started by {who}): a statements file was added or removed since this "
+                "process started, or the hosts run different Lakestream versions",
+                "restart this `lakestream process`: it then runs the registered statements")
 
     def position(self, topic: str, partition: int) -> tuple[int | None, int | None]:
         """``(next offset, stream time)`` of an input partition (``None``: not yet read)."""
