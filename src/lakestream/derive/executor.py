@@ -102,7 +102,7 @@ class Executor:
         # rate in force is what that processor published
         store.attach(plan.tables, reference.rates().usd_to_eur if store.legacy else None)
         self.tables = {t.name: TableRunner(t, store.layouts[t.name]) for t in plan.tables}
-        self.con = duckdb.connect(":memory:")
+        self.con = duckdb.connect(":memory:", config={"threads": 1})  # small batches: less CPU
         self.con.execute("SET TimeZone = 'UTC'")
         self._reference_version: tuple[float, float] | None = None
         self._pseudonyms: dict[str, str] = {}
