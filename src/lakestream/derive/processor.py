@@ -1,7 +1,10 @@
-"""``lakestream process``: the shipped ksqlDB statements, run exactly once in state.
+"""``lakestream process``: the ksqlDB statements, run exactly once in state.
 
-The program is the compiled ``derive/ksqldb/*.sql`` (:mod:`.shipped`); the
-:class:`~lakestream.derive.executor.Executor` runs it. For each batch of one input
+The program is the compiled ``derive/ksqldb/*.sql`` (:mod:`.shipped`) followed by
+the registered statement files (:mod:`.programs`); the
+:class:`~lakestream.derive.executor.Executor` runs it. Every processor records the
+program it runs in the state store, and one whose program is no longer the store's
+is refused its next commit. For each batch of one input
 partition: decode and check the events and run the statements' SQL (no lock); then,
 inside one transaction of the state store holding its store-wide lock
 (:mod:`lakestream.derive.state.store`): trim what the store already holds, commit the
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakestream.config import Settings
-from lakestream.derive.executor import BatchOutput, Executor, PreparedBatch, plan_topics
+from lakestream.derive.executor import BatchOutput, Executor, PreparedBatch
 from lakestream.derive.inputs import InputBatch
 from lakestream.derive.outputs import OutputPublisher
 from lakestream.derive.reference import ReferenceStore
@@ -101,11 +104,6 @@ class Processor(BatchingConsumer):
         self.publisher = publisher
         check_not_legacy(storage, dlq_path(DLQ_FEED))
         self.dead_letters = dead_letter_table(storage, DLQ_FEED)
-
-    @property
-    def output_topics(self) -> tuple[list[str], list[str]]:
-        """``(derived stream topics, table topics)`` the program writes."""
-        return plan_topics(self.plan)
 
     def start_offset(self, topic: str, partition: int) -> int | None:
         """Resume from the state (the dead letters' table is never half-committed)."""
