@@ -217,7 +217,14 @@ def test_a_process_running_before_a_file_was_added_stops_and_the_tables_stay_exa
         producer = SteadyProducer(bootstrap, "transactions", rate=200, seed=SEED + 5)
         producer.start()
         old = start("process-old")
-        time.sleep(3.0)
+        store = StateStore(f"sqlite:///{tmp_path / 'data' / 'state' / 'processor.sqlite'}")
+        try:  # the old program has committed batches before the file is added
+            wait_until(lambda: any(store.next_offset("transactions", p)
+                                   for p in range(PARTITIONS)),
+                       120, "the old program's first commit", children=[old])
+        finally:
+            store.close()
+        time.sleep(1.0)
         (tmp_path / "revenue.sql").write_text(REVENUE)
         code, out = children.run("add", ["--config", str(config), "statements", "add",
                                          str(tmp_path / "revenue.sql")], tmp_path)

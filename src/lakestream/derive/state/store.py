@@ -246,14 +246,18 @@ class StateStore:
                     "lakestream_tables row to rebuild it from the start of the input")
 
     def claim_program(self, fingerprint: str, who: str) -> None:
-        """Record that ``who`` now runs the program ``fingerprint`` on this store.
+        """Record that ``who`` now runs the program ``fingerprint`` on this store (nothing is
+        written when the store already runs it: a restarted processor changes nothing).
 
         A processor that started with another program (a statements file was added
         or removed since) is refused its next commit (:meth:`StoreTransaction.
         check_program`): every batch from now on feeds this program's outputs.
         """
         with self.transaction("record the program") as tx:
-            tx.upsert(store_info, [{"name": _PROGRAM, "value": f"{fingerprint} {who}"}])
+            found = tx.conn.execute(sa.select(store_info.c.value)
+                                    .where(store_info.c.name == _PROGRAM)).scalar()
+            if found is None or found.split(" ", 1)[0] != fingerprint:  # a restart writes nothing
+                tx.upsert(store_info, [{"name": _PROGRAM, "value": f"{fingerprint} {who}"}])
 
     # -- reading and writing -------------------------------------------------------------
 
