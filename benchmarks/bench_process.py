@@ -1,6 +1,6 @@
-"""Events/s per core through `lakestream process`, against one DuckDB batch query.
+"""Events/s per core through `lakestream process`, against a bare Kafka loop and DuckDB.
 
-Three figures on the same events:
+Four figures on the same events:
 
 1. broker excluded — the processor's per-batch work on in-memory batches:
    decode, the declarative SQL (flatten, anonymize, blacklist, aggregate
@@ -8,11 +8,15 @@ Three figures on the same events:
    transaction; publishing is replaced by counting the messages;
 2. broker included — `process --until-idle` against the embedded broker,
    steady state (from the first committed batch to the last);
-3. baseline — one DuckDB query computing the four aggregates over the same
+3. bare loop — a confluent-kafka consumer and producer on a broker of their
+   own: consume the same events, produce as many messages of the same mean
+   size as `process` publishes (from the first message to the last ack);
+4. baseline — one DuckDB query computing the four aggregates over the same
    events at once, from the same JSON (NDJSON file), on one thread.
 
-Targets: the processor's per-core rate ≥ 0.5 × the baseline's (issue 3), and
-≥ 100,000 events per CPU-second broker excluded (issue 17).
+Targets: the processor's per-core rate ≥ 0.5 × the DuckDB baseline's (issue 3);
+≥ 100,000 events per CPU-second broker excluded, and broker included ≥ 0.5 ×
+the bare loop (issue 17).
 
     python -m benchmarks.bench_process [--events 300000] [--batch-size 50000]
 """
@@ -44,6 +48,7 @@ from lakestream.api import Lakestream
 from lakestream.config import load_settings
 from lakestream.derive.processor import Processor
 from lakestream.kafka.buffer import PartitionBuffer
+from lakestream.kafka.client import ensure_topics
 from lakestream.kafka.consumer import ConsumeOptions
 from lakestream.lake.storage import open_storage
 
@@ -65,14 +70,17 @@ SELECT
 
 
 class CountingPublisher:
-    """Stands in for the broker: counts what would be published."""
+    """Stands in for the broker: counts what would be published, and its bytes."""
 
     def __init__(self) -> None:
         self.messages = 0
+        self.bytes = 0
 
     def publish(self, partition: int, streams: dict[str, Any], tables: dict[str, Any]) -> int:
         sent = sum(len(v) for _, v in streams.values()) + sum(len(m) for m in tables.values())
         self.messages += sent
+        self.bytes += sum(len(value) for _, values in streams.values() for value in values)
+        self.bytes += sum(len(v or b"") + len(k or b"") for m in tables.values() for k, v in m)
         return sent
 
 
@@ -91,7 +99,7 @@ def broker_excluded(events: list[tuple[bytes, bytes]], batch: int, workdir: Path
     with timed() as clock:
         for buf in buffers:
             proc._process(buf)
-    return clock, publisher.messages
+    return clock, publisher
 
 
 def broker_included(events: list[tuple[bytes, bytes]], workdir: Path) -> tuple[float, int]:
@@ -115,6 +123,46 @@ def broker_included(events: list[tuple[bytes, bytes]], workdir: Path) -> tuple[f
         report = proc.run()
         end = time.perf_counter() - 2.0  # minus the idle wait
         return end - first[0], report.processed
+
+
+def bare_loop(events: list[tuple[bytes, bytes]], messages: int, size: int) -> float:
+    """Seconds a bare confluent-kafka loop takes to consume the events from the broker and
+    produce ``messages`` messages of ``size`` bytes (as many per event as `process` publishes),
+    from its first message to the last acknowledgement (the issue's broker-included baseline)."""
+    from confluent_kafka import Consumer, Producer
+
+    with embedded_broker() as broker:
+        produce_events(broker.bootstrap_servers, "transactions", len(events), partitions=4)
+        ensure_topics(broker.bootstrap_servers, ["bare_out"], 4)
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers,
+                             "group.id": "bare-process", "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False, "log_level": 3})
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers,
+                             "enable.idempotence": True, "linger.ms": 5, "log_level": 3})
+        payload = b"x" * size
+        consumer.subscribe(["transactions"])
+        consumed, owed, first = 0, 0.0, 0.0
+        per_event = messages / len(events)
+        try:
+            while consumed < len(events):
+                batch = [m for m in consumer.consume(5000, 0.25) if m.error() is None]
+                if batch and not first:
+                    first = time.perf_counter()
+                consumed += len(batch)
+                owed += per_event * len(batch)
+                while owed >= 1:
+                    while True:
+                        try:
+                            producer.produce("bare_out", payload, partition=int(owed) % 4)
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                    owed -= 1
+                producer.poll(0)
+            producer.flush(120)
+            return time.perf_counter() - first
+        finally:
+            consumer.close()
 
 
 def baseline(events: list[tuple[bytes, bytes]], workdir: Path) -> float:
@@ -141,8 +189,10 @@ def run(args: argparse.Namespace) -> list[str]:
     events = generate(args.events)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        clock, messages = broker_excluded(events, args.batch_size, work)
+        clock, published = broker_excluded(events, args.batch_size, work)
+        messages = published.messages
         included_s, processed = broker_included(events, work)
+        bare_s = bare_loop(events, messages, max(1, published.bytes // max(1, messages)))
         base_s = baseline(events, work)
     excluded = per_second(len(events), clock.cpu)
     base = per_second(len(events), base_s)
@@ -150,9 +200,16 @@ def run(args: argparse.Namespace) -> list[str]:
         f"wall {per_second(len(events), clock.wall):,.0f}/s, {messages:,} messages built")
     row("broker included, events/s (steady state, wall)",
         f"{per_second(processed, included_s):,.0f}", f"{processed:,} events")
+    bare = per_second(len(events), bare_s)
+    row("baseline: bare confluent-kafka loop, events/s (wall)", f"{bare:,.0f}",
+        f"consumes them, produces {messages:,} messages of "
+        f"{published.bytes // max(1, messages):,} bytes")
     row("baseline: DuckDB 4 aggregates from JSON, 1 thread", f"{base:,.0f}")
+    included = per_second(processed, included_s)
     return [verdict("process per core / DuckDB batch query", excluded / base, 0.5),
-            verdict("process broker excluded, events per CPU-second", excluded, 100_000)]
+            verdict("process broker excluded, events per CPU-second", excluded, 100_000),
+            verdict("process broker included / bare confluent-kafka loop", included / bare,
+                    0.5)]
 
 
 def main(argv: list[str] | None = None) -> list[str]:
