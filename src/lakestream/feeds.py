@@ -297,13 +297,18 @@ class FeedRegistry:
 
     def _save(self, path: Path, spec: dict[str, Any], feed: Feed) -> Feed:
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(spec, indent=2) if path.suffix == ".json" else \
-            yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_file(path, json.dumps(spec, indent=2) if path.suffix == ".json" else
+                   yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
         self._feeds[feed.name], self._paths[feed.name] = feed, path
         return feed
+
+
+def write_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a temporary file beside it, then a rename):
+    a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def load_feed_file(path: Path) -> Feed:

@@ -30,7 +30,7 @@ import pyarrow as pa
 import yaml
 
 from lakestream.derive.executor import check_reference_tables
-from lakestream.derive.shipped import shipped_files
+from lakestream.derive.shipped import shipped_plan
 from lakestream.derive.statements import (
     Plan,
     StatementError,
@@ -41,7 +41,7 @@ from lakestream.derive.statements import (
 )
 from lakestream.derive.statements.ast import StatementFile
 from lakestream.errors import ConfigError, UnknownNameError, UsageError
-from lakestream.feeds import FeedRegistry, validate_feed
+from lakestream.feeds import FeedRegistry, validate_feed, write_file
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 INDEX = "index.yaml"
@@ -124,11 +124,12 @@ class StatementRegistry:
         Raises:
             StatementError: A registered file no longer compiles (it names the file).
         """
-        return plan_statements(self._parsed(self.entries(), without))
+        return plan_statements(self._parsed(self.entries(), without), base=shipped_plan())
 
     def _parsed(self, entries: list[Registered], without: str | None = None
                 ) -> list[StatementFile]:
-        files = [parse_statements(f.read_text(), f.name) for f in shipped_files()]
+        """The registered files, parsed (the shipped ones are :func:`shipped_plan`)."""
+        files = []
         for entry in entries:
             if entry.name == without:
                 continue
@@ -168,9 +169,8 @@ class StatementRegistry:
                              "another --name")
         path = self.root / pipeline / f"{name}.sql"
         entry = Registered(name, pipeline, path, (), _now())
-        before = plan_statements(self._parsed(entries))
-        files = [*self._parsed(entries), parse_statements(text, entry.source)]
-        plan = plan_statements(files)
+        before = plan_statements(self._parsed(entries), base=shipped_plan())
+        plan = plan_statements([parse_statements(text, entry.source)], base=before)
         new = [o for o in plan.outputs[len(before.outputs):]
                if not (isinstance(o, StreamPlan) and o.insert)]
         if not new:
@@ -187,7 +187,7 @@ class StatementRegistry:
         if dry_run:
             return added
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write(path, text)
+        write_file(path, text)
         try:
             for spec in specs:
                 feeds.add(spec)
@@ -214,9 +214,9 @@ class StatementRegistry:
             raise UsageError(f"'{name}' cannot be removed: without it, {exc}",
                              "remove the files that read its outputs first") from None
         archived = []
-        active = {f.name for f in feeds}
+        active = {f.name for f in feeds}  # an active feed is never archived too
         for output in entry.outputs:
-            if output in active and output not in feeds.archived():
+            if output in active:
                 feeds.archive(output)
                 archived.append(output)
         self._save([e for e in self.entries() if e.name != name])
@@ -228,7 +228,7 @@ class StatementRegistry:
                  "file": str(e.path.relative_to(self.root)), "outputs": list(e.outputs),
                  "added_at": e.added_at} for e in entries]
         self.root.mkdir(parents=True, exist_ok=True)
-        _write(self.index, "# lakestream statements: the registered files, in run order "
+        write_file(self.index, "# lakestream statements: the registered files, in run order "
                            "(written by `lakestream statements add|remove`)\n"
                + yaml.safe_dump(rows, sort_keys=False))
 
@@ -305,12 +305,6 @@ def _feed_type(kind: pa.DataType) -> Any:
     if pa.types.is_integer(kind):
         return "int32" if kind.bit_width <= 32 else "int64"
     return _FEED_TYPES.get(kind)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _now() -> str:

@@ -161,8 +161,9 @@ class DeltaLakeSink:
             rows += part.rows.num_rows if part.rows is not None else 0
             self.next_offset[key] = part.ranges[0].last + 1
             if p in outcome.committed:
-                if tops[p] != self._source_seen.get(key):  # the commit moved "replay:<t>"
-                    self._replay_held[key] = tops[p]
+                for moved in part.ranges:  # what the commit set "replay:<t>" to, if it did
+                    if moved.topic == REPLAY_PREFIX + topic:
+                        self._replay_held[key] = moved.last
                 self._source_seen[key] = tops[p]
             else:  # landed by an earlier try: the log says where it stands
                 self._replay_held[key] = self._held(self.data, REPLAY_PREFIX + topic, p)

@@ -254,9 +254,8 @@ class StateStore:
         check_program`): every batch from now on feeds this program's outputs.
         """
         with self.transaction("record the program") as tx:
-            found = tx.conn.execute(sa.select(store_info.c.value)
-                                    .where(store_info.c.name == _PROGRAM)).scalar()
-            if found is None or found.split(" ", 1)[0] != fingerprint:  # a restart writes nothing
+            found = tx.program()
+            if found is None or found[0] != fingerprint:  # a restart writes nothing
                 tx.upsert(store_info, [{"name": _PROGRAM, "value": f"{fingerprint} {who}"}])
 
     # -- reading and writing -------------------------------------------------------------
@@ -329,15 +328,23 @@ class StoreTransaction:
         Raises:
             ProgramChangedError: Another processor started with other statements.
         """
-        found = self.conn.execute(sa.select(store_info.c.value)
-                                  .where(store_info.c.name == _PROGRAM)).scalar()
-        if found is not None and found.split(" ", 1)[0] != fingerprint:
-            who = found.split(" ", 1)[1] if " " in found else "another processor"
+        found = self.program()
+        if found is not None and found[0] != fingerprint:
             raise ProgramChangedError(
                 f"the state store at {url_text(self.store.url)} now runs other statements "
-                f"(started by {who}): a statements file was added or removed since this "
+                f"(started by {found[1]}): a statements file was added or removed since this "
                 "process started, or the hosts run different Lakestream versions",
                 "restart this `lakestream process`: it then runs the registered statements")
+
+    def program(self) -> tuple[str, str] | None:
+        """``(fingerprint, who started it)`` of the program the store runs (``None``: none
+        recorded yet)."""
+        found = self.conn.execute(sa.select(store_info.c.value)
+                                  .where(store_info.c.name == _PROGRAM)).scalar()
+        if found is None:
+            return None
+        fingerprint, _, who = str(found).partition(" ")
+        return fingerprint, who or "another processor"
 
     def position(self, topic: str, partition: int) -> tuple[int | None, int | None]:
         """``(next offset, stream time)`` of an input partition (``None``: not yet read)."""
