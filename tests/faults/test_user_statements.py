@@ -94,15 +94,6 @@ def in_grace(batches: list[tuple[int, list[dict[str, Any]]]]) -> set[str]:
     return older
 
 
-def store_positions(folder: Path) -> list[int | None]:
-    """The state store's next offset of each input partition."""
-    store = StateStore(f"sqlite:///{folder / 'data' / 'state' / 'processor.sqlite'}")
-    try:
-        return [store.next_offset("transactions", p) for p in range(PARTITIONS)]
-    finally:
-        store.close()
-
-
 def processed_inputs(bootstrap: str, folder: Path,
                      processors: list[Child]) -> list[tuple[int, int, bytes]]:
     """The input topic's records, once the processors' state store holds every one."""
@@ -244,19 +235,10 @@ def test_a_process_running_before_a_file_was_added_stops_and_the_tables_stay_exa
         assert "Traceback" not in old.output()
         time.sleep(2.0)
         producer.stop()
-        positions = store_positions(tmp_path)  # where the old program left them
-        try:
-            inputs = processed_inputs(bootstrap, tmp_path, [new])
-        except AssertionError:
-            if store_positions(tmp_path) == positions and new.alive and \
-                    "Traceback" not in new.output():
-                # the one liveness failure seen (fresh-clone CI, 1 of 3 runs): Tansu gave
-                # the new member no partition for minutes after the old one left the group
-                # during the rebalance; nothing was committed twice or lost meanwhile
-                pytest.xfail("Tansu's group coordinator assigned the new member nothing "
-                             "for 120 s after the old member left mid-rebalance (README, "
-                             "Known limits)")
-            raise
+        # the old member may leave while the group re-forms around the new one: Tansu then
+        # strands the group on the departed leader until the new process repairs it
+        # (lakestream.kafka.group_repair), within about a minute
+        inputs = processed_inputs(bootstrap, tmp_path, [new])
         assert new.terminate() == 0, new.output()[-3000:]
         topics = {t: topic_records(bootstrap, t) for t in [*TABLES, "revenue_per_currency"]}
 

@@ -39,6 +39,7 @@ from lakestream.kafka.drain import (
     describe_partitions,
 )
 from lakestream.kafka.flusher import BackgroundFlusher
+from lakestream.kafka.group_repair import AssignmentWatch
 from lakestream.kafka.outage import SinkOutage
 from lakestream.retry import STREAMING, STREAMING_STOP_S, RetryPolicy, RetrySchedule
 
@@ -127,6 +128,9 @@ class BatchingConsumer(ABC):
         # a poll never brings more than a batch: a round holds at most max_batch_records
         # of a partition, as the setting says, however much the topic has waiting
         self._per_poll = max(1, min(20_000, options.max_batch_records))
+        self._watch = AssignmentWatch(options.group_id, bootstrap,
+                                      settings.kafka.librdkafka_properties(),
+                                      settings.kafka.session_timeout_ms / 1000)
 
     # -- what a subclass provides ---------------------------------------------------------
 
@@ -184,6 +188,7 @@ class BatchingConsumer(ABC):
         if self.topics:
             self._consumer.subscribe(self.topics, on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            self._watch.waiting()
             if self.options.until_idle:
                 self.drain.admin = admin_client(
                     self.bootstrap, **self.settings.kafka.librdkafka_properties())
@@ -220,6 +225,7 @@ class BatchingConsumer(ABC):
             else:
                 self._flush_in_foreground()
             now = time.monotonic()
+            self._check_group(now)
             if self.options.progress and now - last_progress >= self.options.progress_every_s:
                 self.options.progress(self.report, self.lag())
                 last_progress = now
@@ -284,6 +290,14 @@ class BatchingConsumer(ABC):
             self._say(line)
             self._said = (verdict.waiting_for, now)
         return False
+
+    def _check_group(self, now: float) -> None:
+        """No assignment for long: unstick a coordinator waiting on a departed leader."""
+        line = self._watch.check(self._consumer, now)
+        if line is not None:
+            log.warning("%s", line)
+            if self.options.status is not None:
+                self.options.status(line)
 
     def _say(self, line: str) -> None:
         if self.options.status is not None:
@@ -510,6 +524,7 @@ class BatchingConsumer(ABC):
         else:  # librdkafka may keep a pause from before the partition was revoked
             consumer.resume(partitions)
         self.drain.assigned(starts)
+        self._watch.assigned()
         self._last_message = time.monotonic()
         if self.report.assigned_at is None:
             self.report.assigned_at = time.monotonic()
@@ -536,6 +551,7 @@ class BatchingConsumer(ABC):
             self.buffers.pop(key, None)
             self.partition_revoked(*key)
         self.drain.revoked((tp.topic, tp.partition) for tp in partitions)
+        self._watch.waiting()
 
     def _take_from_failed_round(self, keys: set[tuple[str, int]]
                                 ) -> dict[tuple[str, int], PartitionBuffer]:
