@@ -321,7 +321,7 @@ class Lakestream:
         """The users' registered statement files (``lakestream statements``)."""
         from lakestream.derive.programs import StatementRegistry
 
-        return StatementRegistry(Path(self.settings.feeds_dir))
+        return StatementRegistry(Path(self.settings.feeds_dir), Path(self.settings.data_dir))
 
     def reference(self) -> ReferenceStore:
         """Exchange rates and blacklist of this data directory."""

@@ -222,3 +222,77 @@ def test_a_stream_fed_from_two_input_topics_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"activity.sql, line 4: stream activity gets records "
                                           r"of several input topics \(clicks, transactions"):
         check_reference_tables(plan)
+
+
+def test_a_users_source_with_a_quoted_timestamp_format_sends_each_bad_event_away_with_why(
+        tmp_path: Path) -> None:
+    """Texts in the reasons are SQL literals whatever they hold: a TIMESTAMP_FORMAT with
+    quoted letters ('T') and a column called it's."""
+    program = """
+    CREATE STREAM clicks (user_id VARCHAR KEY, page VARCHAR, `it's` BIGINT, ts VARCHAR)
+      WITH (KAFKA_TOPIC = 'clicks', VALUE_FORMAT = 'JSON', TIMESTAMP = 'ts',
+            TIMESTAMP_FORMAT = 'yyyy-MM-dd''T''HH:mm:ssX');
+    CREATE TABLE clicks_per_page AS SELECT page, COUNT(*) AS n FROM clicks
+      WINDOW TUMBLING (SIZE 1 HOUR, GRACE PERIOD 10 MINUTES) GROUP BY page EMIT CHANGES;
+    """
+    plan = compile_statements(program, "clicks.sql", base=shipped_plan())
+    good = {"page": "/a", "it's": 5, "ts": "2025-01-15T12:00:00Z"}
+    events = [json.dumps(good).encode(),
+              json.dumps({**good, "ts": "15/01/2025"}).encode(),
+              json.dumps({k: v for k, v in good.items() if k != "ts"}).encode(),
+              json.dumps({**good, "it's": "many"}).encode(),
+              b"not json",
+              json.dumps({**good, "ts": "2025-01-15T12:30:00+01:00"}).encode()]
+    runner = Runner(f"sqlite:///{tmp_path / 'state.sqlite'}", tmp_path, plan, topic="clicks")
+    try:
+        out = runner.batch(0, events, range(6))
+    finally:
+        runner.close()
+    assert out is not None and out.processed == 2
+    assert runner.published.rejected == {
+        (0, 1): "no event time: ts '15/01/2025' is not a time in TIMESTAMP_FORMAT "
+                "'yyyy-MM-dd'T'HH:mm:ssX'",
+        (0, 2): "no event time: ts is missing",
+        (0, 3): "field it's: expected int64, found string",
+        (0, 4): "JSON parse error: Expecting value: line 1 column 1 (char 0)"}
+    rows = runner.published.tables["clicks_per_page"]
+    assert sorted((r["windowstart"], r["n"]) for r in rows.values()) == [
+        (1736938800000, 1), (1736942400000, 1)]
+
+
+def test_the_rehearsal_runs_a_users_source_on_a_record_its_contract_takes(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from lakestream.derive.reference import ReferenceStore
+    from lakestream.derive.rehearsal import rehearse, sample
+    from lakestream.derive.statements import StreamPlan
+
+    program = """
+    CREATE STREAM clicks (user_id VARCHAR KEY, page VARCHAR, ms BIGINT, tags ARRAY<VARCHAR>,
+      who STRUCT<name VARCHAR, age INT>, ok BOOLEAN, ts VARCHAR)
+      WITH (KAFKA_TOPIC = 'clicks', VALUE_FORMAT = 'JSON', TIMESTAMP = 'ts',
+            TIMESTAMP_FORMAT = 'dd/MM/yyyy HH:mm:ss.SSS Z');
+    CREATE STREAM long_clicks AS SELECT user_id, page, who->name AS name FROM clicks
+      WHERE ms > 5 EMIT CHANGES;
+    """
+    plan = compile_statements(program, "clicks.sql", base=shipped_plan())
+    runner = Runner(f"sqlite:///{tmp_path / 'state.sqlite'}", tmp_path, plan, topic="clicks")
+    try:
+        record = sample(plan.relations["clicks"], runner.executor.con)  # type: ignore[arg-type]
+        assert record["ts"] == "15/01/2025 12:00:00.000 +0000"
+        runner.batch(0, [json.dumps(record).encode()], [0])
+    finally:
+        runner.close()
+    assert not runner.published.rejected
+    assert runner.published.streams["long_clicks"] == [
+        {"user_id": None, "page": "x", "name": "x", "_source_partition": 0, "_source_offset": 0}]
+    reference = ReferenceStore(tmp_path)
+    rehearse(plan, reference, {"transactions"}, "clicks.sql")  # runs clean
+    broken = [replace(o, sql=o.sql.replace("SELECT", "SELEC", 1))
+              if isinstance(o, StreamPlan) and o.name == "long_clicks" else o
+              for o in plan.outputs]
+    with pytest.raises(ConfigError, match=r"^clicks.sql: the program compiles but DuckDB "
+                                          r"refused its SQL when run on a sample record"):
+        rehearse(replace(plan, outputs=tuple(broken)), reference, {"transactions"},
+                 "clicks.sql")

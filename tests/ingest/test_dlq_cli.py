@@ -18,7 +18,9 @@ import yaml
 from lakestream.config import S3Settings
 from lakestream.feeds import Feed
 from lakestream.ingest.delta_sink import DeltaLakeSink
+from lakestream.lake.dead_letters import commit_dead_letters, dead_letter_table
 from lakestream.lake.storage import open_storage
+from lakestream.lake.writer import BatchId
 from tests.conftest import subprocess_env
 from tests.ingest.helpers import lake_rows
 
@@ -139,6 +141,40 @@ def test_bad_input_gets_one_clear_line(project: Path) -> None:
         assert "Traceback" not in result.stderr
         if hint:
             assert hint in result.stderr
+
+
+def test_the_processors_own_dead_letters_are_listed_shown_and_purged_never_replayed(
+        project: Path) -> None:
+    storage = open_storage(str(project / "lake"), S3Settings())
+    values = [b"not json", b'{"ms": "slow"}', b'{"page": "/"}']
+    reasons = ["JSON parse error", "field ms: expected int64, found string",
+               "no event time: ts is missing"]
+    commit_dead_letters(dead_letter_table(storage, "processor"),
+                        BatchId("processor", "processor", "clicks", 2, 40, 42), None,
+                        list(enumerate(reasons)), values, ["u1", "u2", None], [40, 41, 42],
+                        [START_MS, START_MS, START_MS + DAY_MS])
+    text = _cli(project, "dlq", "list")
+    assert text.returncode == 0, text.stderr
+    assert "processor: 3 dead letter(s)" in text.stdout, text.stdout
+    assert "no event time: ts is missing" in text.stdout and "clicks[2] 42..42" in text.stdout
+    assert "kept by `lakestream process`" in text.stdout and "not replayable" in text.stdout
+    assert "warehouse" not in text.stdout  # no table: not listed unless asked for
+    assert _cli(project, "dlq", "list", "--feed", "warehouse").stdout.strip() == (
+        "warehouse: no dead letters")
+    shown = json.loads(_cli(project, "dlq", "show", "--feed", "processor", "--reason",
+                            "expected INT64", "--format", "json").stdout)
+    assert shown["matching"] == 1 and shown["shown"][0]["raw"] == '{"ms": "slow"}'
+    refused = _cli(project, "dlq", "replay", "--feed", "processor")
+    assert refused.returncode == 2
+    assert "'processor' dead letters cannot be replayed" in refused.stderr
+    assert "send the corrected event to the input topic" in refused.stderr
+    purge = _cli(project, "dlq", "purge", "--feed", "processor", "--before", "2025-12-02",
+                 "--format", "json")
+    assert purge.returncode == 0, purge.stderr
+    assert json.loads(purge.stdout)["records"] == 2
+    left = json.loads(_cli(project, "dlq", "list", "--feed", "processor", "--format",
+                           "json").stdout)["processor"]
+    assert [g["reason"] for g in left] == ["no event time: ts is missing"]
 
 
 def test_a_replay_killed_at_random_moments_lands_every_letter_once(project: Path) -> None:

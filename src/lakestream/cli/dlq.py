@@ -8,6 +8,7 @@ import json
 import click
 
 from lakestream.cli.root import Context, cli, pass_ctx
+from lakestream.ingest.dead_letters import PROGRAM_LETTERS
 from lakestream.lake.dead_letter_report import LetterFilter
 from lakestream.output import console, err_console
 
@@ -53,8 +54,15 @@ def dlq() -> None:
     update`), `dlq replay` decodes them again and lands those that pass.
 
     \b
+    Two programs keep dead letters of their own, listed, shown and purged
+    under their name (never replayed): `processor` (`lakestream process`:
+    events that failed their topic's contract or came late for a window)
+    and `warehouse` (`lakestream ingest --sink warehouse`).
+
+    \b
     Examples:
       lakestream dlq list
+      lakestream dlq show --feed processor --reason late
       lakestream dlq show --feed transaction_stream --reason "missing required"
       lakestream dlq replay --feed transaction_stream --dry-run
       lakestream dlq purge --feed transaction_stream --before 2026-11-01
@@ -62,7 +70,9 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--feed", default=None, help="One stream feed (default: every stream feed).")
+@click.option("--feed", default=None,
+              help="One stream feed, or processor / warehouse (default: every stream feed, "
+                   "then the programs that kept dead letters).")
 @_REASON
 @_SINCE
 @_FORMAT
@@ -73,7 +83,7 @@ def list_(ctx: Context, feed: str | None, reason: str | None, since: dt.datetime
     Kafka partitions and offsets they came from."""
     letters = ctx.api.dead_letters
     where = LetterFilter(reason, since)
-    found = {f.name: letters.groups(f, where) for f in letters.feeds_of(feed)}
+    found = {name: letters.groups(name, where) for name in letters.sources_of(feed)}
     if fmt == "json":
         console.print_json(json.dumps({name: [g.as_json() for g in groups]
                                        for name, groups in found.items()}))
@@ -89,11 +99,16 @@ def list_(ctx: Context, feed: str | None, reason: str | None, since: dt.datetime
                     if g.first_seen and g.last_seen else "-")
             console.print(f"  {g.count:>8}  {g.reason}\n            seen {seen}; "
                           f"{g.coordinates()}", markup=False, soft_wrap=True)
-        console.print(f"  replay: lakestream dlq replay --feed {name} --dry-run", markup=False)
+        if name in PROGRAM_LETTERS:
+            console.print(f"  kept by {PROGRAM_LETTERS[name][0]}; not replayable",
+                          markup=False)
+        else:
+            console.print(f"  replay: lakestream dlq replay --feed {name} --dry-run",
+                          markup=False)
 
 
 @dlq.command()
-@click.option("--feed", required=True, help="The stream feed.")
+@click.option("--feed", required=True, help="The stream feed, or processor / warehouse.")
 @_REASON
 @_SINCE
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
@@ -105,7 +120,7 @@ def show(ctx: Context, feed: str, reason: str | None, since: dt.datetime | None,
     """The dead letters themselves: reason, coordinates and raw bytes (as text when they
     are valid UTF-8, else as hex)."""
     letters = ctx.api.dead_letters
-    (chosen,) = letters.feeds_of(feed)
+    (chosen,) = letters.sources_of(feed)
     records, total = letters.records(chosen, LetterFilter(reason, since), limit)
     if fmt == "json":
         console.print_json(json.dumps({"feed": feed, "matching": total,
@@ -162,7 +177,7 @@ def replay(ctx: Context, feed: str, reason: str | None, since: dt.datetime | Non
 
 
 @dlq.command()
-@click.option("--feed", required=True, help="The stream feed.")
+@click.option("--feed", required=True, help="The stream feed, or processor / warehouse.")
 @click.option("--before", required=True, callback=_date,
               help="Remove the dead letters of the days before this date (YYYY-MM-DD).")
 @click.option("--dry-run", is_flag=True, help="List the days and files; remove nothing.")
@@ -176,7 +191,7 @@ def purge(ctx: Context, feed: str, before: dt.date, dry_run: bool, fmt: str) -> 
     storage until `lakestream retention` vacuums them after the grace period.
     """
     letters = ctx.api.dead_letters
-    (chosen,) = letters.feeds_of(feed)
+    (chosen,) = letters.sources_of(feed)
     result = letters.purge(chosen, before, dry_run)
     days = ["-".join(p) for p in result.partitions]
     if fmt == "json":

@@ -29,7 +29,7 @@ import pyarrow as pa
 from lakestream.decode.json_batch import JsonDecoder
 from lakestream.derive.contracts import DECODED, TopicContract
 from lakestream.derive.statements import Column, SourcePlan
-from lakestream.derive.statements.types import TIMESTAMP_T, quote
+from lakestream.derive.statements.types import TIMESTAMP_T, literal, quote
 
 _EVENT_TIME = "_event_time"
 
@@ -156,14 +156,14 @@ class SourceReader:
             ref = quote(column.name)
             reasons.append((f"{ref} IS NOT NULL AND TRY_CAST({ref} AS {column.type.duckdb()}) "
                             "IS NULL",
-                            f"'{column.name} ' || CAST({ref} AS VARCHAR) || ' does not fit "
-                            f"the declared {column.type}'"))
+                            f"{literal(column.name + ' ')} || CAST({ref} AS VARCHAR) || "
+                            f"{literal(f' does not fit the declared {column.type}')}"))
         for column in self.key_columns:
             ref = quote(f"_key_{column.name}")
             reasons.append((f"{ref} IS NOT NULL AND TRY_CAST({ref} AS {column.type.duckdb()}) "
                             "IS NULL",
-                            f"'key column {column.name} ''' || {ref} || ''' does not fit the "
-                            f"declared {column.type}'"))
+                            quoted_value(f"key column {column.name}", ref,
+                                         f"does not fit the declared {column.type}")))
         missing = self._missing_time_reason()
         if missing is not None:
             reasons.append((f"({self._event_time_sql()}) IS NULL", missing))
@@ -181,9 +181,10 @@ class SourceReader:
             return None  # the contract's decoder rejected an unreadable time already
         ref = quote(event_time.column)
         fmt = f" in TIMESTAMP_FORMAT '{event_time.format.java}'" if event_time.format else ""
-        return (f"CASE WHEN {ref} IS NULL THEN 'no event time: {event_time.column} is missing' "
-                f"ELSE 'no event time: {event_time.column} ''' || CAST({ref} AS VARCHAR) || "
-                f"''' is not a time{fmt}' END")
+        missing = literal(f"no event time: {event_time.column} is missing")
+        unreadable = quoted_value(f"no event time: {event_time.column}",
+                                  f"CAST({ref} AS VARCHAR)", f"is not a time{fmt}")
+        return f"CASE WHEN {ref} IS NULL THEN {missing} ELSE {unreadable} END"
 
     def _event_time_sql(self) -> str:
         """SQL of the event time (epoch ms) over the decoded table."""
@@ -222,3 +223,8 @@ class SourceReader:
     def _key_item(column: Column) -> str:
         return (f"TRY_CAST({quote(f'_key_{column.name}')} AS {column.type.duckdb()}) "
                 f"AS {quote(column.name)}")
+
+
+def quoted_value(before: str, value_sql: str, after: str) -> str:
+    """SQL of the text ``before 'value' after``, the texts as literals whatever they hold."""
+    return f"{literal(before + ' ' + chr(39))} || {value_sql} || {literal(chr(39) + ' ' + after)}"

@@ -30,6 +30,8 @@ import pyarrow as pa
 import yaml
 
 from lakestream.derive.executor import check_reference_tables
+from lakestream.derive.reference import ReferenceStore
+from lakestream.derive.rehearsal import rehearse
 from lakestream.derive.shipped import shipped_plan
 from lakestream.derive.statements import (
     Plan,
@@ -87,11 +89,14 @@ class StatementRegistry:
     Args:
         feeds_dir: The feed registry folder (``feeds_dir``); files go to its
             ``statements/`` folder.
+        data_dir: The data directory (its reference data, for the rehearsal on add;
+            ``None``: the default reference data).
     """
 
-    def __init__(self, feeds_dir: Path) -> None:
+    def __init__(self, feeds_dir: Path, data_dir: Path | None = None) -> None:
         self.root = feeds_dir / "statements"
         self.index = self.root / INDEX
+        self.data_dir = data_dir
 
     # -- reading -------------------------------------------------------------------------
 
@@ -157,6 +162,7 @@ class StatementRegistry:
                 file and line).
             UsageError: A bad name, a name already registered, a file with no output,
                 or an output whose name or topic an existing feed has.
+            ConfigError: DuckDB refused the program's SQL on sample records.
         """
         for what, value in (("name", name), ("pipeline", pipeline)):
             if not _NAME.match(value):
@@ -182,6 +188,9 @@ class StatementRegistry:
         for output, spec in zip(new, specs, strict=True):
             _check_output(output, feeds, inputs)
             validate_feed(spec, f"{entry.source}: the feed of {output.name}")
+        # the generated SQL runs once on sample records: what DuckDB refuses is found now
+        rehearse(plan, ReferenceStore(self.data_dir or self.root / "no-data-dir"),
+                 {s.topic for s in shipped_plan().sources}, entry.source)
         entry = Registered(name, pipeline, path, tuple(o.name for o in new), entry.added_at)
         added = Added(entry, plan, new, specs)
         if dry_run:
