@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -133,38 +134,54 @@ def test_the_repair_leaves_a_group_alone_when_the_member_asking_leads_it(
 
 
 def stalled_watch(bootstrap: str, **properties: Any) -> AssignmentWatch:
-    watch = AssignmentWatch(f"g-{uuid.uuid4().hex[:8]}", bootstrap, properties, 6.0)
+    watch = AssignmentWatch(f"g-{uuid.uuid4().hex[:8]}", ["t"], bootstrap, properties, 6.0)
     watch.waiting()
     assert watch.unassigned_since is not None
     watch.unassigned_since -= watch.wait_s + 1
     return watch
 
 
-class NoMember:
+class Unjoined:
+    """A consumer not in the group yet, subscribed to ``topics`` of which ``existing`` exist."""
+
+    def __init__(self, existing: tuple[str, ...] = ("t",)) -> None:
+        self.existing = existing
+
     def memberid(self) -> str:
         raise RuntimeError("not joined")
 
+    def list_topics(self, timeout: float) -> Any:
+        return SimpleNamespace(topics={t: SimpleNamespace(partitions={0: None})
+                                       for t in self.existing})
+
 
 def test_the_watch_waits_its_turn_and_then_tries_once_per_wait() -> None:
-    watch = AssignmentWatch("g", "127.0.0.1:1", {"security.protocol": "SSL"}, 6.0)
+    watch = AssignmentWatch("g", ["t"], "127.0.0.1:1", {"security.protocol": "SSL"}, 6.0)
     assert watch.wait_s == 30.0 and stall_wait_s(20.0) == 80.0
     now = time.monotonic()
-    assert watch.check(NoMember(), now) is None  # never subscribed
+    assert watch.check(Unjoined(), now) is None  # never subscribed
     watch.waiting()
-    assert watch.check(NoMember(), now + 29) is None  # not long enough yet
-    line = watch.check(NoMember(), now + 31)
+    assert watch.check(Unjoined(), now + 29) is None  # not long enough yet
+    line = watch.check(Unjoined(), now + 31)
     assert line is not None and line.startswith("no assignment from group g for 31 s")
     assert "cannot be checked over ssl (only PLAINTEXT listeners are probed)" in line
-    assert watch.check(NoMember(), now + 40) is None  # one try per wait
+    assert watch.check(Unjoined(), now + 40) is None  # one try per wait
     watch.assigned()
-    assert watch.check(NoMember(), now + 100) is None
+    assert watch.check(Unjoined(), now + 100) is None
 
 
 def test_an_unreachable_coordinator_is_said_and_nothing_raised() -> None:
     watch = stalled_watch(f"127.0.0.1:{free_port()}", **{"socket.timeout.ms": 2000})
-    line = watch.check(NoMember(), time.monotonic())
+    line = watch.check(Unjoined(), time.monotonic())
     assert line is not None and "the coordinator could not be checked: " in line
     assert watch.repairs == 0
+
+
+def test_a_consumer_waiting_for_its_topic_to_exist_is_left_waiting() -> None:
+    # librdkafka joins no group before a subscribed topic exists: nothing to repair, no line
+    watch = stalled_watch(f"127.0.0.1:{free_port()}")
+    assert watch.check(Unjoined(existing=()), time.monotonic()) is None
+    assert watch.check(Unjoined(existing=("other",)), time.monotonic() + 31) is None
 
 
 def test_the_probe_subscribes_to_nothing() -> None:

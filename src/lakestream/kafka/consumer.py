@@ -128,7 +128,7 @@ class BatchingConsumer(ABC):
         # a poll never brings more than a batch: a round holds at most max_batch_records
         # of a partition, as the setting says, however much the topic has waiting
         self._per_poll = max(1, min(20_000, options.max_batch_records))
-        self._watch = AssignmentWatch(options.group_id, bootstrap,
+        self._watch = AssignmentWatch(options.group_id, self.topics, bootstrap,
                                       settings.kafka.librdkafka_properties(),
                                       settings.kafka.session_timeout_ms / 1000)
 
@@ -551,7 +551,8 @@ class BatchingConsumer(ABC):
             self.buffers.pop(key, None)
             self.partition_revoked(*key)
         self.drain.revoked((tp.topic, tp.partition) for tp in partitions)
-        self._watch.waiting()
+        if not self.buffers:  # all of them went (an eager rebalance): a new assignment is due
+            self._watch.waiting()
 
     def _take_from_failed_round(self, keys: set[tuple[str, int]]
                                 ) -> dict[tuple[str, int], PartitionBuffer]:

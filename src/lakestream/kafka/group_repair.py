@@ -123,15 +123,17 @@ class AssignmentWatch:
 
     Args:
         group: The consumer group.
+        topics: The subscribed topics (librdkafka joins the group only once one exists).
         bootstrap: The bootstrap servers (the coordinator's address when the admin
             client cannot name it).
         properties: The librdkafka properties (security protocol, assignment strategy).
         session_timeout_s: The group's session timeout.
     """
 
-    def __init__(self, group: str, bootstrap: str, properties: dict[str, Any],
-                 session_timeout_s: float) -> None:
+    def __init__(self, group: str, topics: Sequence[str], bootstrap: str,
+                 properties: dict[str, Any], session_timeout_s: float) -> None:
         self.group = group
+        self.topics = list(topics)
         self.bootstrap = bootstrap
         self.properties = properties
         self.session_timeout_s = session_timeout_s
@@ -154,6 +156,8 @@ class AssignmentWatch:
         if since is None or now - since < self.wait_s or now - self._tried_at < self.wait_s:
             return None
         self._tried_at = now
+        if not self._any_topic(consumer):
+            return None  # no group to join yet: librdkafka waits for a subscribed topic
         waited = f"no assignment from group {self.group} for {now - since:.0f} s"
         protocol = str(self.properties.get("security.protocol", "plaintext")).lower()
         if protocol != "plaintext":
@@ -173,6 +177,15 @@ class AssignmentWatch:
         if outcome.startswith("the coordinator still waited"):
             self.repairs += 1
         return f"{waited}: {outcome}"
+
+    def _any_topic(self, consumer: Any) -> bool:
+        """Whether a subscribed topic exists (else the wait is for it, not for the group)."""
+        try:
+            known = consumer.list_topics(timeout=5).topics
+        except Exception as exc:  # the broker is down: nothing to check now
+            log.debug("list_topics failed: %s", exc)
+            return False
+        return any(known.get(t) is not None and known[t].partitions for t in self.topics)
 
     def _coordinator(self) -> tuple[str, int]:
         from lakestream.kafka.client import admin_client
