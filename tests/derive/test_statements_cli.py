@@ -201,3 +201,33 @@ def test_a_registered_file_that_no_longer_compiles_is_named(
     refused(["statements", "show"], capsys, "statements/transactions/revenue.sql, line 1")
     (project / "feeds" / "statements" / "index.yaml").write_text("- {name: [broken")
     refused(["statements", "list"], capsys, "index.yaml: cannot be read", 1)
+
+
+def test_an_add_killed_before_its_index_was_written_completes_when_run_again(
+        project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The index is written last: a kill before it leaves the file's feeds, owned by no
+    registered file. Adding the same file again takes them over; another file may not."""
+    from lakestream.derive.programs import StatementRegistry
+
+    (project / "revenue.sql").write_text(REVENUE)
+    original = StatementRegistry._save
+
+    def killed(self: StatementRegistry, entries: object) -> None:
+        raise KeyboardInterrupt  # the process dies here (as under kill -9: nothing cleaned)
+
+    monkeypatch.setattr(StatementRegistry, "_save", killed)
+    assert main(["statements", "add", "revenue.sql"]) != 0  # the CLI says "aborted"
+    capsys.readouterr()
+    monkeypatch.setattr(StatementRegistry, "_save", original)
+    assert "revenue_per_currency" in feeds_json(capsys)  # left behind, and no file registered
+    assert json.loads(ok(["statements", "list", "--format", "json"], capsys)) == []
+
+    (project / "other.sql").write_text(REVENUE)  # the same output, another file: still refused
+    refused(["statements", "add", "other.sql"], capsys,
+            "revenue_per_currency is already the name of feed 'revenue_per_currency'")
+    out = ok(["statements", "add", "revenue.sql"], capsys)
+    assert "registered statements/transactions/revenue.sql: 1 output(s)" in out
+    listed = json.loads(ok(["statements", "list", "--format", "json"], capsys))
+    assert [(e["name"], e["outputs"]) for e in listed] == [("revenue", ["revenue_per_currency"])]
+    assert feeds_json(capsys)["revenue_per_currency"]["pipeline"] == "transactions"

@@ -43,7 +43,7 @@ from lakestream.derive.statements import (
 )
 from lakestream.derive.statements.ast import StatementFile
 from lakestream.errors import ConfigError, UnknownNameError, UsageError
-from lakestream.feeds import FeedRegistry, validate_feed, write_file
+from lakestream.feeds import Feed, FeedRegistry, validate_feed, write_file
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 INDEX = "index.yaml"
@@ -185,9 +185,12 @@ class StatementRegistry:
         check_reference_tables(plan)  # what `process` would refuse, refused now
         inputs = {s.topic for s in plan.sources}
         specs = [_feed_spec(o, pipeline, name) for o in new]
-        for output, spec in zip(new, specs, strict=True):
-            _check_output(output, feeds, inputs)
-            validate_feed(spec, f"{entry.source}: the feed of {output.name}")
+        wanted = [validate_feed(spec, f"{entry.source}: the feed of {output.name}")
+                  for output, spec in zip(new, specs, strict=True)]
+        leftovers = _leftovers(wanted, feeds, entries)
+        for output in new:
+            if output.name not in leftovers:
+                _check_output(output, feeds, inputs)
         # the generated SQL runs once on sample records: what DuckDB refuses is found now
         rehearse(plan, ReferenceStore(self.data_dir or self.root / "no-data-dir"),
                  {s.topic for s in shipped_plan().sources}, entry.source)
@@ -197,6 +200,8 @@ class StatementRegistry:
             return added
         path.parent.mkdir(parents=True, exist_ok=True)
         write_file(path, text)
+        for leftover in leftovers:  # written by an add of this file that was interrupted
+            feeds.remove(leftover)
         try:
             for spec in specs:
                 feeds.add(spec)
@@ -250,6 +255,15 @@ def outputs_of(plan: Plan, entry: Registered) -> Plan:
                if getattr(r, "source", None) == entry.source}
     return Plan((), {**sources, **{o.name: o for o in outputs if not
                                    (isinstance(o, StreamPlan) and o.insert)}}, outputs)
+
+
+def _leftovers(wanted: list[Feed], feeds: FeedRegistry, entries: list[Registered]) -> set[str]:
+    """Feeds an interrupted ``add`` of the same file left: the very feeds it would write,
+    owned by no registered file (the index is written last, so a kill before it leaves
+    them). Adding the file again replaces them rather than refusing their names."""
+    owned = {o for e in entries for o in e.outputs}
+    known = {f.name: f for f in feeds}
+    return {f.name for f in wanted if f.name not in owned and known.get(f.name) == f}
 
 
 def _check_output(output: StreamPlan | TablePlan, feeds: FeedRegistry,
