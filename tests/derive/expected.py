@@ -104,3 +104,18 @@ def latest_per_key(records: list[tuple[int, int, bytes]], keys: list[str]
         value = json.loads(raw)
         latest[tuple(value[k] for k in keys)] = {c: v for c, v in value.items() if c not in keys}
     return latest
+
+
+def assert_tables_exact(topics: dict[str, list[tuple[int, int, bytes]]],
+                        inputs: list[tuple[int, int, bytes]], label: str = "") -> None:
+    """Each shipped table topic's latest value per key equals the recomputation from
+    ``inputs`` (``(partition, offset, value)`` of the input topic)."""
+    from lakestream.derive.shipped import TABLES
+
+    expected = expected_tables([v for _, _, v in inputs], [(p, o) for p, o, _ in inputs])
+    for table, rows in expected.items():
+        got = latest_per_key(topics[table], list(TABLES[table][0]))
+        wrong = sorted(k for k in rows.keys() | got.keys() if rows.get(k) != got.get(k))
+        assert not wrong, (f"{label}{table} differs on {len(wrong)} of {len(rows)} keys, e.g. "
+                           f"{wrong[0]}: expected {rows.get(wrong[0])}, "
+                           f"published {got.get(wrong[0])}")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from lakestream.kafka.broker import EmbeddedBroker
+from tests.faults.backends import pg_database  # noqa: F401 (a fixture of the fault tests)
 from tests.faults.chaos import Children
 from tests.support.seaweedfs import SeaweedFS
 

@@ -25,7 +25,7 @@ from lakestream.derive.shipped import TABLES
 from lakestream.derive.state import StateStore
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
-from tests.derive.expected import expected_tables, latest_per_key
+from tests.derive.expected import assert_tables_exact
 from tests.faults.chaos import (
     Child,
     Children,
@@ -99,13 +99,7 @@ def test_two_hosts_sharing_a_state_store_publish_exact_tables_across_kills(
         topics = {t: topic_records(bootstrap, t) for t in ["transactions", *TABLES]}
         inputs = sorted(topics["transactions"])
         assert len(inputs) == producer.sent
-        expected = expected_tables([v for _, _, v in inputs], [(p, o) for p, o, _ in inputs])
-        for table, rows in expected.items():
-            got = latest_per_key(topics[table], list(TABLES[table][0]))
-            wrong = sorted(k for k in rows.keys() | got.keys() if rows.get(k) != got.get(k))
-            assert not wrong, (f"{backend}: {table} differs on {len(wrong)} of {len(rows)} keys, "
-                               f"e.g. {wrong[0]}: expected {rows.get(wrong[0])}, "
-                               f"published {got.get(wrong[0])}")
+        assert_tables_exact(topics, inputs, f"{backend}: ")
         for name, child in running.items():
             assert "Traceback" not in child.output(), f"host {name}:\n{child.output()[-3000:]}"
     counts.kills[f"process host sharing a {backend} state store"] += kills

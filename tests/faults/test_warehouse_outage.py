@@ -16,10 +16,7 @@ on MariaDB and PostgreSQL; this file adds the long-running consumer.
 from __future__ import annotations
 
 import random
-import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,10 +27,11 @@ from lakestream.derive.shipped import TABLES
 from lakestream.kafka.broker import EmbeddedBroker
 from lakestream.kafka.client import ensure_topics
 from tests.derive.expected import expected_tables
+from tests.faults.backends import BackendKiller
 from tests.faults.chaos import Children, SteadyProducer, wait_until, write_config
 from tests.faults.conftest import ANON_KEY, SEED, FaultCounts
 from tests.faults.proxy import TcpProxy
-from tests.support.databases import SERVERS, Server, require_server
+from tests.support.databases import SERVERS, Server
 from tests.warehouse.checks import (
     FACT_COLUMNS,
     assert_facts_equal,
@@ -44,50 +42,6 @@ from tests.warehouse.checks import (
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 PG_PORT = 5432
-
-
-@pytest.fixture
-def pg_database() -> Iterator[tuple[Server, str]]:
-    """A fresh database on the PostgreSQL server (CI=true: fail, never skip, if it is down)."""
-    server = require_server("postgresql", {})
-    name = f"lsfault_{uuid.uuid4().hex[:12]}"
-    server.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server, name
-    finally:
-        server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-class BackendKiller(threading.Thread):
-    """Terminates the database's busy backends (mid-statement or mid-transaction), repeatedly."""
-
-    def __init__(self, server: Server, database: str, rng: random.Random) -> None:
-        super().__init__(name="backend-killer", daemon=True)
-        self.engine = sa.create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-        self.database, self.rng = database, rng
-        self.killed: list[tuple[int, str]] = []
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(30)
-        self.engine.dispose()
-
-    def run(self) -> None:
-        busy = sa.text(
-            "SELECT pid, state FROM pg_stat_activity WHERE datname = :db "
-            "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')")
-        with self.engine.connect() as conn:
-            while not self._stop_event.is_set():
-                rows = conn.execute(busy, {"db": self.database}).all()
-                if not rows:
-                    time.sleep(0.01)
-                    continue
-                pid, state = rows[0]
-                if conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
-                                {"pid": pid}).scalar():
-                    self.killed.append((pid, state))
-                    self._stop_event.wait(self.rng.uniform(0.3, 1.2))
 
 
 def test_streaming_warehouse_consumer_survives_killed_connections_and_an_outage(
