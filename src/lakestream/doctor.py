@@ -169,8 +169,10 @@ def _groups(api: Lakestream, servers: str) -> str:
     if stuck:
         raise _Failed(servers, f"consumer group(s) {', '.join(stuck)} still rebalancing after "
                       f"{window:.0f}s: their consumers get no partitions",
-                      "start the consumers with another --group (e.g. `ingest --group "
-                      f"{group}-2`), or wait until the group's stale members expire")
+                      "a running Lakestream consumer of the group repairs one Tansu strands "
+                      "on a departed leader within four session timeouts (docs/operations.md);"
+                      " else wait until its stale members expire, or start the consumers with "
+                      f"another --group (e.g. `ingest --group {group}-2`)")
     in_use = [f"{n} {s.lower()}" for n, s in states.items() if s not in ("DEAD", "EMPTY")]
     return "groups: " + (", ".join(in_use) if in_use else "none active")
 
