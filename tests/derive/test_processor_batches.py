@@ -105,3 +105,35 @@ def test_a_broker_failure_commits_no_state_and_the_retry_counts_each_event_once(
     finally:
         proc.store.close()
         proc.executor.close()
+
+
+def test_a_processor_holding_no_partition_stops_when_another_program_claims_the_store(
+        tmp_path: Path) -> None:
+    """It commits nothing, so no commit would refuse it: it checks between batches."""
+    from lakestream.derive import processor as processor_module
+    from lakestream.derive.state import ProgramChangedError
+    from lakestream.derive.statements import compile_statements
+    from tests.derive.statements.helpers import shipped_plan
+
+    old = processor(tmp_path, Broker())
+    try:
+        old._program_checked -= processor_module.PROGRAM_CHECK_S
+        old.between_batches()  # its own program: nothing happens
+        extra = compile_statements("CREATE TABLE n AS SELECT currency, COUNT(*) AS n FROM "
+                                   "transaction_flattened GROUP BY currency EMIT CHANGES;",
+                                   "n.sql", base=shipped_plan())
+        settings = load_settings(environ={"LAKESTREAM_DATA_DIR": str(tmp_path / "data"),
+                                          "LAKESTREAM_LAKE_ROOT": str(tmp_path / "lake")},
+                                 cwd=tmp_path)
+        new = Processor(settings, "unused:9092", open_storage(settings.lake.root, settings.s3),
+                        b"key", ConsumeOptions(group_id="test"), Broker(),  # type: ignore[arg-type]
+                        plan=extra)
+        new.store.close()
+        new.executor.close()
+        old.between_batches()  # checked less than PROGRAM_CHECK_S ago: not yet
+        old._program_checked -= processor_module.PROGRAM_CHECK_S
+        with pytest.raises(ProgramChangedError, match="now runs other statements"):
+            old.between_batches()
+    finally:
+        old.store.close()
+        old.executor.close()

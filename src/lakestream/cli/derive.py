@@ -30,7 +30,8 @@ def process(ctx: Context, until_idle: bool, idle_timeout: float,
     Then the statement files you registered (`lakestream statements list`), in
     the order they were added, each output to its topic. After a `statements
     add` or `remove`, restart every `process`: one still running the old
-    program is refused its next commit and exits 1 saying so.
+    program is refused its next commit (or, holding no partition, stops
+    within 5 s) and exits 1 saying so.
     Events that break the `transactions` contract go to the processor's dead
     letters. Aggregates are exact and stay exact across kill -9: state and input
     offsets are committed together in the state store (state_url /

@@ -4,7 +4,8 @@ The program is the compiled ``derive/ksqldb/*.sql`` (:mod:`.shipped`) followed b
 the registered statement files (:mod:`.programs`); the
 :class:`~lakestream.derive.executor.Executor` runs it. Every processor records the
 program it runs in the state store, and one whose program is no longer the store's
-is refused its next commit. For each batch of one input
+is refused its next commit (and checks every few seconds between batches, for a
+processor that holds no partition). For each batch of one input
 partition: decode and check the events and run the statements' SQL (no lock); then,
 inside one transaction of the state store holding its store-wide lock
 (:mod:`lakestream.derive.state.store`): trim what the store already holds, commit the
@@ -25,6 +26,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from lakestream.derive.inputs import InputBatch
 from lakestream.derive.outputs import OutputPublisher
 from lakestream.derive.reference import ReferenceStore
 from lakestream.derive.shipped import INPUT_TOPIC, STREAMS, shipped_plan
-from lakestream.derive.state import StateStore
+from lakestream.derive.state import StateStore, StateStoreUnavailableError
 from lakestream.derive.statements import Plan
 from lakestream.kafka.buffer import PartitionBuffer
 from lakestream.kafka.consumer import BatchingConsumer, ConsumeOptions, ConsumeReport
@@ -47,6 +49,7 @@ from lakestream.lake.writer import BatchId
 log = logging.getLogger(__name__)
 
 DLQ_FEED = "processor"
+PROGRAM_CHECK_S = 5.0  # how often a processor checks, between batches, that its program runs
 BLACKLISTED = "transaction_stream_blacklisted"
 
 __all__ = ["DLQ_FEED", "INPUT_TOPIC", "STREAMS", "ProcessReport", "Processor"]
@@ -91,6 +94,7 @@ class Processor(BatchingConsumer):
         self.reference = ReferenceStore(Path(settings.data_dir))
         self.store = StateStore.for_settings(settings)
         self.fingerprint = program_fingerprint(self.plan)
+        self._program_checked = time.monotonic()
         try:
             self.executor = Executor(self.plan, self.store, self.reference, anon_key)
             self.store.claim_program(self.fingerprint, f"{socket.gethostname()} pid {os.getpid()} "
@@ -116,6 +120,22 @@ class Processor(BatchingConsumer):
     def flush_partition(self, buffer: PartitionBuffer) -> None:
         """Derive, publish and commit one batch (the consumer loop retries it whole)."""
         self._process(buffer)
+
+    def between_batches(self) -> None:
+        """Every few seconds: stop once another program claimed the store.
+
+        A batch's commit checks it too, but a host given no partition (more hosts than
+        partitions, or a rebalance that moved them all away) commits nothing and would
+        run the old program unnoticed until a partition came back.
+        """
+        now = time.monotonic()
+        if now - self._program_checked < PROGRAM_CHECK_S:
+            return
+        self._program_checked = now
+        try:
+            self.store.check_program(self.fingerprint)
+        except StateStoreUnavailableError as exc:  # the next commit, or check, will tell
+            log.debug("program check skipped: %s", exc)
 
     def run(self) -> ProcessReport:
         """Consume until stopped or idle, then release the state store."""

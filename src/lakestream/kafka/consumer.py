@@ -161,6 +161,9 @@ class BatchingConsumer(ABC):
         """Called every loop turn: other sources to poll; returns records read."""
         return 0
 
+    def between_batches(self) -> None:  # noqa: B027 - optional hook
+        """Called every loop turn, outside any flush: a subclass's periodic checks."""
+
     def unfinished_sources(self) -> list[tuple[str, int]]:
         """Partitions of :meth:`poll_more`'s own sources not read to their end (drain check)."""
         return []
@@ -213,6 +216,7 @@ class BatchingConsumer(ABC):
                         if self.topics else _nap(0.25))
             consumed = self._buffer(messages) if messages else 0
             extra = self.poll_more()
+            self.between_batches()
             if consumed or extra:
                 self.report.consumed += consumed + extra
                 self._last_message = time.monotonic()

@@ -272,6 +272,13 @@ class StateStore:
                 positions.c.topic == topic, positions.c.part == partition)).scalar()
         return None if found is None else int(found)
 
+    def check_program(self, fingerprint: str) -> None:
+        """Between batches (a read, no lock): refuse to go on with a program the store no
+        longer runs (:meth:`StoreTransaction.check_program`)."""
+        with self._guard("read the program"), self.engine.connect() as conn:
+            conn = conn.execution_options(**{_READ_ONLY: True})
+            StoreTransaction(self, conn).check_program(fingerprint)
+
     @contextmanager
     def transaction(self, doing: str = "commit a batch") -> Iterator[StoreTransaction]:
         """One batch's transaction, holding the store-wide lock until it commits."""
