@@ -298,10 +298,10 @@ class BatchingConsumer(ABC):
     def _check_group(self, now: float) -> None:
         """No assignment for long: unstick a coordinator waiting on a departed leader."""
         line = self._watch.check(self._consumer, now)
-        if line is not None:
+        if line is not None and self.options.status is not None:
+            self.options.status(line)
+        elif line is not None:
             log.warning("%s", line)
-            if self.options.status is not None:
-                self.options.status(line)
 
     def _say(self, line: str) -> None:
         if self.options.status is not None:
