@@ -49,7 +49,7 @@ unit: setup            ## the fast tests only
 integration: setup
 	$(BIN)/pytest -q -m integration
 
-faults: setup          ## fault injection: kill -9, outages, full disk, fuzzing (~7 min)
+faults: setup          ## fault injection: kill -9, outages, full disk, fuzzing (~18 min)
 	$(BIN)/pytest -m faults -q
 
 bench: setup           ## benchmarks (print figures and ratios; never pass/fail)
