@@ -288,11 +288,10 @@ def test_the_rehearsal_runs_a_users_source_on_a_record_its_contract_takes(
     assert runner.published.streams["long_clicks"] == [
         {"user_id": None, "page": "x", "name": "x", "_source_partition": 0, "_source_offset": 0}]
     reference = ReferenceStore(tmp_path)
-    rehearse(plan, reference, {"transactions"}, "clicks.sql")  # runs clean
+    rehearse(plan, reference, "clicks.sql")  # runs clean
     broken = [replace(o, sql=o.sql.replace("SELECT", "SELEC", 1))
               if isinstance(o, StreamPlan) and o.name == "long_clicks" else o
               for o in plan.outputs]
     with pytest.raises(ConfigError, match=r"^clicks.sql: the program compiles but DuckDB "
                                           r"refused its SQL when run on a sample record"):
-        rehearse(replace(plan, outputs=tuple(broken)), reference, {"transactions"},
-                 "clicks.sql")
+        rehearse(replace(plan, outputs=tuple(broken)), reference, "clicks.sql")

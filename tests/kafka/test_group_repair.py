@@ -119,8 +119,9 @@ def test_the_repair_leaves_a_group_alone_when_the_member_asking_leads_it(
     try:
         assert poll_until(member, seen, 60)
         host, _, port = bootstrap.rpartition(":")
-        outcome = repair_group((host, int(port)), group, member.memberid(),
-                               ["range", "roundrobin"], SESSION_MS)
+        repaired, outcome = repair_group((host, int(port)), group, member.memberid(),
+                                         ["range", "roundrobin"], SESSION_MS)
+        assert not repaired
         assert outcome == f"nothing repaired: the group's leader is {member.memberid()}"
         # the probe's join made the group re-form; subscribed to nothing, the probe is
         # given no partition while it is a member, then expires: every assignment is whole

@@ -227,4 +227,5 @@ class SourceReader:
 
 def quoted_value(before: str, value_sql: str, after: str) -> str:
     """SQL of the text ``before 'value' after``, the texts as literals whatever they hold."""
-    return f"{literal(before + ' ' + chr(39))} || {value_sql} || {literal(chr(39) + ' ' + after)}"
+    head, tail = literal(before + " '"), literal("' " + after)
+    return f"{head} || {value_sql} || {tail}"

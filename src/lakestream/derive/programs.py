@@ -89,11 +89,10 @@ class StatementRegistry:
     Args:
         feeds_dir: The feed registry folder (``feeds_dir``); files go to its
             ``statements/`` folder.
-        data_dir: The data directory (its reference data, for the rehearsal on add;
-            ``None``: the default reference data).
+        data_dir: The data directory (its reference data, for the rehearsal on add).
     """
 
-    def __init__(self, feeds_dir: Path, data_dir: Path | None = None) -> None:
+    def __init__(self, feeds_dir: Path, data_dir: Path) -> None:
         self.root = feeds_dir / "statements"
         self.index = self.root / INDEX
         self.data_dir = data_dir
@@ -192,8 +191,7 @@ class StatementRegistry:
             if output.name not in leftovers:
                 _check_output(output, feeds, inputs)
         # the generated SQL runs once on sample records: what DuckDB refuses is found now
-        rehearse(plan, ReferenceStore(self.data_dir or self.root / "no-data-dir"),
-                 {s.topic for s in shipped_plan().sources}, entry.source)
+        rehearse(plan, ReferenceStore(self.data_dir), entry.source)
         entry = Registered(name, pipeline, path, tuple(o.name for o in new), entry.added_at)
         added = Added(entry, plan, new, specs)
         if dry_run:

@@ -25,6 +25,7 @@ import pyarrow as pa
 from lakestream.derive.executor import Executor
 from lakestream.derive.inputs import InputBatch
 from lakestream.derive.reference import ReferenceStore
+from lakestream.derive.shipped import shipped_plan
 from lakestream.derive.state import StateStore
 from lakestream.derive.statements import Plan, SourcePlan
 from lakestream.errors import ConfigError
@@ -37,14 +38,14 @@ class _RolledBack(Exception):
     """Leaves the rehearsal's store transaction without committing."""
 
 
-def rehearse(plan: Plan, reference: ReferenceStore, shipped_topics: set[str], what: str) -> None:
-    """Run ``plan`` once on sample batches of its own sources' topics.
+def rehearse(plan: Plan, reference: ReferenceStore, what: str) -> None:
+    """Run ``plan`` once on sample batches of its own sources' topics (not the shipped
+    program's input topics: its own tests exercise them, and their contract refuses
+    made-up records anyway).
 
     Args:
         plan: The whole program, the file being added included.
         reference: The reference data the tables join.
-        shipped_topics: Input topics of the shipped program (exercised by its own tests;
-            their contract refuses made-up records anyway).
         what: The file, for the message.
 
     Raises:
@@ -56,13 +57,15 @@ def rehearse(plan: Plan, reference: ReferenceStore, shipped_topics: set[str], wh
         executor: Executor | None = None
         try:
             executor = Executor(plan, store, reference, _KEY)
-            sources = {s.topic: s for s in plan.sources if s.kind == "STREAM"}
-            for topic in executor.topics:
-                if topic in shipped_topics or topic not in sources:
+            done = {s.topic for s in shipped_plan().sources}
+            for reader in executor.readers.values():
+                source = reader.source
+                if source.topic in done:  # a batch reads every source of its topic
                     continue
-                values = [json.dumps(sample(sources[topic], executor.con)).encode(), b"{}",
+                done.add(source.topic)
+                values = [json.dumps(sample(source, executor.con)).encode(), b"{}",
                           b"not json"]
-                batch = InputBatch(topic, 0, values, [b"k"] * len(values),
+                batch = InputBatch(source.topic, 0, values, [b"k"] * len(values),
                                    list(range(len(values))), [0] * len(values))
                 prepared = executor.prepare(batch)
                 try:
@@ -85,11 +88,11 @@ def rehearse(plan: Plan, reference: ReferenceStore, shipped_topics: set[str], wh
 def sample(source: SourcePlan, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """A JSON record of the source's value columns, each with a value of its type."""
     keys = set(source.key_columns)
+    fmt = source.event_time.format
     record: dict[str, Any] = {}
     for column in source.columns:
         if column.name in keys:
             continue
-        fmt = source.event_time.format
         if column.name == source.event_time.column and fmt is not None:
             ((text,),) = con.execute("SELECT " + fmt.format_sql(
                 f"TIMESTAMP '{_MOMENT:%Y-%m-%d %H:%M:%S}'")).fetchall()

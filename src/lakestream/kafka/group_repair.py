@@ -59,7 +59,6 @@ class JoinAnswer:
     """The fields of a JoinGroup response the repair reads."""
 
     error: int
-    generation: int
     leader: str
     member_id: str
 
@@ -81,11 +80,10 @@ def join_group(address: tuple[str, int], group: str, member_id: str,
     Raises:
         OSError: The coordinator could not be reached or closed the connection.
     """
-    metadata = EMPTY_SUBSCRIPTION
     body = (_string(group) + struct.pack(">ii", session_timeout_ms, session_timeout_ms)
             + _string(member_id) + _string("consumer") + struct.pack(">i", len(protocols))
-            + b"".join(_string(p) + struct.pack(">i", len(metadata)) + metadata
-                       for p in protocols))
+            + b"".join(_string(p) + struct.pack(">i", len(EMPTY_SUBSCRIPTION))
+                       + EMPTY_SUBSCRIPTION for p in protocols))
     request = struct.pack(">hhi", _JOIN_GROUP, _JOIN_VERSION, 1) + _string("lakestream") + body
     with socket.create_connection(address, timeout=timeout_s) as sock:
         sock.sendall(struct.pack(">i", len(request)) + request)
@@ -94,28 +92,30 @@ def join_group(address: tuple[str, int], group: str, member_id: str,
     reader.int32()  # correlation id
     reader.int32()  # throttle time
     error = reader.int16()
-    generation = reader.int32()
+    reader.int32()  # generation
     reader.string()  # protocol name
     leader = reader.string()
     member = reader.string()
-    return JoinAnswer(error, generation, leader, member)
+    return JoinAnswer(error, leader, member)
 
 
 def repair_group(address: tuple[str, int], group: str, own_member_id: str | None,
-                 protocols: Sequence[str], session_timeout_ms: int) -> str:
-    """Re-register a departed leader so the coordinator expires it; says what was done."""
+                 protocols: Sequence[str], session_timeout_ms: int) -> tuple[bool, str]:
+    """Re-register a departed leader so the coordinator expires it: whether it was
+    re-registered, and what was done."""
     probe = join_group(address, group, f"lakestream-probe-{uuid.uuid4()}", protocols,
                        session_timeout_ms)
     if probe.error != 0:
-        return f"nothing repaired: the coordinator answered {probe.error_name}"
+        return False, f"nothing repaired: the coordinator answered {probe.error_name}"
     leader = probe.leader
     if not leader or leader in (probe.member_id, own_member_id):
-        return f"nothing repaired: the group's leader is {leader or 'not chosen'}"
+        return False, f"nothing repaired: the group's leader is {leader or 'not chosen'}"
     again = join_group(address, group, leader, protocols, session_timeout_ms)
     if again.error != 0:
-        return f"could not re-register leader {leader}: {again.error_name}"
-    return (f"the coordinator still waited on leader {leader}; re-registered it so that it "
-            f"expires within {session_timeout_ms / 1000:g} s and a live member leads")
+        return False, f"could not re-register leader {leader}: {again.error_name}"
+    return True, (f"the coordinator still waited on leader {leader}; re-registered it so "
+                  f"that it expires within {session_timeout_ms / 1000:g} s and a live "
+                  "member leads")
 
 
 class AssignmentWatch:
@@ -170,12 +170,11 @@ class AssignmentWatch:
         strategy = str(self.properties.get("partition.assignment.strategy", "range,roundrobin"))
         protocols = [p.strip() for p in strategy.split(",") if p.strip()]
         try:
-            outcome = repair_group(self._coordinator(), self.group, member, protocols,
-                                   int(self.session_timeout_s * 1000))
+            repaired, outcome = repair_group(self._coordinator(), self.group, member,
+                                             protocols, int(self.session_timeout_s * 1000))
         except (OSError, struct.error, UnicodeDecodeError) as exc:
             return f"{waited}; the coordinator could not be checked: {exc}"
-        if outcome.startswith("the coordinator still waited"):
-            self.repairs += 1
+        self.repairs += repaired
         return f"{waited}: {outcome}"
 
     def _any_topic(self, consumer: Any) -> bool:
